@@ -1,0 +1,1 @@
+//! The Leptos front end (built in its own issue).

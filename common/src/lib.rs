@@ -1,0 +1,19 @@
+//! Wire types shared by every part of resume-showcase.
+//!
+//! This crate is the single source of truth for what travels between the browser, the ping server and the
+//! session provisioner:
+//!
+//! - [`protocol`]: the WebSocket ping protocol (JSON text frames tagged by `type`), versioned by
+//!   [`protocol::PROTOCOL_VERSION`] and documented in `PROTOCOL.md`.
+//! - [`api`]: the JSON error body every HTTP endpoint returns.
+//! - [`names`]: the friendly, stable display name derived from a pod name.
+//!
+//! It compiles for `wasm32-unknown-unknown` (the web page uses it); native-only helpers for the two services
+//! live behind the `runtime` feature.
+
+pub mod api;
+pub mod names;
+pub mod protocol;
+
+#[cfg(feature = "runtime")]
+pub mod runtime;

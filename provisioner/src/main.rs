@@ -1,0 +1,3 @@
+//! The session provisioner (built in its own issue).
+
+fn main() {}

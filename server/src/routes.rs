@@ -1,0 +1,232 @@
+//! HTTP routes of the ping server: `/ws`, `/health`, `/ready`, and JSON errors for everything else.
+//!
+//! `/ws` enforces the admission rules before upgrading: no new connections while draining, and at most
+//! `max_connections` at once (each connection holds a semaphore permit until its task ends).
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use common::api::{ErrorBody, HealthBody};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::trace::TraceLayer;
+
+use crate::Config;
+use crate::connection::Connection;
+use crate::handler::Responder;
+use crate::identity::Identity;
+
+/// Read buffer of each WebSocket. tungstenite's default (128 KiB) would make an idle connection cost more than
+/// 100 KiB; pings are tiny, so a few KiB is plenty.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+
+/// Hard ceiling on what tungstenite buffers for one message. Messages between the protocol limit and this one
+/// get a clean close 1009 from [`crate::handler`]; anything beyond is cut off by tungstenite itself.
+const HARD_MESSAGE_CEILING: usize = 64 * 1024;
+
+/// State shared by every request.
+pub struct AppState {
+    identity: Arc<Identity>,
+    max_message_bytes: usize,
+    max_pings_per_second: NonZeroU32,
+    idle_timeout: Duration,
+    connection_slots: Arc<Semaphore>,
+    draining: CancellationToken,
+    connections: TaskTracker,
+}
+
+impl AppState {
+    /// Builds the state from the configuration; `draining` is cancelled when shutdown begins and
+    /// `connections` tracks every WebSocket task.
+    pub fn new(config: &Config, draining: CancellationToken, connections: TaskTracker) -> Self {
+        Self {
+            identity: Arc::new(Identity::from_config(config)),
+            max_message_bytes: config.max_message_bytes,
+            max_pings_per_second: config.max_pings_per_second,
+            idle_timeout: config.idle_timeout,
+            connection_slots: Arc::new(Semaphore::new(config.max_connections)),
+            draining,
+            connections,
+        }
+    }
+}
+
+/// The router: `/ws`, `/health`, `/ready`, JSON 404/405 for the rest, with request tracing.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/ws", get(websocket))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn websocket(
+    State(state): State<Arc<AppState>>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            return error(
+                rejection.status(),
+                "websocket_upgrade_required",
+                &rejection.body_text(),
+            );
+        }
+    };
+    if state.draining.is_cancelled() {
+        return busy(
+            "draining",
+            "this server is shutting down; connect again to reach another one",
+        );
+    }
+    let Ok(slot) = state.connection_slots.clone().try_acquire_owned() else {
+        return busy(
+            "too_many_connections",
+            "this server is at its connection limit; try again shortly",
+        );
+    };
+    let connection = Connection {
+        identity: state.identity.clone(),
+        responder: Responder::new(
+            state.identity.pod.name.as_str().into(),
+            state.max_message_bytes,
+            state.max_pings_per_second,
+        ),
+        idle_timeout: state.idle_timeout,
+        shutdown: state.draining.clone(),
+    };
+    let tracked = state.connections.token();
+    upgrade
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .max_message_size(HARD_MESSAGE_CEILING.max(state.max_message_bytes))
+        .max_frame_size(HARD_MESSAGE_CEILING.max(state.max_message_bytes))
+        .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
+        .on_upgrade(move |socket| async move {
+            // Both are held for the life of the connection: the slot counts against `max_connections`, the
+            // tracker token makes shutdown wait for this task.
+            let _slot = slot;
+            let _tracked = tracked;
+            connection.run(socket).await;
+        })
+}
+
+async fn health() -> Json<HealthBody> {
+    Json(HealthBody { status: "ok".into() })
+}
+
+async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Json<HealthBody>) {
+    if state.draining.is_cancelled() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(HealthBody {
+                status: "draining".into(),
+            }),
+        )
+    } else {
+        (StatusCode::OK, Json(HealthBody { status: "ok".into() }))
+    }
+}
+
+async fn not_found() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint; try /ws, /health or /ready",
+    )
+}
+
+async fn method_not_allowed() -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint only answers GET",
+    )
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (status, Json(ErrorBody::new(code, message))).into_response()
+}
+
+fn busy(code: &str, message: &str) -> Response {
+    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, code, message);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    //! Router-level tests with `oneshot`: no socket needed for the plain HTTP endpoints.
+    use super::*;
+    use axum::body::{Body, to_bytes};
+    use axum::http::Request;
+    use clap::Parser;
+    use tower::ServiceExt;
+
+    fn app() -> (Router, CancellationToken) {
+        let config = Config::parse_from(["server", "--pod-name", "test-pod"]);
+        let draining = CancellationToken::new();
+        let state = AppState::new(&config, draining.clone(), TaskTracker::new());
+        (router(Arc::new(state)), draining)
+    }
+
+    async fn get(app: Router, uri: &str) -> (StatusCode, serde_json::Value) {
+        let response = app
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn health_and_ready_follow_draining() {
+        let (app, draining) = app();
+        assert_eq!(
+            get(app.clone(), "/health").await,
+            (StatusCode::OK, serde_json::json!({"status":"ok"}))
+        );
+        assert_eq!(get(app.clone(), "/ready").await.0, StatusCode::OK);
+        draining.cancel();
+        assert_eq!(
+            get(app.clone(), "/ready").await,
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({"status":"draining"})
+            )
+        );
+        // Liveness does not change while draining: the process is healthy, just leaving.
+        assert_eq!(get(app, "/health").await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn plain_get_on_ws_and_unknown_paths_get_json_errors() {
+        let (app, _) = app();
+        let (status, body) = get(app.clone(), "/ws").await;
+        assert!(status.is_client_error(), "{status}");
+        assert_eq!(body["error"], "websocket_upgrade_required");
+        let (status, body) = get(app.clone(), "/nope").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["error"], "not_found");
+        let response = app
+            .oneshot(Request::post("/health").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
+}

@@ -1,0 +1,306 @@
+//! End-to-end behaviour of `/ws` against a real server on loopback with a real WebSocket client.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+mod support;
+
+use common::protocol::{ErrorCode, GoodbyeReason, PROTOCOL_VERSION, ServerMessage};
+use futures_util::{SinkExt, StreamExt};
+use support::{Event, TestServer, WAIT};
+use tokio_tungstenite::tungstenite::Message;
+
+fn error_code(message: &ServerMessage) -> Option<ErrorCode> {
+    match message {
+        ServerMessage::Error { code, .. } => Some(*code),
+        _ => None,
+    }
+}
+
+#[tokio::test]
+async fn hello_names_the_pod_and_session() {
+    let server = TestServer::start(&["--session-id", "s-42", "--zone", "zone-a"]).await;
+    let (_client, hello) = server.connect().await;
+    let ServerMessage::Hello {
+        protocol,
+        pod,
+        session_id,
+        server_time_ms,
+    } = hello
+    else {
+        panic!("first message must be hello, got {hello:?}");
+    };
+    assert_eq!(protocol, PROTOCOL_VERSION);
+    assert_eq!(pod.name, "test-pod");
+    assert_eq!(pod.display_name, common::names::display_name("test-pod"));
+    assert_eq!(pod.node.as_deref(), Some("node-1"));
+    assert_eq!(pod.zone.as_deref(), Some("zone-a"));
+    assert_eq!(session_id.as_deref(), Some("s-42"));
+    assert!(
+        server_time_ms > 1_600_000_000_000,
+        "server time looks wrong: {server_time_ms}"
+    );
+}
+
+#[tokio::test]
+async fn shared_server_hello_has_no_session() {
+    let server = TestServer::start(&[]).await;
+    let (_client, hello) = server.connect().await;
+    assert!(matches!(hello, ServerMessage::Hello { session_id: None, pod, .. } if pod.zone.is_none()));
+}
+
+#[tokio::test]
+async fn ping_gets_pong_with_seq_and_sent_at_echoed() {
+    let server = TestServer::start(&[]).await;
+    let (mut client, _) = server.connect().await;
+    client.ping(7, 1234.5678).await;
+    let pong = client.next_message().await;
+    let ServerMessage::Pong {
+        seq,
+        sent_at,
+        pod,
+        server_time_ms,
+    } = pong
+    else {
+        panic!("expected pong, got {pong:?}");
+    };
+    assert_eq!(seq, 7);
+    assert_eq!(sent_at.to_bits(), 1234.5678_f64.to_bits());
+    assert_eq!(pod, "test-pod");
+    assert!(server_time_ms > 0);
+}
+
+#[tokio::test]
+async fn a_thousand_pings_are_answered_in_order() {
+    let server = TestServer::start(&["--max-pings-per-second", "1000000"]).await;
+    let (mut client, _) = server.connect().await;
+    for seq in 0..1000 {
+        client.ping(seq, seq as f64 * 0.5).await;
+    }
+    for expected in 0..1000 {
+        match client.next_message().await {
+            ServerMessage::Pong { seq, sent_at, .. } => {
+                assert_eq!(seq, expected);
+                assert_eq!(sent_at, expected as f64 * 0.5);
+            }
+            other => panic!("expected pong {expected}, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn oversized_message_closes_with_1009() {
+    let server = TestServer::start(&[]).await;
+    let (mut client, _) = server.connect().await;
+    // Exactly at the limit is fine (it is just not valid JSON).
+    client.send_text(&"x".repeat(1024)).await;
+    assert_eq!(
+        error_code(&client.next_message().await),
+        Some(ErrorCode::MalformedJson)
+    );
+    client.send_text(&"x".repeat(1025)).await;
+    assert_eq!(client.close_code().await, 1009);
+}
+
+#[tokio::test]
+async fn far_oversized_message_is_cut_off_without_hurting_others() {
+    let server = TestServer::start(&[]).await;
+    let (mut bystander, _) = server.connect().await;
+    let (mut abuser, _) = server.connect().await;
+    // Sending may itself fail half-way: the server drops the connection (1009 or a reset) mid-message.
+    let _ = abuser.ws.send(Message::text("x".repeat(1 << 20))).await;
+    loop {
+        match tokio::time::timeout(WAIT, abuser.ws.next())
+            .await
+            .expect("abuser still connected")
+        {
+            Some(Ok(Message::Text(text))) => panic!("expected the connection to end, got {text}"),
+            Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+            Some(Ok(_)) => {}
+        }
+    }
+    bystander.ping(1, 1.0).await;
+    assert!(matches!(
+        bystander.next_message().await,
+        ServerMessage::Pong { seq: 1, .. }
+    ));
+}
+
+#[tokio::test]
+async fn rate_limit_answers_the_excess_with_rate_limited_and_keeps_the_connection() {
+    let server = TestServer::start(&["--max-pings-per-second", "20"]).await;
+    let (mut client, _) = server.connect().await;
+    for seq in 0..60 {
+        client.ping(seq, 0.0).await;
+    }
+    let (mut pongs, mut limited) = (0, 0);
+    for _ in 0..60 {
+        match client.next_message().await {
+            ServerMessage::Pong { .. } => pongs += 1,
+            message if error_code(&message) == Some(ErrorCode::RateLimited) => limited += 1,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        limited >= 20,
+        "only {limited} of 60 burst pings were limited ({pongs} pongs)"
+    );
+    assert!(pongs >= 20, "the first 20 should pass, got {pongs}");
+    // The connection is still open: keep pinging until the bucket refills and a pong comes back.
+    for seq in 100.. {
+        client.ping(seq, 0.0).await;
+        if let ServerMessage::Pong { seq: answered, .. } = client.next_message().await {
+            assert_eq!(answered, seq);
+            break;
+        }
+        assert!(
+            seq < 100 + 10_000,
+            "the connection never recovered from rate limiting"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn malformed_input_gets_clear_errors_and_the_connection_stays() {
+    let server = TestServer::start(&[]).await;
+    let (mut client, _) = server.connect().await;
+    let cases = [
+        ("{not json", ErrorCode::MalformedJson),
+        (r#"{"type":"subscribe"}"#, ErrorCode::UnknownType),
+        (r#"{"seq":1}"#, ErrorCode::UnknownType),
+        (
+            r#"{"type":"ping","seq":"one","sent_at":0}"#,
+            ErrorCode::InvalidMessage,
+        ),
+    ];
+    for (text, expected) in cases {
+        client.send_text(text).await;
+        let reply = client.next_message().await;
+        assert_eq!(error_code(&reply), Some(expected), "{text} gave {reply:?}");
+        if let ServerMessage::Error { message, .. } = reply {
+            assert!(!message.is_empty());
+        }
+    }
+    client.send_binary(vec![1, 2, 3]).await;
+    assert_eq!(
+        error_code(&client.next_message().await),
+        Some(ErrorCode::BinaryNotSupported)
+    );
+    client.ping(5, 5.0).await;
+    assert!(matches!(
+        client.next_message().await,
+        ServerMessage::Pong { seq: 5, .. }
+    ));
+}
+
+#[tokio::test]
+async fn connection_cap_refuses_upgrades_with_503_until_a_slot_frees() {
+    let server = TestServer::start(&["--max-connections", "2"]).await;
+    let (first, _) = server.connect().await;
+    let (_second, _) = server.connect().await;
+    match server.try_connect().await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503);
+            assert!(response.headers().contains_key("retry-after"));
+            let body: serde_json::Value =
+                serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
+            assert_eq!(body["error"], "too_many_connections");
+        }
+        Ok(_) => panic!("third connection should be refused"),
+        Err(e) => panic!("expected HTTP 503, got {e}"),
+    }
+    // Closing one frees its slot once the server notices; retry until it does (bounded).
+    drop(first);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        if server.try_connect().await.is_ok() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "slot never freed");
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
+async fn idle_connection_gets_goodbye_idle_and_close_1000() {
+    let server = TestServer::start(&["--idle-timeout", "300ms"]).await;
+    let (mut client, _) = server.connect().await;
+    let started = std::time::Instant::now();
+    assert_eq!(
+        client.next_message().await,
+        ServerMessage::Goodbye {
+            reason: GoodbyeReason::Idle
+        }
+    );
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(250),
+        "closed too early"
+    );
+    assert_eq!(client.close_code().await, 1000);
+}
+
+#[tokio::test]
+async fn shutdown_answers_buffered_pings_then_says_goodbye_with_1001() {
+    let mut server = TestServer::start(&["--shutdown-grace", "5s"]).await;
+    let (mut client, _) = server.connect().await;
+    let (mut other, _) = server.connect().await;
+    // The ping is on the wire before shutdown begins: it must be answered (before or after the goodbye, but
+    // before the close).
+    client.ping(99, 9.9).await;
+    server.begin_shutdown();
+    for (c, expect_pong) in [(&mut client, true), (&mut other, false)] {
+        let (mut pong, mut goodbye) = (false, false);
+        let code = loop {
+            match c.next_event().await {
+                Event::Message(ServerMessage::Pong { seq: 99, .. }) => pong = true,
+                Event::Message(ServerMessage::Goodbye {
+                    reason: GoodbyeReason::Shutdown,
+                }) => goodbye = true,
+                Event::Message(other) => panic!("unexpected {other:?}"),
+                Event::Closed(frame) => break frame.map(|f| u16::from(f.code)),
+            }
+        };
+        assert_eq!((pong, goodbye, code), (expect_pong, true, Some(1001)));
+    }
+    server.finished().await.expect("clean exit");
+}
+
+#[tokio::test]
+async fn draining_server_reports_503_on_ready_and_refuses_new_sockets() {
+    let mut server = TestServer::start(&["--drain-delay", "30s"]).await;
+    let http = reqwest::Client::new();
+    let ready = http.get(server.url("/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let health: serde_json::Value = http
+        .get(server.url("/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health, serde_json::json!({"status":"ok"}));
+
+    let (mut client, _) = server.connect().await;
+    server.begin_shutdown();
+    // The open connection is told first, so `draining` is in effect once it has its goodbye.
+    assert!(matches!(
+        client.next_message().await,
+        ServerMessage::Goodbye { .. }
+    ));
+    let ready = http.get(server.url("/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    assert_eq!(
+        ready.json::<serde_json::Value>().await.unwrap()["status"],
+        "draining"
+    );
+    match server.try_connect().await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 503),
+        other => panic!("expected 503 while draining, got {:?}", other.map(|_| ())),
+    }
+    // Liveness stays green while draining.
+    assert_eq!(
+        http.get(server.url("/health")).send().await.unwrap().status(),
+        200
+    );
+}

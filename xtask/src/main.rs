@@ -1,0 +1,49 @@
+//! Project automation, the `cargo xtask` pattern: plain Rust instead of shell scripts.
+//!
+//! - `cargo xtask demo`: builds what the demo needs and runs it locally (see README.md).
+//! - `cargo xtask test`: installs the tools the checks need when missing, then runs formatting, clippy and every
+//!   test, and prints one summary line. `.ci/run` calls exactly this.
+//!
+//! Each command lives in its own module; [`process`] holds the small helpers for running programs.
+
+mod demo;
+mod process;
+mod setup;
+mod test;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "resume-showcase project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the local demo (provisioner with the local backend).
+    Demo(demo::Args),
+    /// Install missing tools, then run fmt, clippy and every test.
+    Test(test::Args),
+    /// Only install the tools the tests need (idempotent).
+    Setup,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = std::env::set_current_dir(process::workspace_root())
+        .map_err(anyhow::Error::from)
+        .and_then(|()| match cli.command {
+            Command::Demo(args) => demo::run(&args),
+            Command::Test(args) => test::run(&args),
+            Command::Setup => setup::ensure_all(),
+        });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! `cargo xtask test`: every check of the project, in the order a reviewer would run them.
+//!
+//! Steps: set-up (tools installed when missing), `cargo fmt --check`, `cargo clippy --all-targets -D warnings`,
+//! `cargo test --workspace`. Test output is passed through as it comes, and the per-binary `test result:`
+//! lines are added up into one closing `summary: N passed, M failed` line.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::Stdio;
+
+use anyhow::{Context, bail};
+
+use crate::process::{self, cargo};
+use crate::setup;
+
+/// Flags of `cargo xtask test`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Skip `cargo fmt --check` and clippy (quicker local iterations).
+    #[arg(long)]
+    pub no_lint: bool,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    setup::ensure_all()?;
+    if !args.no_lint {
+        process::run(cargo().args(["fmt", "--all", "--check"]))?;
+        process::run(cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ]))?;
+    }
+    let totals = cargo_test()?;
+    println!("summary: {} passed, {} failed", totals.passed, totals.failed);
+    if totals.failed > 0 {
+        bail!("{} tests failed", totals.failed);
+    }
+    Ok(())
+}
+
+#[derive(Default, Debug, PartialEq)]
+struct Totals {
+    passed: u64,
+    failed: u64,
+}
+
+fn cargo_test() -> anyhow::Result<Totals> {
+    let mut command = cargo();
+    command
+        .args(["test", "--workspace", "--locked", "--color", "never"])
+        .stdout(Stdio::piped());
+    eprintln!("xtask: $ {}", process::describe(&command));
+    let mut child = command.spawn().context("cannot start cargo test")?;
+    let stdout = child.stdout.take().context("cargo test has no stdout")?;
+    let mut totals = Totals::default();
+    let mut out = std::io::stdout().lock();
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        writeln!(out, "{line}")?;
+        if let Some((passed, failed)) = parse_result_line(&line) {
+            totals.passed += passed;
+            totals.failed += failed;
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() && totals.failed == 0 {
+        bail!("cargo test failed ({status}) before reporting any failed test: see the output above");
+    }
+    Ok(totals)
+}
+
+/// Parses `test result: ok. 12 passed; 0 failed; 0 ignored; ...`.
+fn parse_result_line(line: &str) -> Option<(u64, u64)> {
+    let rest = line.trim().strip_prefix("test result: ")?;
+    let count = |label: &str| -> Option<u64> {
+        rest.split(';')
+            .find_map(|part| part.trim().strip_suffix(label))
+            .and_then(|n| n.trim().rsplit(' ').next()?.parse().ok())
+    };
+    Some((count(" passed")?, count(" failed")?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_cargo_result_lines() {
+        assert_eq!(
+            parse_result_line("test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out"),
+            Some((12, 0))
+        );
+        assert_eq!(
+            parse_result_line(
+                "test result: FAILED. 9 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.15s"
+            ),
+            Some((9, 1))
+        );
+        assert_eq!(parse_result_line("running 3 tests"), None);
+    }
+}
