@@ -59,6 +59,11 @@ pub struct Config {
     /// After the drain delay, how long open connections get to finish before the process exits anyway.
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// Shut down gracefully when standard input reaches end-of-file. The provisioner's local backend starts
+    /// session pods with this, so they can never outlive it, even if it is killed with SIGKILL.
+    #[arg(long, env = "EXIT_ON_STDIN_EOF")]
+    pub exit_on_stdin_eof: bool,
 }
 
 impl Config {

@@ -14,6 +14,7 @@ use futures_util::FutureExt;
 use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 
+use crate::activity::Activity;
 use crate::handler::{Action, Frame, Responder};
 use crate::identity::{Identity, now_ms};
 
@@ -37,6 +38,8 @@ pub struct Connection {
     pub idle_timeout: Duration,
     /// Cancelled when the server starts shutting down.
     pub shutdown: CancellationToken,
+    /// Where this connection reports that it is open and active.
+    pub activity: Arc<Activity>,
 }
 
 /// What the loop does after one received message.
@@ -49,6 +52,8 @@ enum Step {
 impl Connection {
     /// Serves the connection until the client leaves, it idles out, or the server shuts down.
     pub async fn run(self, mut socket: WebSocket) {
+        let activity = self.activity.clone();
+        let _open = activity.open();
         let hello = ServerMessage::Hello {
             protocol: PROTOCOL_VERSION,
             pod: self.identity.pod.clone(),
@@ -123,7 +128,10 @@ impl Connection {
 
     async fn handle(&self, socket: &mut WebSocket, received: Option<Result<Message, axum::Error>>) -> Step {
         let message = match received {
-            Some(Ok(message)) => message,
+            Some(Ok(message)) => {
+                self.activity.touch();
+                message
+            }
             Some(Err(e)) => {
                 tracing::debug!(error = %e, "websocket read failed");
                 return Step::Gone;

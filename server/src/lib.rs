@@ -7,8 +7,10 @@
 //! - [`routes`] owns HTTP: `/ws` (upgrade, connection cap), `/health`, `/ready`.
 //! - [`connection`] owns one WebSocket from `hello` to close (idle timeout, shutdown goodbye).
 //! - [`handler`] owns the protocol rules for one frame (size limit, rate limit, ping → pong), socket-free.
+//! - [`activity`] counts connections and remembers the last frame, for the provisioner's idle check.
 //! - [`config`] and [`identity`] say how the process is configured and who it is.
 
+pub mod activity;
 pub mod config;
 pub mod connection;
 pub mod handler;

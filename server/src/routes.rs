@@ -1,4 +1,5 @@
-//! HTTP routes of the ping server: `/ws`, `/health`, `/ready`, and JSON errors for everything else.
+//! HTTP routes of the ping server: `/ws`, `/health`, `/ready`, `/activity` (for the provisioner), and JSON
+//! errors for everything else.
 //!
 //! `/ws` enforces the admission rules before upgrading: no new connections while draining, and at most
 //! `max_connections` at once (each connection holds a semaphore permit until its task ends).
@@ -14,13 +15,14 @@ use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use common::api::{ErrorBody, HealthBody};
+use common::api::{ActivityBody, ErrorBody, HealthBody};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower_http::trace::TraceLayer;
 
 use crate::Config;
+use crate::activity::Activity;
 use crate::connection::Connection;
 use crate::handler::Responder;
 use crate::identity::Identity;
@@ -42,6 +44,7 @@ pub struct AppState {
     connection_slots: Arc<Semaphore>,
     draining: CancellationToken,
     connections: TaskTracker,
+    activity: Arc<Activity>,
 }
 
 impl AppState {
@@ -56,16 +59,18 @@ impl AppState {
             connection_slots: Arc::new(Semaphore::new(config.max_connections)),
             draining,
             connections,
+            activity: Arc::default(),
         }
     }
 }
 
-/// The router: `/ws`, `/health`, `/ready`, JSON 404/405 for the rest, with request tracing.
+/// The router: `/ws`, `/health`, `/ready`, `/activity`, JSON 404/405 for the rest, with request tracing.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/ws", get(websocket))
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/activity", get(activity))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(TraceLayer::new_for_http())
@@ -107,6 +112,7 @@ async fn websocket(
         ),
         idle_timeout: state.idle_timeout,
         shutdown: state.draining.clone(),
+        activity: state.activity.clone(),
     };
     let tracked = state.connections.token();
     upgrade
@@ -140,11 +146,15 @@ async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Json<HealthBo
     }
 }
 
+async fn activity(State(state): State<Arc<AppState>>) -> Json<ActivityBody> {
+    Json(state.activity.report())
+}
+
 async fn not_found() -> Response {
     error(
         StatusCode::NOT_FOUND,
         "not_found",
-        "no such endpoint; try /ws, /health or /ready",
+        "no such endpoint; try /ws, /health, /ready or /activity",
     )
 }
 

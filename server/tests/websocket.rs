@@ -304,3 +304,26 @@ async fn draining_server_reports_503_on_ready_and_refuses_new_sockets() {
         200
     );
 }
+
+#[tokio::test]
+async fn activity_reports_connections_and_last_frame() {
+    let server = TestServer::start(&[]).await;
+    let http = reqwest::Client::new();
+    let get = || async {
+        http.get(server.url("/activity"))
+            .send()
+            .await
+            .unwrap()
+            .json::<common::api::ActivityBody>()
+            .await
+            .unwrap()
+    };
+    let idle = get().await;
+    assert_eq!(idle.connections, 0);
+    let (mut client, _) = server.connect().await;
+    client.ping(1, 1.0).await;
+    client.next_message().await;
+    let busy = get().await;
+    assert_eq!(busy.connections, 1);
+    assert!(busy.last_activity_ms >= idle.last_activity_ms);
+}
