@@ -1,3 +1,14 @@
-//! The session provisioner (built in its own issue).
+//! `provisioner`: the session provisioner binary. Parses flags, sets up logging, binds, and runs until SIGTERM
+//! or SIGINT; everything else lives in the library (`provisioner::run`).
 
-fn main() {}
+use clap::Parser;
+use provisioner::Config;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    common::runtime::init_tracing();
+    let config = Config::parse();
+    let signal = common::runtime::shutdown_signal();
+    let listener = tokio::net::TcpListener::bind((config.bind, config.port)).await?;
+    provisioner::run(config, listener, signal).await
+}

@@ -1,0 +1,197 @@
+//! The provisioner's HTTP API (axum): routes, shared state and the layers around them.
+//!
+//! - [`session`]: `POST /session`, `GET|DELETE /session/{id}`, `POST /session/{id}/kill`.
+//! - [`ops`]: `GET /pool`, `/health`, `/ready`, `/metrics`.
+//! - [`auth`]: the bearer-token extractor; [`error`]: the one error type and JSON error bodies.
+//!
+//! Layers, outermost first: request tracing, CORS (origin allowlist), JSON-ifying of layer errors, the request
+//! body limit.
+
+pub mod auth;
+pub mod error;
+pub mod ops;
+pub mod session;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::routing::{get, post};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use tokio_util::sync::CancellationToken;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::backend::Backend;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::pool::Pool;
+use error::ApiError;
+
+/// State shared by every request.
+pub struct ApiState<B> {
+    /// The warm pool.
+    pub pool: Arc<Pool<B>>,
+    /// Metrics for `/metrics` and rejections.
+    pub metrics: Arc<Metrics>,
+    /// Per-client-IP limiter for `POST /session`.
+    pub session_limiter: DefaultKeyedRateLimiter<IpAddr>,
+    /// Whether `X-Forwarded-For` names the client.
+    pub trust_forwarded_for: bool,
+    /// Cancelled when shutdown begins (`/ready` turns 503).
+    pub draining: CancellationToken,
+}
+
+impl<B: Backend> ApiState<B> {
+    /// State from the configuration.
+    pub fn new(
+        config: &Config,
+        pool: Arc<Pool<B>>,
+        metrics: Arc<Metrics>,
+        draining: CancellationToken,
+    ) -> Self {
+        let period = Duration::from_secs(60) / config.sessions_per_minute.get();
+        let quota = Quota::with_period(period)
+            .unwrap_or_else(|| Quota::per_minute(config.sessions_per_minute))
+            .allow_burst(config.session_burst);
+        Self {
+            pool,
+            metrics,
+            session_limiter: RateLimiter::keyed(quota),
+            trust_forwarded_for: config.trust_forwarded_for,
+            draining,
+        }
+    }
+}
+
+/// The router with every route and layer.
+pub fn router<B: Backend>(state: Arc<ApiState<B>>, config: &Config) -> Router {
+    Router::new()
+        .route("/session", post(session::create::<B>))
+        .route("/session/{id}", get(session::get::<B>).delete(session::end::<B>))
+        .route("/session/{id}/kill", post(session::kill::<B>))
+        .route("/pool", get(ops::pool::<B>))
+        .route("/health", get(ops::health))
+        .route("/ready", get(ops::ready::<B>))
+        .route("/metrics", get(ops::metrics::<B>))
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+        .layer(axum::middleware::map_response(error::json_errors))
+        .layer(cors(config))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// CORS for browsers: the configured origins, plus localhost unless disabled.
+fn cors(config: &Config) -> CorsLayer {
+    let allowed: Vec<String> = config
+        .allowed_origins
+        .iter()
+        .map(|o| o.trim().trim_end_matches('/').to_owned())
+        .filter(|o| !o.is_empty())
+        .collect();
+    let localhost = !config.no_localhost_origins;
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, _| {
+            origin_allowed(origin.as_bytes(), &allowed, localhost)
+        }))
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .expose_headers([header::RETRY_AFTER, HeaderName::from_static("x-request-id")])
+        .max_age(Duration::from_secs(600))
+}
+
+/// Whether a browser origin may call the API.
+pub fn origin_allowed(origin: &[u8], allowed: &[String], localhost: bool) -> bool {
+    let Ok(origin) = std::str::from_utf8(origin) else {
+        return false;
+    };
+    if allowed.iter().any(|a| a == origin) {
+        return true;
+    }
+    if !localhost {
+        return false;
+    }
+    let Some(rest) = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let host = rest.rsplit_once(':').map_or(rest, |(host, port)| {
+        if port.chars().all(|c| c.is_ascii_digit()) {
+            host
+        } else {
+            rest
+        }
+    });
+    matches!(host, "localhost" | "127.0.0.1" | "[::1]")
+}
+
+/// The client's IP: the socket peer, or the first `X-Forwarded-For` hop behind a trusted proxy.
+pub struct ClientIp(pub IpAddr);
+
+impl<B: Backend> FromRequestParts<Arc<ApiState<B>>> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<ApiState<B>>,
+    ) -> Result<Self, Self::Rejection> {
+        if state.trust_forwarded_for
+            && let Some(ip) = parts
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .and_then(|first| first.trim().parse().ok())
+        {
+            return Ok(Self(ip));
+        }
+        parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(address)| Self(address.ip()))
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "no peer address",
+                )
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_follow_the_allowlist_and_localhost_rule() {
+        let allowed = vec!["https://me.github.io".to_owned()];
+        for (origin, localhost, expected) in [
+            ("https://me.github.io", false, true),
+            ("https://me.github.io.evil.com", true, false),
+            ("https://evil.com", true, false),
+            ("http://localhost:8081", true, true),
+            ("http://localhost", true, true),
+            ("http://127.0.0.1:3000", true, true),
+            ("http://[::1]:3000", true, true),
+            ("http://localhost.evil.com", true, false),
+            ("http://localhost:8081", false, false),
+            ("null", true, false),
+        ] {
+            assert_eq!(
+                origin_allowed(origin.as_bytes(), &allowed, localhost),
+                expected,
+                "{origin}"
+            );
+        }
+    }
+}

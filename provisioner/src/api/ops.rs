@@ -1,0 +1,64 @@
+//! Operational endpoints: `GET /pool` (live counts for the page), `/health` (liveness), `/ready` (readiness,
+//! 503 while draining), `/metrics` (Prometheus text), and the JSON 404/405 answers.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use common::api::{HealthBody, PoolStatus};
+
+use super::ApiState;
+use super::error::ApiError;
+use crate::backend::Backend;
+
+/// `GET /pool`.
+pub async fn pool<B: Backend>(State(state): State<Arc<ApiState<B>>>) -> Json<PoolStatus> {
+    Json(state.pool.status())
+}
+
+/// `GET /health`: the process is alive.
+pub async fn health() -> Json<HealthBody> {
+    Json(HealthBody { status: "ok".into() })
+}
+
+/// `GET /ready`: 200 while serving, 503 while draining.
+pub async fn ready<B: Backend>(State(state): State<Arc<ApiState<B>>>) -> (StatusCode, Json<HealthBody>) {
+    if state.draining.is_cancelled() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(HealthBody {
+                status: "draining".into(),
+            }),
+        )
+    } else {
+        (StatusCode::OK, Json(HealthBody { status: "ok".into() }))
+    }
+}
+
+/// `GET /metrics`.
+pub async fn metrics<B: Backend>(State(state): State<Arc<ApiState<B>>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.metrics.encode(),
+    )
+}
+
+/// Unknown path.
+pub async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint; see the API in the README (POST /session, GET /pool, ...)",
+    )
+}
+
+/// Known path, wrong method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method",
+    )
+}

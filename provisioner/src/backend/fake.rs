@@ -1,0 +1,176 @@
+//! An in-memory backend for the pool's unit tests: a test double for the algorithm, not a substitute for the
+//! real backends' own tests. Pods become ready when the test says so (or at once with `auto_ready`), and the
+//! fake records the most pods that ever existed at once, to check the pool's cap.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use common::api::ActivityBody;
+use tokio::sync::mpsc;
+
+use super::{Backend, BackendError, PodEvent, PodPhase, PodRecord};
+
+#[derive(Debug, Clone)]
+struct FakePod {
+    phase: PodPhase,
+    session: Option<String>,
+}
+
+/// The fake backend; clones share state.
+#[derive(Clone)]
+pub struct FakeBackend {
+    pods: Arc<Mutex<HashMap<String, FakePod>>>,
+    events: mpsc::UnboundedSender<PodEvent>,
+    /// Pods become ready as soon as they are created.
+    pub auto_ready: Arc<AtomicBool>,
+    /// `create` fails.
+    pub fail_create: Arc<AtomicBool>,
+    /// Most pods that existed at once.
+    pub max_pods: Arc<AtomicU32>,
+    /// What every pod reports as its last activity (Unix ms); 0 means "now".
+    pub last_activity_ms: Arc<AtomicU64>,
+}
+
+impl FakeBackend {
+    /// A fake sending its events to `events`.
+    pub fn new(events: mpsc::UnboundedSender<PodEvent>) -> Self {
+        Self {
+            pods: Arc::default(),
+            events,
+            auto_ready: Arc::new(AtomicBool::new(true)),
+            fail_create: Arc::default(),
+            max_pods: Arc::default(),
+            last_activity_ms: Arc::default(),
+        }
+    }
+
+    fn pods(&self) -> std::sync::MutexGuard<'_, HashMap<String, FakePod>> {
+        self.pods.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes a starting pod ready.
+    pub fn make_ready(&self, name: &str) {
+        if let Some(pod) = self.pods().get_mut(name) {
+            pod.phase = PodPhase::Ready;
+        }
+        let _ = self.events.send(PodEvent::Ready {
+            name: name.to_owned(),
+            node: Some("fake-node".into()),
+        });
+    }
+
+    /// Makes a pod die on its own.
+    pub fn crash(&self, name: &str) {
+        self.pods().remove(name);
+        let _ = self.events.send(PodEvent::Exited {
+            name: name.to_owned(),
+        });
+    }
+
+    /// Another provisioner claims the pod behind our back.
+    pub fn steal(&self, name: &str) {
+        if let Some(pod) = self.pods().get_mut(name) {
+            pod.session = Some("someone-else".into());
+        }
+    }
+
+    /// Names of pods in a phase.
+    pub fn names(&self, phase: PodPhase) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .pods()
+            .iter()
+            .filter(|(_, p)| p.phase == phase)
+            .map(|(n, _)| n.clone())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Whether a pod exists.
+    pub fn exists(&self, name: &str) -> bool {
+        self.pods().contains_key(name)
+    }
+}
+
+impl Backend for FakeBackend {
+    async fn create(&self, name: &str) -> Result<(), BackendError> {
+        if self.fail_create.load(Ordering::SeqCst) {
+            return Err(BackendError::Unavailable("injected failure".into()));
+        }
+        let count = {
+            let mut pods = self.pods();
+            pods.insert(
+                name.to_owned(),
+                FakePod {
+                    phase: PodPhase::Starting,
+                    session: None,
+                },
+            );
+            u32::try_from(pods.len()).unwrap_or(u32::MAX)
+        };
+        self.max_pods.fetch_max(count, Ordering::SeqCst);
+        if self.auto_ready.load(Ordering::SeqCst) {
+            self.make_ready(name);
+        }
+        Ok(())
+    }
+
+    async fn terminate(&self, name: &str) -> Result<(), BackendError> {
+        if self.pods().remove(name).is_some() {
+            let _ = self.events.send(PodEvent::Exited {
+                name: name.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<PodRecord>, BackendError> {
+        Ok(self
+            .pods()
+            .iter()
+            .map(|(name, pod)| PodRecord {
+                name: name.clone(),
+                phase: pod.phase,
+                session: pod.session.clone(),
+                node: None,
+            })
+            .collect())
+    }
+
+    async fn claim(&self, name: &str, session: &str) -> Result<(), BackendError> {
+        match self.pods().get_mut(name) {
+            Some(pod) if pod.phase == PodPhase::Ready && pod.session.is_none() => {
+                pod.session = Some(session.to_owned());
+                Ok(())
+            }
+            Some(_) => Err(BackendError::Conflict(name.to_owned())),
+            None => Err(BackendError::NotFound(name.to_owned())),
+        }
+    }
+
+    async fn activity(&self, name: &str) -> Result<ActivityBody, BackendError> {
+        if !self.exists(name) {
+            return Err(BackendError::NotFound(name.to_owned()));
+        }
+        let configured = self.last_activity_ms.load(Ordering::SeqCst);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Ok(ActivityBody {
+            connections: 0,
+            last_activity_ms: if configured == 0 { now } else { configured },
+        })
+    }
+
+    fn websocket_url(&self, name: &str, _session: &str) -> Option<String> {
+        Some(format!("ws://fake/{name}/ws"))
+    }
+
+    async fn shutdown(&self) {
+        let names: Vec<String> = self.pods().keys().cloned().collect();
+        for name in names {
+            let _ = self.terminate(&name).await;
+        }
+    }
+}

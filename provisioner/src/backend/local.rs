@@ -1,0 +1,317 @@
+//! The local backend: each pod is a real child process of the `server` binary on `127.0.0.1`.
+//!
+//! A pod is ready when its `/ready` answers 200; killing it kills the process; its exit is detected and reaped
+//! by a monitor task. Children never outlive the provisioner: they are started with `--exit-on-stdin-eof` and a
+//! pipe on their standard input that only the provisioner holds, so when it dies in any way, even by SIGKILL,
+//! the pipe closes and they shut down. On a normal stop, [`Backend::shutdown`] kills and reaps them all.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use common::api::ActivityBody;
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::{Backend, BackendError, PodEvent, PodPhase, PodRecord};
+
+/// How long `shutdown` waits for children to be reaped.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Per-request timeout when talking to a child over HTTP.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Settings of the local backend.
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    /// The `server` binary.
+    pub server_bin: PathBuf,
+    /// Host name in `websocket_url`.
+    pub public_host: String,
+    /// A child that does not answer `/ready` within this time is killed.
+    pub start_timeout: Duration,
+}
+
+impl LocalConfig {
+    /// The `server` binary next to the current executable (how `cargo build` and the release archive lay
+    /// them out).
+    pub fn sibling_server_bin() -> Option<PathBuf> {
+        let exe = std::env::current_exe().ok()?;
+        let candidate = exe
+            .parent()?
+            .join(format!("server{}", std::env::consts::EXE_SUFFIX));
+        candidate.is_file().then_some(candidate)
+    }
+}
+
+#[derive(Debug)]
+struct LocalPod {
+    port: u16,
+    pid: Option<u32>,
+    ready: bool,
+    session: Option<String>,
+    kill: CancellationToken,
+}
+
+struct Inner {
+    config: LocalConfig,
+    pods: Mutex<HashMap<String, LocalPod>>,
+    events: mpsc::UnboundedSender<PodEvent>,
+    http: reqwest::Client,
+    monitors: TaskTracker,
+    peak: std::sync::atomic::AtomicUsize,
+}
+
+/// Child processes as pods. Clones share the same children.
+#[derive(Clone)]
+pub struct LocalBackend {
+    inner: Arc<Inner>,
+}
+
+impl LocalBackend {
+    /// A backend that reports pod events to `events`.
+    pub fn new(config: LocalConfig, events: mpsc::UnboundedSender<PodEvent>) -> anyhow::Result<Self> {
+        if !config.server_bin.is_file() {
+            anyhow::bail!(
+                "the server binary {} does not exist; build it (`cargo build -p server`) or pass --server-bin",
+                config.server_bin.display()
+            );
+        }
+        let http = reqwest::Client::builder().timeout(HTTP_TIMEOUT).build()?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                pods: Mutex::default(),
+                events,
+                http,
+                monitors: TaskTracker::new(),
+                peak: std::sync::atomic::AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    fn pods(&self) -> MutexGuard<'_, HashMap<String, LocalPod>> {
+        self.inner.pods.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn port(&self, name: &str) -> Result<u16, BackendError> {
+        self.pods()
+            .get(name)
+            .map(|pod| pod.port)
+            .ok_or_else(|| BackendError::NotFound(name.to_owned()))
+    }
+
+    /// Live children.
+    pub fn child_count(&self) -> usize {
+        self.pods().len()
+    }
+
+    /// Process ids of the live children.
+    pub fn child_pids(&self) -> Vec<u32> {
+        self.pods().values().filter_map(|pod| pod.pid).collect()
+    }
+
+    /// The most children that were alive at once since start (the pool's cap, observed from below).
+    pub fn peak_children(&self) -> usize {
+        self.inner.peak.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// A free TCP port on loopback. Another process could take it before the child binds it; the child then exits
+/// at once and the pool starts another.
+fn free_port() -> Result<u16, BackendError> {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .map_err(|e| BackendError::Unavailable(format!("no free port: {e}")))
+}
+
+impl Backend for LocalBackend {
+    async fn create(&self, name: &str) -> Result<(), BackendError> {
+        let port = free_port()?;
+        let child = Command::new(&self.inner.config.server_bin)
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--exit-on-stdin-eof",
+            ])
+            .env("POD_NAME", name)
+            .env("NODE_NAME", "localhost")
+            .env_remove("SESSION_ID")
+            .env_remove("PORT")
+            .env_remove("BIND")
+            .env(
+                "RUST_LOG",
+                std::env::var("POD_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                BackendError::Unavailable(format!(
+                    "cannot start {}: {e}",
+                    self.inner.config.server_bin.display()
+                ))
+            })?;
+        let kill = CancellationToken::new();
+        let alive = {
+            let mut pods = self.pods();
+            pods.insert(
+                name.to_owned(),
+                LocalPod {
+                    port,
+                    pid: child.id(),
+                    ready: false,
+                    session: None,
+                    kill: kill.clone(),
+                },
+            );
+            pods.len()
+        };
+        self.inner
+            .peak
+            .fetch_max(alive, std::sync::atomic::Ordering::SeqCst);
+        let backend = self.clone();
+        let name = name.to_owned();
+        self.inner
+            .monitors
+            .spawn(async move { backend.monitor(name, port, child, kill).await });
+        Ok(())
+    }
+
+    async fn terminate(&self, name: &str) -> Result<(), BackendError> {
+        if let Some(pod) = self.pods().get(name) {
+            pod.kill.cancel();
+        }
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<PodRecord>, BackendError> {
+        Ok(self
+            .pods()
+            .iter()
+            .map(|(name, pod)| PodRecord {
+                name: name.clone(),
+                phase: if pod.ready {
+                    PodPhase::Ready
+                } else {
+                    PodPhase::Starting
+                },
+                session: pod.session.clone(),
+                node: Some("localhost".into()),
+            })
+            .collect())
+    }
+
+    async fn claim(&self, name: &str, session: &str) -> Result<(), BackendError> {
+        match self.pods().get_mut(name) {
+            Some(pod) if pod.ready && pod.session.is_none() && !pod.kill.is_cancelled() => {
+                pod.session = Some(session.to_owned());
+                Ok(())
+            }
+            Some(_) => Err(BackendError::Conflict(name.to_owned())),
+            None => Err(BackendError::NotFound(name.to_owned())),
+        }
+    }
+
+    async fn activity(&self, name: &str) -> Result<ActivityBody, BackendError> {
+        let port = self.port(name)?;
+        let unavailable = |e: reqwest::Error| BackendError::Unavailable(format!("pod {name}: {e}"));
+        self.inner
+            .http
+            .get(format!("http://127.0.0.1:{port}/activity"))
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(unavailable)?
+            .json()
+            .await
+            .map_err(unavailable)
+    }
+
+    fn websocket_url(&self, name: &str, _session: &str) -> Option<String> {
+        let port = self.port(name).ok()?;
+        Some(format!("ws://{}:{port}/ws", self.inner.config.public_host))
+    }
+
+    async fn shutdown(&self) {
+        for pod in self.pods().values() {
+            pod.kill.cancel();
+        }
+        self.inner.monitors.close();
+        if tokio::time::timeout(SHUTDOWN_TIMEOUT, self.inner.monitors.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(left = self.child_count(), "some children were not reaped in time");
+        }
+    }
+}
+
+impl LocalBackend {
+    /// Watches one child from start to exit: readiness, kill requests, and its exit (always reaped).
+    async fn monitor(self, name: String, port: u16, mut child: Child, kill: CancellationToken) {
+        // Hold the write end of the child's stdin for as long as the child lives: `Child::wait` would close it,
+        // and the child takes end-of-file as "the provisioner is gone".
+        let _stdin = child.stdin.take();
+        let ready = wait_ready(&self.inner.http, port, self.inner.config.start_timeout);
+        tokio::pin!(ready);
+        let mut checking = true;
+        loop {
+            tokio::select! {
+                status = child.wait() => {
+                    match status {
+                        Ok(status) => tracing::debug!(pod = %name, %status, "child exited"),
+                        Err(e) => tracing::warn!(pod = %name, error = %e, "cannot wait for child"),
+                    }
+                    break;
+                }
+                () = kill.cancelled() => {
+                    if let Err(e) = child.kill().await {
+                        tracing::warn!(pod = %name, error = %e, "cannot kill child");
+                    }
+                    break;
+                }
+                became_ready = &mut ready, if checking => {
+                    checking = false;
+                    if became_ready {
+                        if let Some(pod) = self.pods().get_mut(&name) {
+                            pod.ready = true;
+                        }
+                        let _ = self.inner.events.send(PodEvent::Ready { name: name.clone(), node: Some("localhost".into()) });
+                    } else {
+                        tracing::warn!(pod = %name, "child never became ready; killing it");
+                        kill.cancel();
+                    }
+                }
+            }
+        }
+        self.pods().remove(&name);
+        let _ = self.inner.events.send(PodEvent::Exited { name });
+    }
+}
+
+/// Polls `/ready` until it answers 200 (true) or `timeout` passes (false), like a kubelet readiness probe.
+async fn wait_ready(http: &reqwest::Client, port: u16, timeout: Duration) -> bool {
+    let url = format!("http://127.0.0.1:{port}/ready");
+    let probe = async {
+        let mut delay = Duration::from_millis(5);
+        loop {
+            if let Ok(response) = http.get(&url).send().await
+                && response.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_millis(100));
+        }
+    };
+    tokio::time::timeout(timeout, probe).await.is_ok()
+}

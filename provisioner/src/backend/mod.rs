@@ -1,0 +1,93 @@
+//! The backend trait: what the pool needs from wherever session pods run.
+//!
+//! A backend starts and terminates pods by name, lists them with their state, records which session a pod
+//! serves (`claim`), reports a pod's WebSocket activity, and tells the pool asynchronously when a pod becomes
+//! ready or exits, through the [`PodEvent`] channel it was built with. The pool never assumes more than this, so
+//! the same algorithm runs on child processes ([`local`]) and on Kubernetes.
+
+pub mod local;
+
+use std::future::Future;
+
+use common::api::ActivityBody;
+
+/// Lifecycle phase of a pod as the backend sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodPhase {
+    /// Created, not ready yet.
+    Starting,
+    /// Answering `/ready`: can serve a session.
+    Ready,
+}
+
+/// One pod in a [`Backend::list`] answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodRecord {
+    /// The pod's name (unique in the backend).
+    pub name: String,
+    /// Whether it is ready.
+    pub phase: PodPhase,
+    /// The session it is claimed for, if any.
+    pub session: Option<String>,
+    /// The node it runs on, when known.
+    pub node: Option<String>,
+}
+
+/// What a backend reports as it happens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodEvent {
+    /// The pod passed its readiness check.
+    Ready {
+        /// Pod name.
+        name: String,
+        /// Node it runs on, when known.
+        node: Option<String>,
+    },
+    /// The pod is gone (killed, crashed, failed to start, finished).
+    Exited {
+        /// Pod name.
+        name: String,
+    },
+}
+
+/// Errors of backend operations.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The pod does not exist (any more).
+    #[error("pod {0} not found")]
+    NotFound(String),
+    /// Someone else changed the pod first (another provisioner claimed it); try another pod.
+    #[error("pod {0} was changed concurrently")]
+    Conflict(String),
+    /// The backend is out of reach or refused; retrying later may work.
+    #[error("backend unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Where session pods run. Implementations are cheap to share (`Arc` inside).
+pub trait Backend: Send + Sync + 'static {
+    /// Starts a pod called `name`. Returns once it is created; readiness arrives later as [`PodEvent::Ready`].
+    fn create(&self, name: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Terminates a pod. Idempotent; its exit arrives as [`PodEvent::Exited`].
+    fn terminate(&self, name: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Every pod of this pool that exists now.
+    fn list(&self) -> impl Future<Output = Result<Vec<PodRecord>, BackendError>> + Send;
+
+    /// Records that `name` now serves `session`. Fails with [`BackendError::Conflict`] if the pod is no longer
+    /// ready and unclaimed, so two claimants can never both win.
+    fn claim(&self, name: &str, session: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// The pod's own report of WebSocket activity.
+    fn activity(&self, name: &str) -> impl Future<Output = Result<ActivityBody, BackendError>> + Send;
+
+    /// The absolute WebSocket URL a browser uses to reach this pod for `session`.
+    fn websocket_url(&self, name: &str, session: &str) -> Option<String>;
+
+    /// Terminates every pod and waits until they are gone (provisioner shutdown).
+    fn shutdown(&self) -> impl Future<Output = ()> + Send;
+}
+
+#[cfg(test)]
+pub mod fake;

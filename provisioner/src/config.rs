@@ -1,0 +1,157 @@
+//! Command-line flags of the provisioner, each with an environment-variable fallback (clap), and the
+//! per-part configurations derived from them.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::pool::PoolConfig;
+
+/// Which backend runs the session pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// Child processes of the `server` binary on this machine (no cluster needed).
+    Local,
+}
+
+/// Configuration of the provisioner process.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "provisioner",
+    version,
+    about = "Session provisioner of resume-showcase"
+)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "BIND", default_value = "0.0.0.0")]
+    pub bind: IpAddr,
+
+    /// TCP port to listen on (0 picks a free port).
+    #[arg(long, env = "PORT", default_value_t = 8081)]
+    pub port: u16,
+
+    /// Where session pods run.
+    #[arg(long, env = "BACKEND", value_enum, default_value = "local")]
+    pub backend: BackendKind,
+
+    /// Ready, unassigned pods the pool keeps waiting for new sessions.
+    #[arg(long, env = "WARM_POOL_SIZE", default_value_t = 2)]
+    pub warm_pool_size: u32,
+
+    /// Most sessions at once. Pods never exceed `warm-pool-size + max-sessions`.
+    #[arg(long, env = "MAX_SESSIONS", default_value_t = 20)]
+    pub max_sessions: u32,
+
+    /// Most pods starting at once (bounds the load a burst puts on the backend).
+    #[arg(long, env = "MAX_STARTING", default_value_t = 4)]
+    pub max_starting: u32,
+
+    /// How long `POST /session` waits for a pod when the pool is empty before answering 504.
+    #[arg(long, env = "COLD_START_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub cold_start_timeout: Duration,
+
+    /// A session whose pod saw no WebSocket activity for this long is ended.
+    #[arg(long, env = "SESSION_IDLE_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub session_idle_timeout: Duration,
+
+    /// A session older than this is ended.
+    #[arg(long, env = "SESSION_MAX_AGE", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub session_max_age: Duration,
+
+    /// Minimum time between two kills of the same session.
+    #[arg(long, env = "KILL_COOLDOWN", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub kill_cooldown: Duration,
+
+    /// Period of the full resync with the backend (events drive everything else).
+    #[arg(long, env = "RESYNC_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub resync_interval: Duration,
+
+    /// Sessions one client IP may create per minute (sustained rate).
+    #[arg(long, env = "SESSIONS_PER_MINUTE", default_value = "20")]
+    pub sessions_per_minute: NonZeroU32,
+
+    /// Sessions one client IP may create in a burst.
+    #[arg(long, env = "SESSION_BURST", default_value = "10")]
+    pub session_burst: NonZeroU32,
+
+    /// Take the client IP from `X-Forwarded-For` (only behind a trusted reverse proxy such as the ingress).
+    #[arg(long, env = "TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
+
+    /// Origin allowed to call the API from a browser (repeatable, or comma-separated in the environment),
+    /// e.g. `https://user.github.io`. Localhost origins are allowed unless `--no-localhost-origins`.
+    #[arg(long = "allowed-origin", env = "ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Do not allow `http://localhost:*` and `http://127.0.0.1:*` origins by default.
+    #[arg(long, env = "NO_LOCALHOST_ORIGINS")]
+    pub no_localhost_origins: bool,
+
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 4096)]
+    pub max_body_bytes: usize,
+
+    /// Local backend: the `server` binary (default: next to this executable).
+    #[arg(long, env = "SERVER_BIN")]
+    pub server_bin: Option<PathBuf>,
+
+    /// Local backend: host name put in `websocket_url` (the browser must reach the pods at this host).
+    #[arg(long, env = "PUBLIC_HOST", default_value = "127.0.0.1")]
+    pub public_host: String,
+
+    /// Local backend: how long a new pod may take to answer `/ready` before it is killed.
+    #[arg(long, env = "POD_START_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub pod_start_timeout: Duration,
+}
+
+impl Config {
+    /// The pool algorithm's part of the configuration.
+    pub fn pool(&self) -> PoolConfig {
+        PoolConfig {
+            warm_target: self.warm_pool_size,
+            max_sessions: self.max_sessions,
+            max_starting: self.max_starting.max(1),
+            cold_start_timeout: self.cold_start_timeout,
+            idle_timeout: self.session_idle_timeout,
+            max_age: self.session_max_age,
+            kill_cooldown: self.kill_cooldown,
+            resync_interval: self.resync_interval,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let config = Config::try_parse_from(["provisioner"]).unwrap();
+        assert_eq!(config.port, 8081);
+        assert_eq!(config.backend, BackendKind::Local);
+        let pool = config.pool();
+        assert_eq!((pool.warm_target, pool.max_sessions), (2, 20));
+        assert_eq!(pool.kill_cooldown, Duration::from_secs(5));
+        assert_eq!(pool.idle_timeout, Duration::from_secs(600));
+        assert_eq!(pool.max_age, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn origins_are_repeatable_and_bad_values_rejected() {
+        let config = Config::try_parse_from([
+            "provisioner",
+            "--allowed-origin",
+            "https://a.example",
+            "--allowed-origin",
+            "https://b.example",
+        ])
+        .unwrap();
+        assert_eq!(config.allowed_origins, ["https://a.example", "https://b.example"]);
+        assert!(Config::try_parse_from(["provisioner", "--warm-pool-size", "-1"]).is_err());
+        assert!(Config::try_parse_from(["provisioner", "--backend", "docker"]).is_err());
+        assert!(Config::try_parse_from(["provisioner", "--kill-cooldown", "later"]).is_err());
+    }
+}

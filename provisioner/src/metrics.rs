@@ -1,0 +1,177 @@
+//! Prometheus metrics of the provisioner (`GET /metrics`), kept apart from the logic that updates them.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::pool::state::Counts;
+
+/// Label set with one `source` (warm/cold).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabel {
+    /// `warm` or `cold`.
+    pub source: &'static str,
+}
+
+/// Label set with one `reason`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// Why something was rejected or ended.
+    pub reason: &'static str,
+}
+
+/// Label set with one pod `state`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    /// `warm`, `starting`, `assigned` or `terminating`.
+    pub state: &'static str,
+}
+
+/// Every metric the provisioner exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Sessions created, by where their pod came from.
+    pub sessions_created: Family<SourceLabel, Counter>,
+    /// Sessions ended, by reason (deleted, idle, max_age, shutdown).
+    pub sessions_ended: Family<ReasonLabel, Counter>,
+    /// Time from `POST /session` to an assigned pod, in seconds.
+    pub assignment_seconds: Histogram,
+    /// Pods by state.
+    pub pods: Family<StateLabel, Gauge>,
+    /// Live sessions.
+    pub sessions_active: Gauge,
+    /// Pods killed through the API.
+    pub kills: Counter,
+    /// Replacement pods handed to sessions.
+    pub replacements: Counter,
+    /// Requests refused, by reason.
+    pub rejections: Family<ReasonLabel, Counter>,
+    /// Pods the backend failed to create.
+    pub create_failures: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("provisioner");
+        let sessions_created = Family::<SourceLabel, Counter>::default();
+        let sessions_ended = Family::<ReasonLabel, Counter>::default();
+        // 0.5 ms .. ~16 s.
+        let assignment_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        let pods = Family::<StateLabel, Gauge>::default();
+        let sessions_active = Gauge::default();
+        let kills = Counter::default();
+        let replacements = Counter::default();
+        let rejections = Family::<ReasonLabel, Counter>::default();
+        let create_failures = Counter::default();
+        registry.register(
+            "sessions_created",
+            "Sessions created, by pod source",
+            sessions_created.clone(),
+        );
+        registry.register(
+            "sessions_ended",
+            "Sessions ended, by reason",
+            sessions_ended.clone(),
+        );
+        registry.register(
+            "assignment_seconds",
+            "Time from session request to assigned pod",
+            assignment_seconds.clone(),
+        );
+        registry.register("pods", "Pods by state", pods.clone());
+        registry.register("sessions_active", "Live sessions", sessions_active.clone());
+        registry.register("kills", "Pods killed through the API", kills.clone());
+        registry.register(
+            "replacements",
+            "Replacement pods handed to sessions",
+            replacements.clone(),
+        );
+        registry.register("rejections", "Requests refused, by reason", rejections.clone());
+        registry.register(
+            "pod_create_failures",
+            "Pods the backend failed to create",
+            create_failures.clone(),
+        );
+        Self {
+            registry,
+            sessions_created,
+            sessions_ended,
+            assignment_seconds,
+            pods,
+            sessions_active,
+            kills,
+            replacements,
+            rejections,
+            create_failures,
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts a refused request.
+    pub fn reject(&self, reason: &'static str) {
+        self.rejections.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// Publishes the pool's pod counts and session count.
+    pub fn set_pool(&self, counts: Counts, sessions: usize) {
+        for (state, value) in [
+            ("warm", counts.warm),
+            ("starting", counts.starting),
+            ("assigned", counts.assigned),
+            ("terminating", counts.terminating),
+        ] {
+            self.pods
+                .get_or_create(&StateLabel { state })
+                .set(i64::from(value));
+        }
+        self.sessions_active
+            .set(i64::try_from(sessions).unwrap_or(i64::MAX));
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::warn!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_names_every_metric() {
+        let metrics = Metrics::default();
+        metrics.reject("at_capacity");
+        metrics
+            .sessions_created
+            .get_or_create(&SourceLabel { source: "warm" })
+            .inc();
+        metrics.set_pool(
+            Counts {
+                warm: 2,
+                ..Counts::default()
+            },
+            1,
+        );
+        let text = metrics.encode();
+        for needle in [
+            "provisioner_sessions_created_total{source=\"warm\"} 1",
+            "provisioner_rejections_total{reason=\"at_capacity\"} 1",
+            "provisioner_pods{state=\"warm\"} 2",
+            "provisioner_sessions_active 1",
+            "provisioner_assignment_seconds_bucket",
+            "provisioner_kills_total",
+            "provisioner_replacements_total",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! The provisioner with its real local backend: sessions reach their own pods, kills heal, caps hold, tokens
+//! protect, nothing is left behind.
+
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+mod support;
+
+use std::collections::HashSet;
+
+use common::api::{ProvisionSource, SessionState};
+use support::{PodClient, TestProvisioner, WAIT, alive, children_of};
+
+#[tokio::test]
+async fn a_session_reaches_its_own_pod() {
+    let p = TestProvisioner::start(&["--warm-pool-size", "2"]).await;
+    p.until_pool("a warm pool", |pool| pool.warm == 2).await;
+    let session = p.create_ok().await;
+    assert_eq!(session.source, ProvisionSource::Warm);
+    assert!(
+        session.websocket_url.starts_with("ws://127.0.0.1:"),
+        "{}",
+        session.websocket_url
+    );
+    assert_eq!(session.token.len(), 64);
+    assert!(session.provision_ms >= 0.0);
+    let mut client = PodClient::connect(&session.websocket_url).await;
+    assert_eq!(client.pod_name(), session.pod.name);
+    assert_eq!(client.ping(1).await, session.pod.name);
+    assert_eq!(client.ping(2).await, session.pod.name);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn an_empty_pool_serves_a_cold_session() {
+    let p = TestProvisioner::start(&["--warm-pool-size", "0"]).await;
+    let session = p.create_ok().await;
+    assert_eq!(session.source, ProvisionSource::Cold);
+    let mut client = PodClient::connect(&session.websocket_url).await;
+    assert_eq!(client.ping(1).await, session.pod.name);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn kill_gives_the_session_a_new_ready_pod_and_the_pool_refills() {
+    let p = TestProvisioner::start(&["--warm-pool-size", "2"]).await;
+    p.until_pool("a warm pool", |pool| pool.warm == 2).await;
+    let session = p.create_ok().await;
+    let mut old = PodClient::connect(&session.websocket_url).await;
+
+    let response = p
+        .http
+        .post(p.url(&format!("/session/{}/kill", session.session_id)))
+        .bearer_auth(&session.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let killed: common::api::KillResponse = response.json().await.unwrap();
+    assert_eq!(killed.killed, session.pod.name);
+    // The old pod's process is really gone: its socket dies.
+    old.until_closed().await;
+
+    // The replacement comes from the warm pool, so it is there by the time the kill returns, or very soon.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let status = loop {
+        let status = p.status(&session.session_id, &session.token).await;
+        if status.state == SessionState::Active {
+            break status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no replacement: {status:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let new_pod = status.pod.unwrap();
+    assert_ne!(new_pod.name, session.pod.name);
+    assert_eq!(status.replacements, 1);
+    let mut client = PodClient::connect(&status.websocket_url.unwrap()).await;
+    assert_eq!(client.pod_name(), new_pod.name);
+    assert_eq!(client.ping(1).await, new_pod.name);
+
+    // A second kill within the cooldown is refused.
+    let again = p
+        .http
+        .post(p.url(&format!("/session/{}/kill", session.session_id)))
+        .bearer_auth(&session.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 429);
+    assert!(again.headers().contains_key("retry-after"));
+    let body: serde_json::Value = again.json().await.unwrap();
+    assert_eq!(body["error"], "kill_cooldown");
+
+    p.until_pool("the pool refilled", |pool| pool.warm == 2 && pool.assigned == 1)
+        .await;
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn thirty_concurrent_requests_get_exactly_ten_sessions() {
+    let p = TestProvisioner::start(&[
+        "--warm-pool-size",
+        "2",
+        "--max-sessions",
+        "10",
+        "--session-burst",
+        "100",
+        "--sessions-per-minute",
+        "6000",
+    ])
+    .await;
+    p.until_pool("a warm pool", |pool| pool.warm == 2).await;
+    let responses = futures_util::future::join_all((0..30).map(|_| p.create())).await;
+    let mut created = Vec::new();
+    let mut refused = 0;
+    for response in responses {
+        match response.status().as_u16() {
+            201 => created.push(
+                response
+                    .json::<common::api::CreateSessionResponse>()
+                    .await
+                    .unwrap(),
+            ),
+            429 => {
+                assert!(response.headers().contains_key("retry-after"));
+                let body: serde_json::Value = response.json().await.unwrap();
+                assert_eq!(body["error"], "at_capacity");
+                refused += 1;
+            }
+            other => panic!("unexpected status {other}: {:?}", response.text().await),
+        }
+    }
+    assert_eq!((created.len(), refused), (10, 20));
+    let pods: HashSet<&str> = created.iter().map(|s| s.pod.name.as_str()).collect();
+    assert_eq!(pods.len(), 10, "a pod was assigned to two sessions");
+    // Each session's URL reaches its own pod.
+    for session in created.iter().take(3) {
+        let client = PodClient::connect(&session.websocket_url).await;
+        assert_eq!(client.pod_name(), session.pod.name);
+    }
+    p.until_pool("the pool refilled", |pool| pool.warm == 2 && pool.assigned == 10)
+        .await;
+    assert!(
+        p.backend.peak_children() <= 12,
+        "peak {} pods",
+        p.backend.peak_children()
+    );
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn tokens_guard_every_session_endpoint() {
+    let p = TestProvisioner::start(&["--warm-pool-size", "1"]).await;
+    let a = p.create_ok().await;
+    let b = p.create_ok().await;
+    let id = &a.session_id;
+    for (method, path) in [
+        (reqwest::Method::GET, format!("/session/{id}")),
+        (reqwest::Method::POST, format!("/session/{id}/kill")),
+        (reqwest::Method::DELETE, format!("/session/{id}")),
+    ] {
+        let url = p.url(&path);
+        let cases: [(Option<String>, u16); 4] = [
+            (None, 401),
+            (Some("Bearer wrong".into()), 401),
+            (Some(format!("Bearer {}", b.token)), 401),
+            (Some(format!("Basic {}", a.token)), 401),
+        ];
+        for (header, expected) in cases {
+            let mut request = p.http.request(method.clone(), &url);
+            if let Some(header) = &header {
+                request = request.header("authorization", header);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), expected, "{method} {path} with {header:?}");
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(body["error"], "unauthorized");
+            assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+        }
+        let unknown = p
+            .http
+            .request(
+                method.clone(),
+                p.url(&path.replace(id.as_str(), "0123456789abcdef")),
+            )
+            .bearer_auth(&a.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unknown.status(), 404, "{method} unknown session");
+        assert_eq!(
+            unknown.json::<serde_json::Value>().await.unwrap()["error"],
+            "session_not_found"
+        );
+    }
+    // Nothing above killed or ended session a.
+    assert_eq!(
+        p.status(&a.session_id, &a.token).await.state,
+        SessionState::Active
+    );
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn bad_bodies_get_400_and_413_with_json() {
+    let p = TestProvisioner::start(&["--warm-pool-size", "0", "--max-body-bytes", "1024"]).await;
+    let post = |body: Vec<u8>| {
+        p.http
+            .post(p.url("/session"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    for (body, status, code) in [
+        (b"{not json".to_vec(), 400, "bad_request"),
+        (br#"{"pods":1000}"#.to_vec(), 400, "bad_request"),
+        (br#"{"client":"x"}"#.repeat(100), 413, "payload_too_large"),
+        (vec![b' '; 4096], 413, "payload_too_large"),
+    ] {
+        let response = post(body).await.unwrap();
+        assert_eq!(response.status(), status);
+        let json: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(json["error"], code, "{json}");
+    }
+    // Unknown paths and methods are JSON too, and the service is still up.
+    let response = p.http.get(p.url("/nope")).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap()["error"],
+        "not_found"
+    );
+    let response = p.http.put(p.url("/session")).send().await.unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap()["error"],
+        "method_not_allowed"
+    );
+    assert_eq!(p.create().await.status(), 201);
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn per_client_rate_limit_answers_429_with_retry_after() {
+    let p = TestProvisioner::start(&[
+        "--warm-pool-size",
+        "0",
+        "--session-burst",
+        "2",
+        "--sessions-per-minute",
+        "1",
+    ])
+    .await;
+    assert_eq!(p.create().await.status(), 201);
+    assert_eq!(p.create().await.status(), 201);
+    let limited = p.create().await;
+    assert_eq!(limited.status(), 429);
+    let retry: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "retry-after {retry}");
+    assert_eq!(
+        limited.json::<serde_json::Value>().await.unwrap()["error"],
+        "rate_limited"
+    );
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn delete_ends_the_session_and_kills_its_pod() {
+    let p = TestProvisioner::start(&["--warm-pool-size", "1"]).await;
+    let session = p.create_ok().await;
+    let mut client = PodClient::connect(&session.websocket_url).await;
+    let response = p
+        .http
+        .delete(p.url(&format!("/session/{}", session.session_id)))
+        .bearer_auth(&session.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    client.until_closed().await;
+    let status = p.status(&session.session_id, &session.token).await;
+    assert_eq!(status.state, SessionState::Ended);
+    assert!(status.pod.is_none() && status.websocket_url.is_none());
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn operational_endpoints_report_the_pool() {
+    let p = TestProvisioner::start(&["--warm-pool-size", "2", "--max-sessions", "7"]).await;
+    p.until_pool("a warm pool", |pool| pool.warm == 2).await;
+    let _session = p.create_ok().await;
+    let pool = p.pool().await;
+    assert_eq!((pool.target, pool.max_sessions, pool.assigned), (2, 7, 1));
+    let health = p.http.get(p.url("/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(p.http.get(p.url("/ready")).send().await.unwrap().status(), 200);
+    let metrics = p
+        .http
+        .get(p.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "provisioner_sessions_created_total{source=\"warm\"} 1",
+        "provisioner_pods{state=\"assigned\"} 1",
+        "provisioner_assignment_seconds_count 1",
+    ] {
+        assert!(metrics.contains(needle), "{needle} missing from\n{metrics}");
+    }
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn cors_answers_only_allowed_origins() {
+    let p = TestProvisioner::start(&[
+        "--warm-pool-size",
+        "0",
+        "--allowed-origin",
+        "https://me.github.io",
+    ])
+    .await;
+    for (origin, allowed) in [
+        ("https://me.github.io", true),
+        ("http://localhost:8080", true),
+        ("https://evil.example", false),
+    ] {
+        let response = p
+            .http
+            .request(reqwest::Method::OPTIONS, p.url("/session"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .send()
+            .await
+            .unwrap();
+        let header = response
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(header.as_deref() == Some(origin), allowed, "{origin}: {header:?}");
+    }
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn stopping_the_provisioner_stops_every_pod() {
+    let p = TestProvisioner::start(&["--warm-pool-size", "2"]).await;
+    p.until_pool("a warm pool", |pool| pool.warm == 2).await;
+    let _session = p.create_ok().await;
+    p.until_pool("a refilled pool", |pool| pool.warm == 2).await;
+    let children = p.backend.child_pids();
+    assert_eq!(children.len(), 3, "expected 3 pods, found {children:?}");
+    let ours = children_of(std::process::id());
+    assert!(
+        children.iter().all(|pid| ours.contains(pid)),
+        "pods must be our child processes"
+    );
+    let backend = p.backend.clone();
+    p.stop().await;
+    assert_eq!(backend.child_count(), 0);
+    for pid in children {
+        assert!(!alive(pid), "pod process {pid} survived the provisioner");
+    }
+}
