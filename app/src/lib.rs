@@ -1,1 +1,29 @@
-//! The Leptos front end (built in its own issue).
+//! The resume-showcase web page: a Leptos (CSR) app compiled to WebAssembly.
+//!
+//! Plain-Rust logic, tested natively with `cargo test`:
+//! - [`samples`]: the ping bookkeeping and the bounded history of samples and events;
+//! - [`stats`]: statistics over a window;
+//! - [`chart`]: the chart's layout and drawing, generic over the plotters backend;
+//! - [`session`]: the session state machine, failure sentences, the kill button's rules;
+//! - [`config`]: where the provisioner is.
+//!
+//! Browser edges: [`api`] (fetch), [`driver`] (WebSocket and the async loops), [`browser`] (clock, download,
+//! theme), and the Leptos [`components`].
+
+pub mod api;
+pub mod browser;
+pub mod chart;
+pub mod components;
+pub mod config;
+pub mod driver;
+pub mod samples;
+pub mod session;
+pub mod stats;
+
+/// Entry point of the WebAssembly module: mounts the app on `<body>`.
+#[cfg(target_arch = "wasm32")]
+#[wasm_bindgen::prelude::wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+    leptos::mount::mount_to_body(components::App);
+}

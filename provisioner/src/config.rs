@@ -94,6 +94,10 @@ pub struct Config {
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 4096)]
     pub max_body_bytes: usize,
 
+    /// Serve the built web page (Trunk's `dist/`) from this directory on the same port as the API.
+    #[arg(long, env = "STATIC_DIR")]
+    pub static_dir: Option<PathBuf>,
+
     /// Local backend: the `server` binary (default: next to this executable).
     #[arg(long, env = "SERVER_BIN")]
     pub server_bin: Option<PathBuf>,

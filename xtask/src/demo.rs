@@ -1,12 +1,13 @@
-//! `cargo xtask demo`: builds the binaries in release mode and runs the provisioner with the local backend
-//! (its pods are child processes of the `server` binary built next to it).
+//! `cargo xtask demo`: builds the page and the binaries, then runs the provisioner with the local backend,
+//! serving the page and its API on one port (its pods are child processes of the `server` binary).
 
 use crate::process::{self, cargo};
+use crate::{setup, site};
 
 /// Flags of `cargo xtask demo`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Port of the provisioner.
+    /// Port of the page and the API.
     #[arg(long, default_value_t = 8081)]
     pub port: u16,
     /// Warm pods to keep ready.
@@ -15,6 +16,9 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
+    let wasm = setup::ensure_all()?;
+    let dist = process::workspace_root().join("dist");
+    site::build(&wasm, &dist, "/")?;
     process::run(cargo().args([
         "build",
         "--release",
@@ -26,9 +30,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     ]))?;
     let binary = process::workspace_root().join("target/release/provisioner");
     eprintln!(
-        "xtask: provisioner on http://127.0.0.1:{port} (Ctrl-C to stop)\n\
-         xtask:   curl -X POST http://127.0.0.1:{port}/session     # a session with its own pod\n\
-         xtask:   curl http://127.0.0.1:{port}/pool                # warm / starting / assigned",
+        "xtask: open http://127.0.0.1:{port}/ (Ctrl-C to stop)\n\
+         xtask:   the API is on the same port: curl http://127.0.0.1:{port}/pool",
         port = args.port
     );
     process::run(
@@ -37,6 +40,8 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             .arg("--port")
             .arg(args.port.to_string())
             .arg("--warm-pool-size")
-            .arg(args.warm_pool_size.to_string()),
+            .arg(args.warm_pool_size.to_string())
+            .arg("--static-dir")
+            .arg(&dist),
     )
 }

@@ -9,6 +9,7 @@
 mod demo;
 mod process;
 mod setup;
+mod site;
 mod test;
 
 use clap::{Parser, Subcommand};
@@ -37,7 +38,7 @@ fn main() -> std::process::ExitCode {
         .and_then(|()| match cli.command {
             Command::Demo(args) => demo::run(&args),
             Command::Test(args) => test::run(&args),
-            Command::Setup => setup::ensure_all(),
+            Command::Setup => setup::ensure_all().map(|_| ()),
         });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

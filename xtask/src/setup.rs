@@ -1,16 +1,66 @@
 //! Installs what the checks need when it is missing, and skips what is already there.
 //!
-//! Everything is cached outside the repository (rustup's components, `~/.cargo/bin`), so a second run costs
-//! nothing. Later pieces of the project (the WASM toolchain, Chromium, Kubernetes binaries) add their steps here.
+//! Everything is cached outside the repository (rustup's toolchains, `~/.cargo/bin`, Debian packages), so a
+//! second run costs nothing. Each step tries the normal path first and falls back where this project's build
+//! machines need it:
+//!
+//! - the WASM standard library is always built from source (`-Zbuild-std`, enabled with `RUSTC_BOOTSTRAP=1` for
+//!   this one build) for the baseline wasm CPU, so the distribution's `wasm-opt` can optimise it (Debian's
+//!   binaryen 108 rejects or breaks the bulk-memory and reference-types code of rustup's prebuilt std). The
+//!   sources come from `rustup component add rust-src` (with a timeout, since rustup's servers may be out of
+//!   reach); failing that, from Debian's `rustc-web` + `rust-web-src`, linked as the rustup toolchain
+//!   `debian-web`;
+//! - `wasm-bindgen-cli` at exactly the version in `Cargo.lock`, and `trunk`, with `cargo install`;
+//! - `wasm-opt` (binaryen), Chromium and ChromeDriver from the system's package manager (apt).
 
+use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
 
 use crate::process::{self, cargo};
 
-/// Ensures every tool of `cargo xtask test` is present.
-pub fn ensure_all() -> anyhow::Result<()> {
+/// The trunk release that builds with the machine's stable Rust (newer ones need a newer compiler).
+pub const TRUNK_VERSION: &str = "0.21.14";
+/// How long to give `rustup target add` before deciding its servers are out of reach.
+const RUSTUP_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Which compiler builds the wasm (std always from source).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WasmToolchain {
+    /// The default rustup toolchain with its `rust-src` component.
+    Rustup,
+    /// Debian's rustc-web with rust-web-src, linked as the rustup toolchain `debian-web`.
+    DebianWeb,
+}
+
+impl WasmToolchain {
+    /// Environment variables a wasm build (cargo or trunk) needs with this toolchain.
+    pub fn env(&self) -> Vec<(&'static str, &'static str)> {
+        let mut env = vec![
+            ("RUSTC_BOOTSTRAP", "1"),
+            ("CARGO_UNSTABLE_BUILD_STD", "std,panic_abort"),
+        ];
+        if *self == WasmToolchain::DebianWeb {
+            env.push(("RUSTUP_TOOLCHAIN", "debian-web"));
+        }
+        env
+    }
+}
+
+/// Ensures every tool of `cargo xtask test` is present; returns the WASM toolchain to use.
+pub fn ensure_all() -> anyhow::Result<WasmToolchain> {
     ensure_rust_components()?;
-    Ok(())
+    let wasm = ensure_wasm_toolchain()?;
+    ensure_apt(&[
+        ("wasm-opt", "binaryen"),
+        ("chromium", "chromium"),
+        ("chromedriver", "chromium-driver"),
+    ])?;
+    ensure_wasm_bindgen()?;
+    ensure_trunk()?;
+    Ok(wasm)
 }
 
 /// rustfmt and clippy come with rustup's default profile, but minimal installs lack them.
@@ -30,7 +80,161 @@ fn ensure_rust_components() -> anyhow::Result<()> {
         return Ok(());
     }
     if !process::available("rustup") {
-        anyhow::bail!("cargo lacks {missing:?} and rustup is not installed to add them");
+        bail!("cargo lacks {missing:?} and rustup is not installed to add them");
     }
     process::run(Command::new("rustup").args(["component", "add"]).args(&missing))
+}
+
+fn output_of(command: &mut Command) -> Option<String> {
+    let output = command.output().ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn ensure_wasm_toolchain() -> anyhow::Result<WasmToolchain> {
+    let rust_src = || {
+        output_of(Command::new("rustc").args(["--print", "sysroot"])).is_some_and(|sysroot| {
+            Path::new(sysroot.trim())
+                .join("lib/rustlib/src/rust/library/std")
+                .is_dir()
+        })
+    };
+    if rust_src() {
+        return Ok(WasmToolchain::Rustup);
+    }
+    let debian_linked = || {
+        output_of(Command::new("rustup").args(["toolchain", "list"]))
+            .is_some_and(|list| list.lines().any(|l| l.starts_with("debian-web")))
+    };
+    let debian_src = || Path::new("/usr/lib/rustlib/src/rust/library/std").is_dir();
+    if debian_linked() && debian_src() {
+        return Ok(WasmToolchain::DebianWeb);
+    }
+    eprintln!("xtask: adding rust-src with rustup (timeout {RUSTUP_TIMEOUT:?})");
+    if run_with_timeout(
+        Command::new("rustup").args(["component", "add", "rust-src"]),
+        RUSTUP_TIMEOUT,
+    ) && rust_src()
+    {
+        return Ok(WasmToolchain::Rustup);
+    }
+    eprintln!(
+        "xtask: rustup cannot download rust-src here; using Debian's rustc-web and rust-web-src instead"
+    );
+    apt_install(&["rustc-web", "cargo-web", "rust-web-src", "lld-22"])?;
+    if !debian_linked() {
+        process::run(Command::new("rustup").args(["toolchain", "link", "debian-web", "/usr"]))?;
+    }
+    if !debian_src() {
+        bail!("Debian's rust-web-src did not provide /usr/lib/rustlib/src/rust/library/std");
+    }
+    Ok(WasmToolchain::DebianWeb)
+}
+
+/// Runs a command, killing it after `timeout`; true if it finished successfully in time.
+fn run_with_timeout(command: &mut Command, timeout: Duration) -> bool {
+    let Ok(mut child) = command.spawn() else {
+        return false;
+    };
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.success(),
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+        }
+    }
+}
+
+/// Installs the Debian packages whose programs are missing.
+fn ensure_apt(programs: &[(&str, &str)]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = programs
+        .iter()
+        .filter(|(program, _)| !on_path(program))
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    apt_install(&missing)
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
+    if !on_path("apt-get") {
+        bail!("please install {packages:?} with your system's package manager (no apt-get here)");
+    }
+    let root = output_of(Command::new("id").arg("-u")).is_some_and(|uid| uid.trim() == "0");
+    let sudo = |args: &[&str]| {
+        let mut command = if root {
+            Command::new(args[0])
+        } else {
+            let mut c = Command::new("sudo");
+            c.arg(args[0]);
+            c
+        };
+        command.args(&args[1..]).env("DEBIAN_FRONTEND", "noninteractive");
+        command
+    };
+    process::run(&mut sudo(&["apt-get", "update", "-qq"]))?;
+    let mut install = sudo(&["apt-get", "install", "-y", "-qq", "--no-install-recommends"]);
+    process::run(install.args(packages)).with_context(|| format!("installing {packages:?}"))
+}
+
+/// The version of `name` in Cargo.lock.
+pub fn locked_version(name: &str) -> anyhow::Result<String> {
+    let lock = std::fs::read_to_string("Cargo.lock").context("reading Cargo.lock")?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line == format!("name = \"{name}\"") {
+            let version = lines.next().and_then(|l| l.strip_prefix("version = \""));
+            if let Some(version) = version.and_then(|v| v.strip_suffix('"')) {
+                return Ok(version.to_owned());
+            }
+        }
+    }
+    bail!("{name} is not in Cargo.lock")
+}
+
+/// `cargo install` of an exact version, first with `--locked`, then without (the registry index here can lack
+/// a locked dependency version).
+fn cargo_install(krate: &str, version: &str) -> anyhow::Result<()> {
+    let attempt = |locked: bool| {
+        let mut command = cargo();
+        command.args(["install", krate, "--version", version]);
+        if locked {
+            command.arg("--locked");
+        }
+        process::run(&mut command)
+    };
+    attempt(true).or_else(|_| attempt(false))
+}
+
+fn ensure_wasm_bindgen() -> anyhow::Result<()> {
+    let version = locked_version("wasm-bindgen")?;
+    let installed = output_of(Command::new("wasm-bindgen").arg("--version")).unwrap_or_default();
+    if installed.split_whitespace().nth(1) == Some(version.as_str()) {
+        return Ok(());
+    }
+    cargo_install("wasm-bindgen-cli", &version)
+}
+
+fn ensure_trunk() -> anyhow::Result<()> {
+    let installed = output_of(Command::new("trunk").arg("--version")).unwrap_or_default();
+    if installed.split_whitespace().nth(1) == Some(TRUNK_VERSION) {
+        return Ok(());
+    }
+    cargo_install("trunk", TRUNK_VERSION)
 }

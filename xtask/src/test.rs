@@ -1,7 +1,7 @@
 //! `cargo xtask test`: every check of the project, in the order a reviewer would run them.
 //!
 //! Steps: set-up (tools installed when missing), `cargo fmt --check`, `cargo clippy --all-targets -D warnings`,
-//! `cargo test --workspace`. Test output is passed through as it comes, and the per-binary `test result:`
+//! the web page built with Trunk (so the browser test loads the real build), `cargo test --workspace`. Test output is passed through as it comes, and the per-binary `test result:`
 //! lines are added up into one closing `summary: N passed, M failed` line.
 
 use std::io::{BufRead, BufReader, Write};
@@ -10,7 +10,7 @@ use std::process::Stdio;
 use anyhow::{Context, bail};
 
 use crate::process::{self, cargo};
-use crate::setup;
+use crate::{setup, site};
 
 /// Flags of `cargo xtask test`.
 #[derive(clap::Args)]
@@ -21,7 +21,7 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    setup::ensure_all()?;
+    let wasm = setup::ensure_all()?;
     if !args.no_lint {
         process::run(cargo().args(["fmt", "--all", "--check"]))?;
         process::run(cargo().args([
@@ -34,7 +34,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             "warnings",
         ]))?;
     }
-    let totals = cargo_test()?;
+    let dist = process::workspace_root().join("target/e2e/dist");
+    site::build(&wasm, &dist, "/")?;
+    let totals = cargo_test(&dist)?;
     println!("summary: {} passed, {} failed", totals.passed, totals.failed);
     if totals.failed > 0 {
         bail!("{} tests failed", totals.failed);
@@ -48,10 +50,11 @@ struct Totals {
     failed: u64,
 }
 
-fn cargo_test() -> anyhow::Result<Totals> {
+fn cargo_test(dist: &std::path::Path) -> anyhow::Result<Totals> {
     let mut command = cargo();
     command
         .args(["test", "--workspace", "--locked", "--color", "never"])
+        .env("E2E_DIST", dist)
         .stdout(Stdio::piped());
     eprintln!("xtask: $ {}", process::describe(&command));
     let mut child = command.spawn().context("cannot start cargo test")?;

@@ -1,0 +1,224 @@
+//! The page's session state machine and the sentences it shows, as plain Rust.
+//!
+//! [`Phase`] is where the page is (provisioning, live, recovering after a kill...); [`Phase::on`] applies one
+//! [`Input`] and returns the next phase. [`Failure`] turns an HTTP outcome into a human sentence and a retry
+//! delay. The browser code in `driver.rs` only feeds inputs in and acts on the phase.
+
+/// Where the page is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Phase {
+    /// Nothing started yet.
+    Idle,
+    /// `POST /session` in flight.
+    Provisioning,
+    /// Opening the WebSocket to the session's pod.
+    Connecting,
+    /// Measuring.
+    Live,
+    /// The pod was killed or the socket dropped: waiting for the replacement pod.
+    Recovering,
+    /// A request failed and will be retried.
+    Retrying {
+        /// The sentence shown.
+        message: String,
+        /// Seconds until the retry.
+        in_s: u64,
+    },
+    /// The session is over (ended by the provisioner or by the user).
+    Ended,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// The user pressed Start.
+    Start,
+    /// The provisioner gave us a session.
+    Provisioned,
+    /// A request failed.
+    Failed(Failure),
+    /// The socket is open and said hello.
+    Connected,
+    /// The socket closed (kill, crash, shutdown, network).
+    SocketClosed,
+    /// The provisioner reports the session ended.
+    SessionEnded,
+    /// The user stopped.
+    Stop,
+}
+
+impl Phase {
+    /// The next phase after `input`.
+    pub fn on(&self, input: Input) -> Phase {
+        match (self, input) {
+            (_, Input::Stop) => Phase::Ended,
+            (_, Input::SessionEnded) => Phase::Ended,
+            (Phase::Idle | Phase::Ended | Phase::Retrying { .. }, Input::Start) => Phase::Provisioning,
+            (Phase::Provisioning, Input::Provisioned) => Phase::Connecting,
+            (Phase::Connecting | Phase::Recovering, Input::Connected) => Phase::Live,
+            (Phase::Live | Phase::Connecting, Input::SocketClosed) => Phase::Recovering,
+            (_, Input::Failed(failure)) => Phase::Retrying {
+                message: failure.message(),
+                in_s: failure.retry_after_s(),
+            },
+            (phase, _) => phase.clone(),
+        }
+    }
+
+    /// Short status text for the connection badge.
+    pub fn badge(&self) -> &'static str {
+        match self {
+            Phase::Idle => "not started",
+            Phase::Provisioning => "getting a pod…",
+            Phase::Connecting => "connecting…",
+            Phase::Live => "live",
+            Phase::Recovering => "recovering…",
+            Phase::Retrying { .. } => "waiting to retry",
+            Phase::Ended => "ended",
+        }
+    }
+}
+
+/// Why a request to the provisioner failed, from the user's point of view.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    /// Every session slot is taken.
+    AtCapacity {
+        /// Seconds to wait.
+        retry_after_s: u64,
+    },
+    /// Too many requests from this address.
+    RateLimited {
+        /// Seconds to wait.
+        retry_after_s: u64,
+    },
+    /// No answer at all (down, wrong URL, CORS refused).
+    Unreachable,
+    /// The provisioner could not find a pod in time.
+    Timeout,
+    /// Any other error, with the provisioner's own sentence.
+    Other(String),
+}
+
+impl Failure {
+    /// Classifies an HTTP answer: `status` is `None` when the request never got one.
+    pub fn from_http(status: Option<u16>, retry_after: Option<u64>, message: Option<String>) -> Self {
+        match status {
+            None => Failure::Unreachable,
+            Some(429) if message.as_deref().is_some_and(|m| m.contains("capacity")) => Failure::AtCapacity {
+                retry_after_s: retry_after.unwrap_or(10),
+            },
+            Some(429) => Failure::RateLimited {
+                retry_after_s: retry_after.unwrap_or(10),
+            },
+            Some(504) => Failure::Timeout,
+            Some(code) => {
+                Failure::Other(message.unwrap_or_else(|| format!("the provisioner answered HTTP {code}")))
+            }
+        }
+    }
+
+    /// Seconds before trying again.
+    pub fn retry_after_s(&self) -> u64 {
+        match self {
+            Failure::AtCapacity { retry_after_s } | Failure::RateLimited { retry_after_s } => {
+                (*retry_after_s).max(1)
+            }
+            Failure::Unreachable | Failure::Timeout | Failure::Other(_) => 5,
+        }
+    }
+
+    /// The sentence shown to the user.
+    pub fn message(&self) -> String {
+        let wait = self.retry_after_s();
+        match self {
+            Failure::AtCapacity { .. } => format!("The demo is at capacity, retrying in {wait} s."),
+            Failure::RateLimited { .. } => {
+                format!("Too many new sessions from your address, retrying in {wait} s.")
+            }
+            Failure::Unreachable => format!("The provisioner is unreachable, retrying in {wait} s."),
+            Failure::Timeout => format!("No pod became ready in time, retrying in {wait} s."),
+            Failure::Other(message) => format!("{message} (retrying in {wait} s)"),
+        }
+    }
+}
+
+/// The "Kill my pod" button: off while a kill is in flight and during the cooldown after it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct KillButton {
+    /// A kill request has not been answered yet.
+    pub in_flight: bool,
+    /// Page-clock time (ms) until which the button stays off.
+    pub cooldown_until: f64,
+}
+
+impl KillButton {
+    /// Cooldown after a kill, matching the provisioner's default.
+    pub const COOLDOWN_MS: f64 = 5_000.0;
+
+    /// Whether the button can be pressed at `now` in `phase`.
+    pub fn enabled(&self, phase: &Phase, now: f64) -> bool {
+        *phase == Phase::Live && !self.in_flight && now >= self.cooldown_until
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn happy_path_kill_and_recovery() {
+        let phase = Phase::Idle.on(Input::Start);
+        assert_eq!(phase, Phase::Provisioning);
+        let phase = phase.on(Input::Provisioned).on(Input::Connected);
+        assert_eq!(phase, Phase::Live);
+        let phase = phase.on(Input::SocketClosed);
+        assert_eq!(phase, Phase::Recovering);
+        assert_eq!(phase.on(Input::Connected), Phase::Live);
+        assert_eq!(Phase::Live.on(Input::Stop), Phase::Ended);
+    }
+
+    #[test]
+    fn irrelevant_inputs_do_not_move_the_machine() {
+        assert_eq!(Phase::Idle.on(Input::Connected), Phase::Idle);
+        assert_eq!(Phase::Live.on(Input::Start), Phase::Live);
+        assert_eq!(Phase::Ended.on(Input::SocketClosed), Phase::Ended);
+    }
+
+    #[test]
+    fn failures_become_sentences_with_retry_delays() {
+        let capacity = Failure::from_http(
+            Some(429),
+            Some(12),
+            Some("the demo is at capacity (20 sessions)".into()),
+        );
+        assert_eq!(capacity.message(), "The demo is at capacity, retrying in 12 s.");
+        let phase = Phase::Provisioning.on(Input::Failed(capacity));
+        assert!(matches!(phase, Phase::Retrying { in_s: 12, .. }));
+        assert_eq!(phase.on(Input::Start), Phase::Provisioning);
+        assert_eq!(
+            Failure::from_http(None, None, None).message(),
+            "The provisioner is unreachable, retrying in 5 s."
+        );
+        assert_eq!(
+            Failure::from_http(Some(429), None, Some("slow down".into())),
+            Failure::RateLimited { retry_after_s: 10 }
+        );
+        assert_eq!(Failure::from_http(Some(504), None, None), Failure::Timeout);
+    }
+
+    #[test]
+    fn kill_button_respects_flight_and_cooldown() {
+        let mut button = KillButton::default();
+        assert!(button.enabled(&Phase::Live, 0.0));
+        assert!(!button.enabled(&Phase::Recovering, 0.0));
+        button.in_flight = true;
+        assert!(!button.enabled(&Phase::Live, 0.0));
+        button = KillButton {
+            in_flight: false,
+            cooldown_until: 5_000.0,
+        };
+        assert!(!button.enabled(&Phase::Live, 4_999.0));
+        assert!(button.enabled(&Phase::Live, 5_000.0));
+    }
+}

@@ -1,0 +1,246 @@
+//! The whole local demo in a real browser: Trunk's build of the page served by the real provisioner, real pods,
+//! headless Chromium through chromedriver. It must show a pod, plot samples, and heal after "Kill my pod".
+//!
+//! Needs `dist/` (built by `cargo xtask test`, or set `E2E_DIST`) and `chromedriver` + `chromium` on `PATH`
+//! (`cargo xtask setup` installs them). A screenshot is saved to `target/e2e/page.png`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Bound on starting things (processes, the browser).
+const START: Duration = Duration::from_secs(30);
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn dist() -> PathBuf {
+    let dist = std::env::var_os("E2E_DIST").map_or_else(|| root().join("dist"), PathBuf::from);
+    assert!(
+        dist.join("index.html").is_file(),
+        "{} has no built site: run `cargo xtask test` (it builds the page with Trunk first)",
+        dist.display()
+    );
+    dist
+}
+
+/// Builds and returns the debug binaries of the provisioner and the ping server.
+fn binaries() -> (PathBuf, PathBuf) {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--quiet", "-p", "server", "-p", "provisioner"])
+        .status()
+        .expect("cargo build");
+    assert!(status.success());
+    let target = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    (target.join("provisioner"), target.join("server"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start_provisioner() -> (Child, String) {
+    let (provisioner, server) = binaries();
+    let mut child = Command::new(provisioner)
+        .args(["--bind", "127.0.0.1", "--port", "0", "--warm-pool-size", "2"])
+        .arg("--server-bin")
+        .arg(server)
+        .arg("--static-dir")
+        .arg(dist())
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let address = tokio::time::timeout(START, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Ok(log) = serde_json::from_str::<serde_json::Value>(&line)
+                && log["message"] == "provisioner listening"
+            {
+                return log["address"].as_str().unwrap().to_owned();
+            }
+        }
+        panic!("provisioner exited before listening");
+    })
+    .await
+    .expect("provisioner did not start");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, format!("http://{address}/"))
+}
+
+async fn start_browser() -> (Child, Client) {
+    let port = free_port();
+    let driver = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("chromedriver on PATH (cargo xtask setup installs it)");
+    let profile = std::env::temp_dir().join(format!("e2e-chromium-{}", std::process::id()));
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                "--window-size=1280,1000", format!("--user-data-dir={}", profile.display()),
+            ]
+        }),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + START;
+    let client = loop {
+        match ClientBuilder::rustls()
+            .expect("rustls")
+            .capabilities(capabilities.clone())
+            .connect(&url)
+            .await
+        {
+            Ok(client) => break client,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("cannot start a browser session: {e}"),
+        }
+    };
+    (driver, client)
+}
+
+async fn text(client: &Client, css: &str) -> String {
+    match client.find(Locator::Css(css)).await {
+        Ok(element) => element.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+async fn received(client: &Client) -> u64 {
+    match client.find(Locator::Css("#stat-counts")).await {
+        Ok(element) => element
+            .attr("data-received")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+        Err(_) => 0,
+    }
+}
+
+/// Polls the page (the only way to watch a browser from outside) until `check` holds or `within` passes.
+async fn eventually<T>(within: Duration, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn live_latency_kill_and_recovery_in_chromium() {
+    let (_provisioner, page) = start_provisioner().await;
+    let (_driver, client) = start_browser().await;
+    client.goto(&page).await.unwrap();
+
+    let first_pod = eventually(Duration::from_secs(15), "a pod name on the page", async || {
+        let name = text(&client, "#pod-name").await;
+        name.starts_with("session-").then_some(name)
+    })
+    .await;
+    let loaded = Instant::now();
+    eventually(Duration::from_secs(10), "5 RTT samples", async || {
+        (received(&client).await >= 5).then_some(())
+    })
+    .await;
+    println!("e2e: 5 samples {:?} after the pod appeared", loaded.elapsed());
+
+    // The canvas has a drawing on it: count pixels that differ from the background corner.
+    let drawn = client
+        .execute(
+            "const c = document.getElementById('chart'); const ctx = c.getContext('2d');
+             const d = ctx.getImageData(0, 0, c.width, c.height).data;
+             let n = 0; for (let i = 0; i < d.length; i += 4) {
+               if (d[i] !== d[0] || d[i+1] !== d[1] || d[i+2] !== d[2]) n++; }
+             return n;",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap_or(0);
+    assert!(drawn > 2_000, "only {drawn} drawn pixels on the canvas");
+
+    let before_kill = received(&client).await;
+    client
+        .find(Locator::Css("#kill"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let killed_at = Instant::now();
+    let second_pod = eventually(
+        Duration::from_secs(15),
+        "a different pod after the kill",
+        async || {
+            let name = text(&client, "#pod-name").await;
+            (name.starts_with("session-") && name != first_pod).then_some(name)
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(15),
+        "new samples from the new pod",
+        async || (received(&client).await >= before_kill + 2).then_some(()),
+    )
+    .await;
+    println!(
+        "e2e: {first_pod} killed, {second_pod} serving {:?} later",
+        killed_at.elapsed()
+    );
+
+    let draw_ms = client
+        .execute("return window.__chartDrawMs", vec![])
+        .await
+        .unwrap();
+    println!("e2e: last chart redraw in Chromium took {draw_ms} ms");
+    let screenshot = client.screenshot().await.unwrap();
+    let path = root().join("target/e2e/page.png");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, screenshot).unwrap();
+    println!("e2e: screenshot saved to {}", path.display());
+    client.close().await.unwrap();
+}
