@@ -103,17 +103,19 @@ async fn start_browser() -> (Child, Client) {
         .spawn()
         .expect("chromedriver on PATH (cargo xtask setup installs it)");
     let profile = std::env::temp_dir().join(format!("e2e-chromium-{}", std::process::id()));
+    let mut options = serde_json::json!({
+        "args": [
+            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+            "--window-size=1280,1000", format!("--user-data-dir={}", profile.display()),
+        ]
+    });
+    // Another Chrome than the distribution's Chromium (CI on Ubuntu installs one and names it here).
+    if let Some(binary) = std::env::var_os("CHROME_BIN") {
+        options["binary"] = serde_json::Value::String(binary.to_string_lossy().into_owned());
+    }
     let mut capabilities = serde_json::Map::new();
-    capabilities.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                "--window-size=1280,1000", format!("--user-data-dir={}", profile.display()),
-            ]
-        }),
-    );
+    capabilities.insert("goog:chromeOptions".into(), options);
     let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + START;
     let client = loop {
