@@ -186,13 +186,7 @@ impl Pinger {
             .collect();
         overdue
             .into_iter()
-            .filter_map(|seq| self.in_flight.remove(&seq).map(|sent_at| (seq, sent_at)))
-            .map(|(seq, sent_at)| Sample {
-                seq,
-                sent_at,
-                rtt: None,
-                pod: pod.to_owned(),
-            })
+            .filter_map(|seq| self.in_flight.remove(&seq).map(|sent_at| lost(seq, sent_at, pod)))
             .collect()
     }
 
@@ -200,18 +194,23 @@ impl Pinger {
     pub fn abandon(&mut self, pod: &str) -> Vec<Sample> {
         std::mem::take(&mut self.in_flight)
             .into_iter()
-            .map(|(seq, sent_at)| Sample {
-                seq,
-                sent_at,
-                rtt: None,
-                pod: pod.to_owned(),
-            })
+            .map(|(seq, sent_at)| lost(seq, sent_at, pod))
             .collect()
     }
 
     /// Pings waiting for an answer.
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
+    }
+}
+
+/// A ping that got no answer.
+fn lost(seq: u64, sent_at: f64, pod: &str) -> Sample {
+    Sample {
+        seq,
+        sent_at,
+        rtt: None,
+        pod: pod.to_owned(),
     }
 }
 

@@ -47,13 +47,10 @@ async fn kill_gives_the_session_a_new_ready_pod_and_the_pool_refills() {
     let session = p.create_ok().await;
     let mut old = PodClient::connect(&session.websocket_url).await;
 
+    let kill_path = format!("/session/{}/kill", session.session_id);
     let response = p
-        .http
-        .post(p.url(&format!("/session/{}/kill", session.session_id)))
-        .bearer_auth(&session.token)
-        .send()
-        .await
-        .unwrap();
+        .authorized(reqwest::Method::POST, &kill_path, &session.token)
+        .await;
     assert_eq!(response.status(), 202);
     let killed: common::api::KillResponse = response.json().await.unwrap();
     assert_eq!(killed.killed, session.pod.name);
@@ -82,12 +79,8 @@ async fn kill_gives_the_session_a_new_ready_pod_and_the_pool_refills() {
 
     // A second kill within the cooldown is refused.
     let again = p
-        .http
-        .post(p.url(&format!("/session/{}/kill", session.session_id)))
-        .bearer_auth(&session.token)
-        .send()
-        .await
-        .unwrap();
+        .authorized(reqwest::Method::POST, &kill_path, &session.token)
+        .await;
     assert_eq!(again.status(), 429);
     assert!(again.headers().contains_key("retry-after"));
     let body: serde_json::Value = again.json().await.unwrap();
@@ -274,13 +267,8 @@ async fn delete_ends_the_session_and_kills_its_pod() {
     let p = TestProvisioner::start(&["--warm-pool-size", "1"]).await;
     let session = p.create_ok().await;
     let mut client = PodClient::connect(&session.websocket_url).await;
-    let response = p
-        .http
-        .delete(p.url(&format!("/session/{}", session.session_id)))
-        .bearer_auth(&session.token)
-        .send()
-        .await
-        .unwrap();
+    let path = format!("/session/{}", session.session_id);
+    let response = p.authorized(reqwest::Method::DELETE, &path, &session.token).await;
     assert_eq!(response.status(), 204);
     client.until_closed().await;
     let status = p.status(&session.session_id, &session.token).await;

@@ -17,16 +17,7 @@ pub fn ChartView(demo: Demo, window_s: RwSignal<u32>, dark: RwSignal<bool>) -> i
     let resized = RwSignal::new(0_u32);
     let _resize = window_event_listener(leptos::ev::resize, move |_| resized.update(|r| *r += 1));
     // Let time scroll even when no sample arrives (paused, or recovering).
-    let tick = RwSignal::new(0_u32);
-    let handle = set_interval_with_handle(
-        move || tick.update(|t| *t += 1),
-        std::time::Duration::from_millis(500),
-    );
-    on_cleanup(move || {
-        if let Ok(handle) = handle {
-            handle.clear();
-        }
-    });
+    let tick = super::ticker(std::time::Duration::from_millis(500));
     Effect::new(move |_| {
         resized.track();
         tick.track();

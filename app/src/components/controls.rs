@@ -14,16 +14,7 @@ const RATES: [f64; 5] = [0.5, 1.0, 2.0, 5.0, 10.0];
 #[component]
 pub fn Controls(demo: Demo, window_s: RwSignal<u32>, dark: RwSignal<bool>) -> impl IntoView {
     // Re-evaluate the kill button every half second so the cooldown ends on time.
-    let tick = RwSignal::new(0_u32);
-    let handle = set_interval_with_handle(
-        move || tick.update(|t| *t += 1),
-        std::time::Duration::from_millis(500),
-    );
-    on_cleanup(move || {
-        if let Ok(handle) = handle {
-            handle.clear();
-        }
-    });
+    let tick = super::ticker(std::time::Duration::from_millis(500));
     let kill_enabled = move || {
         tick.track();
         demo.kill.get().enabled(&demo.phase.get(), browser::now())

@@ -15,6 +15,19 @@ use chart_view::ChartView;
 use controls::Controls;
 use panels::{PodPanel, PoolPanel, StatsPanel};
 
+/// A counter signal bumped every `period` for as long as the calling component lives: reading it in a closure
+/// or effect re-runs that on a clock (cooldowns ending, the chart scrolling with time).
+pub fn ticker(period: std::time::Duration) -> RwSignal<u32> {
+    let tick = RwSignal::new(0_u32);
+    let handle = set_interval_with_handle(move || tick.update(|t| *t = t.wrapping_add(1)), period);
+    on_cleanup(move || {
+        if let Ok(handle) = handle {
+            handle.clear();
+        }
+    });
+    tick
+}
+
 /// The visible time windows, in seconds.
 pub const WINDOWS: [(u32, &str); 3] = [(30, "30 s"), (300, "5 min"), (3600, "1 h")];
 

@@ -128,14 +128,20 @@ impl TestProvisioner {
         response.json().await.unwrap()
     }
 
-    pub async fn status(&self, id: &str, token: &str) -> common::api::SessionStatus {
-        let response = self
-            .http
-            .get(self.url(&format!("/session/{id}")))
+    /// `method path` with `Authorization: Bearer token`.
+    pub async fn authorized(&self, method: reqwest::Method, path: &str, token: &str) -> reqwest::Response {
+        self.http
+            .request(method, self.url(path))
             .bearer_auth(token)
             .send()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    pub async fn status(&self, id: &str, token: &str) -> common::api::SessionStatus {
+        let response = self
+            .authorized(reqwest::Method::GET, &format!("/session/{id}"), token)
+            .await;
         assert_eq!(response.status(), 200);
         response.json().await.unwrap()
     }
