@@ -214,3 +214,81 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod router_tests {
+    //! Router-level tests with `oneshot`: no socket, a fake backend, the real layers.
+    use super::*;
+    use crate::backend::fake::FakeBackend;
+    use crate::pool::PoolConfig;
+    use axum::body::{Body, to_bytes};
+    use axum::http::Request;
+    use clap::Parser;
+    use tower::ServiceExt;
+
+    fn app(flags: &[&str]) -> (Router, CancellationToken) {
+        let mut args = vec!["provisioner"];
+        args.extend_from_slice(flags);
+        let config = Config::try_parse_from(args).unwrap();
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let metrics = Arc::new(Metrics::default());
+        let pool = Pool::new(FakeBackend::new(tx), PoolConfig::default(), metrics.clone());
+        let draining = CancellationToken::new();
+        let state = Arc::new(ApiState::new(&config, pool, metrics, draining.clone()));
+        (router(state, &config), draining)
+    }
+
+    async fn get(app: &Router, uri: &str) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+        let response = app
+            .clone()
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let (parts, body) = response.into_parts();
+        (
+            parts.status,
+            parts.headers,
+            to_bytes(body, 1 << 20).await.unwrap().to_vec(),
+        )
+    }
+
+    #[tokio::test]
+    async fn ready_turns_503_while_draining_and_health_stays_ok() {
+        let (app, draining) = app(&[]);
+        assert_eq!(get(&app, "/ready").await.0, StatusCode::OK);
+        draining.cancel();
+        let (status, _, body) = get(&app, "/ready").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap()["status"],
+            "draining"
+        );
+        assert_eq!(get(&app, "/health").await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn serves_the_page_with_cross_origin_isolation_and_json_404s() {
+        let dir = std::env::temp_dir().join(format!("provisioner-static-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("index.html"), "<html>page</html>").unwrap();
+        let (app, _) = app(&["--static-dir", dir.to_str().unwrap()]);
+        let (status, headers, body) = get(&app, "/").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, b"<html>page</html>");
+        assert_eq!(headers["cross-origin-opener-policy"], "same-origin");
+        assert_eq!(headers["cross-origin-embedder-policy"], "require-corp");
+        let (status, _, body) = get(&app, "/no-such-file.js").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap()["error"],
+            "not_found"
+        );
+        let (status, _, body) = get(&app, "/pool").await;
+        assert_eq!(status, StatusCode::OK, "API routes win over static files");
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap()["target"],
+            2
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
