@@ -34,13 +34,14 @@ pub const WINDOWS: [(u32, &str); 3] = [(30, "30 s"), (300, "5 min"), (3600, "1 h
 /// Loads `config.json`, then mounts the demo.
 #[component]
 pub fn App() -> impl IntoView {
-    let api = LocalResource::new(|| async {
+    let api = RwSignal::new(None::<Api>);
+    leptos::task::spawn_local(async move {
         let config = match gloo_net::http::Request::get("config.json").send().await {
             Ok(response) if response.ok() => response.json::<SiteConfig>().await.unwrap_or_default(),
             _ => SiteConfig::default(),
         };
         let (query, origin) = browser::location();
-        Api::new(api_base(&query, &config, &origin))
+        api.set(Some(Api::new(api_base(&query, &config, &origin))));
     });
     view! {
         <header class="top">
@@ -49,9 +50,10 @@ pub fn App() -> impl IntoView {
                 "Your own pod, pinged from this tab. Kill it and watch the warm pool heal the session."
             </p>
         </header>
-        <Suspense fallback=|| view! { <p class="loading">"Loading configuration…"</p> }>
-            {move || api.get().map(|api| view! { <Dashboard api=api /> })}
-        </Suspense>
+        {move || match api.get() {
+            Some(api) => view! { <Dashboard api=api /> }.into_any(),
+            None => view! { <p class="loading">"Loading configuration…"</p> }.into_any(),
+        }}
         <footer>
             "Rust end to end: Leptos + plotters in WebAssembly, axum ping servers, a warm-pool provisioner. "
             <a href="https://github.com/resume-showcase/resume-showcase">"Source"</a>
