@@ -3,9 +3,11 @@
 //! - `cargo xtask demo`: builds what the demo needs and runs it locally (see README.md).
 //! - `cargo xtask test`: installs the tools the checks need when missing, then runs formatting, clippy and every
 //!   test, and prints one summary line. `.ci/run` calls exactly this.
+//! - `cargo xtask bench`: every benchmark, printed as a table (see BENCHMARKS.md).
 //!
 //! Each command lives in its own module; [`process`] holds the small helpers for running programs.
 
+mod bench;
 mod demo;
 mod process;
 mod setup;
@@ -29,6 +31,8 @@ enum Command {
     Test(test::Args),
     /// Only install the tools the tests need (idempotent).
     Setup,
+    /// Run every benchmark (release builds) and print a table.
+    Bench,
 }
 
 fn main() -> std::process::ExitCode {
@@ -39,6 +43,7 @@ fn main() -> std::process::ExitCode {
             Command::Demo(args) => demo::run(&args),
             Command::Test(args) => test::run(&args),
             Command::Setup => setup::ensure_all().map(|_| ()),
+            Command::Bench => bench::run(),
         });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,64 @@
+//! `bench`: measures the ping path, memory, provisioning and the page, each against a baseline measured in the
+//! same run, and prints a Markdown table. Run it with `cargo xtask bench` (release builds of every binary).
+//!
+//! Benchmarks print numbers; they do not pass or fail. Modules: [`procs`] starts the release binaries and reads
+//! their memory; [`ping`], [`memory`], [`provision`] and [`page`] are the four measurements.
+
+mod memory;
+mod page;
+mod ping;
+mod procs;
+mod provision;
+
+use std::path::PathBuf;
+
+/// One line of the report.
+pub struct Row {
+    /// What was measured.
+    pub what: String,
+    /// The result.
+    pub value: String,
+    /// The baseline or target it is compared with.
+    pub against: String,
+}
+
+/// Where the release binaries and the built site are (set by `cargo xtask bench`).
+pub struct Paths {
+    /// Directory with `server` and `provisioner`.
+    pub bin_dir: PathBuf,
+    /// The built site, if any.
+    pub dist: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some("echo-server") {
+        return ping::echo_server();
+    }
+    let exe = std::env::current_exe()?;
+    let paths = Paths {
+        bin_dir: std::env::var_os("BENCH_BIN_DIR")
+            .map(PathBuf::from)
+            .or_else(|| exe.parent().map(PathBuf::from))
+            .unwrap_or_default(),
+        dist: std::env::var_os("BENCH_DIST").map(PathBuf::from),
+    };
+    // 10,000 connections need 20,000 descriptors on this side and the server's; children inherit the limit.
+    let limit = rlimit::increase_nofile_limit(65_536)?;
+    eprintln!("bench: open-file limit {limit}");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let mut rows = Vec::new();
+    runtime.block_on(async {
+        rows.extend(ping::run(&paths).await?);
+        rows.extend(memory::run(&paths).await?);
+        rows.extend(provision::run(&paths).await?);
+        anyhow::Ok(())
+    })?;
+    rows.extend(page::run(&paths)?);
+    println!("| measurement | result | baseline / target |");
+    println!("|---|---|---|");
+    for row in rows {
+        println!("| {} | {} | {} |", row.what, row.value, row.against);
+    }
+    Ok(())
+}
