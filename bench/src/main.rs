@@ -31,10 +31,12 @@ pub struct Paths {
 }
 
 fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    if args.next().as_deref() == Some("echo-server") {
+    let only: Vec<String> = std::env::args().skip(1).collect();
+    if only.first().map(String::as_str) == Some("echo-server") {
         return ping::echo_server();
     }
+    // `bench memory page` runs just those; no argument runs everything.
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     let exe = std::env::current_exe()?;
     let paths = Paths {
         bin_dir: std::env::var_os("BENCH_BIN_DIR")
@@ -49,12 +51,20 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let mut rows = Vec::new();
     runtime.block_on(async {
-        rows.extend(ping::run(&paths).await?);
-        rows.extend(memory::run(&paths).await?);
-        rows.extend(provision::run(&paths).await?);
+        if wanted("ping") {
+            rows.extend(ping::run(&paths).await?);
+        }
+        if wanted("memory") {
+            rows.extend(memory::run(&paths).await?);
+        }
+        if wanted("provision") {
+            rows.extend(provision::run(&paths).await?);
+        }
         anyhow::Ok(())
     })?;
-    rows.extend(page::run(&paths)?);
+    if wanted("page") {
+        rows.extend(page::run(&paths)?);
+    }
     println!("| measurement | result | baseline / target |");
     println!("|---|---|---|");
     for row in rows {
