@@ -98,6 +98,17 @@ pub fn format_ms(value: Option<f64>) -> String {
     }
 }
 
+/// A timer resolution for humans: microseconds below a millisecond (`5 µs`, `100 µs`), else `1.0 ms`.
+pub fn format_resolution(ms: f64) -> String {
+    if ms <= 0.0 {
+        "unknown".to_owned()
+    } else if ms < 1.0 {
+        format!("{:.0} µs", ms * 1000.0)
+    } else {
+        format!("{ms:.1} ms")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,5 +160,9 @@ mod tests {
         assert_eq!(format_ms(Some(0.4213)), "0.42 ms");
         assert_eq!(format_ms(Some(12.34)), "12.3 ms");
         assert_eq!(format_ms(Some(840.4)), "840 ms");
+        assert_eq!(format_resolution(0.005), "5 µs");
+        assert_eq!(format_resolution(0.1), "100 µs");
+        assert_eq!(format_resolution(1.0), "1.0 ms");
+        assert_eq!(format_resolution(0.0), "unknown");
     }
 }

@@ -97,7 +97,7 @@ fn Dashboard(api: Api) -> impl IntoView {
             <p class="fineprint">
                 {format!(
                     "Provisioner: {api_label}. Timer resolution here: {} ({}).",
-                    crate::stats::format_ms(Some(resolution)),
+                    crate::stats::format_resolution(resolution),
                     if isolated { "cross-origin isolated" } else { "not cross-origin isolated: the browser coarsens timers" },
                 )}
             </p>
