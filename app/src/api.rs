@@ -55,6 +55,24 @@ impl Api {
             .await;
     }
 
+    /// `DELETE /session/{id}` that survives the page going away (`fetch` with `keepalive`), for `pagehide`.
+    pub fn end_on_leave(&self, id: &str, token: &str) {
+        let Some(window) = web_sys::window() else {
+            return;
+        };
+        let init = web_sys::RequestInit::new();
+        init.set_method("DELETE");
+        // web-sys has no setter for `keepalive`; it is a plain property of the init dictionary.
+        let _ = js_sys::Reflect::set(&init, &"keepalive".into(), &true.into());
+        if let Ok(headers) = web_sys::Headers::new()
+            && headers.set("authorization", &format!("Bearer {token}")).is_ok()
+        {
+            init.set_headers(&headers);
+            // Fire and forget: the page is leaving and cannot wait for the answer.
+            let _ = window.fetch_with_str_and_init(&self.url(&format!("/session/{id}")), &init);
+        }
+    }
+
     /// `GET /pool`.
     pub async fn pool(&self) -> Result<PoolStatus, Failure> {
         expect(Request::get(&self.url("/pool")).send().await, 200).await

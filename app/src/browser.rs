@@ -86,6 +86,17 @@ pub fn publish(name: &str, value: f64) {
     }
 }
 
+/// Calls `callback` when the page is being unloaded (`pagehide`: closing the tab, navigating away).
+pub fn on_page_hide(callback: impl Fn() + 'static) {
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    let closure = wasm_bindgen::closure::Closure::<dyn Fn()>::new(callback);
+    let _ = window.add_event_listener_with_callback("pagehide", closure.as_ref().unchecked_ref());
+    // The listener lives as long as the page.
+    closure.forget();
+}
+
 /// Calls `callback(hidden)` whenever the tab is hidden or shown.
 pub fn on_visibility_change(callback: impl Fn(bool) + 'static) {
     let Some(document) = web_sys::window().and_then(|w| w.document()) else {

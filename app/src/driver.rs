@@ -104,6 +104,15 @@ impl Demo {
         self.session.set_value(None);
     }
 
+    /// Ends the session when the page goes away, so its pod is freed at once rather than at the idle timeout.
+    pub fn end_on_page_hide(self) {
+        crate::browser::on_page_hide(move || {
+            if let Some((id, token)) = self.session.get_value() {
+                self.api.get_value().end_on_leave(&id, &token);
+            }
+        });
+    }
+
     /// Kills the session's pod ("Kill my pod").
     pub fn kill_pod(self) {
         let Some((id, token)) = self.session.get_value() else {

@@ -244,5 +244,20 @@ async fn live_latency_kill_and_recovery_in_chromium() {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, screenshot).unwrap();
     println!("e2e: screenshot saved to {}", path.display());
+
+    // Leaving the page ends the session (a keepalive DELETE on `pagehide`): the pod is freed at once.
+    let pool_url = format!("{page}pool");
+    client.goto(&pool_url).await.unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the session's pod freed after leaving the page",
+        async || {
+            client.goto(&pool_url).await.ok()?;
+            let body = text(&client, "body").await;
+            let pool: common::api::PoolStatus = serde_json::from_str(&body).ok()?;
+            (pool.assigned == 0).then_some(())
+        },
+    )
+    .await;
     client.close().await.unwrap();
 }

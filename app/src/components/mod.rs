@@ -67,6 +67,7 @@ fn Dashboard(api: Api) -> impl IntoView {
     let api_label = api.base().to_owned();
     let demo = Demo::new(api);
     demo.watch_pool();
+    demo.end_on_page_hide();
     let window_s = RwSignal::new(30_u32);
     let dark = RwSignal::new(browser::prefers_dark());
     Effect::new(move |_| browser::set_theme_attribute(dark.get()));
