@@ -7,12 +7,14 @@
 //!   [`protocol::PROTOCOL_VERSION`] and documented in `PROTOCOL.md`.
 //! - [`api`]: the JSON error body every HTTP endpoint returns.
 //! - [`names`]: the friendly, stable display name derived from a pod name.
+//! - [`origin`]: which browser origins may use the services.
 //!
 //! It compiles for `wasm32-unknown-unknown` (the web page uses it); native-only helpers for the two services
 //! live behind the `runtime` feature.
 
 pub mod api;
 pub mod names;
+pub mod origin;
 pub mod protocol;
 
 #[cfg(feature = "runtime")]

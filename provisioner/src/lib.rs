@@ -50,6 +50,8 @@ pub async fn run(
                     server_bin,
                     public_host: config.public_host.clone(),
                     start_timeout: config.pod_start_timeout,
+                    allowed_origins: config.allowed_origins.clone(),
+                    localhost_origins: !config.no_localhost_origins,
                 },
                 events,
             )?;

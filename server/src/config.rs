@@ -60,6 +60,16 @@ pub struct Config {
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// Browser origin allowed to open WebSockets (repeatable, or comma-separated in the environment), e.g.
+    /// `https://user.github.io`. Localhost origins are allowed unless `--no-localhost-origins`; requests
+    /// without an `Origin` header (non-browser clients) are always allowed.
+    #[arg(long = "allowed-origin", env = "ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Do not allow `http://localhost:*` and `http://127.0.0.1:*` origins by default.
+    #[arg(long, env = "NO_LOCALHOST_ORIGINS")]
+    pub no_localhost_origins: bool,
+
     /// Shut down gracefully when standard input reaches end-of-file. The provisioner's local backend starts
     /// session pods with this, so they can never outlive it, even if it is killed with SIGKILL.
     #[arg(long, env = "EXIT_ON_STDIN_EOF")]

@@ -1,8 +1,9 @@
 //! HTTP routes of the ping server: `/ws`, `/health`, `/ready`, `/activity` (for the provisioner), and JSON
 //! errors for everything else.
 //!
-//! `/ws` enforces the admission rules before upgrading: no new connections while draining, and at most
-//! `max_connections` at once (each connection holds a semaphore permit until its task ends).
+//! `/ws` enforces the admission rules before upgrading: only allowed browser origins, no new connections while
+//! draining, and at most `max_connections` at once (each connection holds a semaphore permit until its task
+//! ends).
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use common::api::{ActivityBody, ErrorBody, HealthBody};
@@ -46,6 +47,8 @@ pub struct AppState {
     draining: CancellationToken,
     connections: TaskTracker,
     activity: Arc<Activity>,
+    allowed_origins: Vec<String>,
+    localhost_origins: bool,
 }
 
 impl AppState {
@@ -61,6 +64,8 @@ impl AppState {
             draining,
             connections,
             activity: Arc::default(),
+            allowed_origins: config.allowed_origins.clone(),
+            localhost_origins: !config.no_localhost_origins,
         }
     }
 }
@@ -80,8 +85,21 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 async fn websocket(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    // Browsers apply no CORS to WebSockets: a page on any site could open one here with its user's network
+    // position. Only allowed origins may; clients that send no Origin are not browsers and pass.
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or_default();
+        if !common::origin::allowed(origin, &state.allowed_origins, state.localhost_origins) {
+            return error(
+                StatusCode::FORBIDDEN,
+                "origin_not_allowed",
+                &format!("pages from {origin:?} may not open WebSockets here"),
+            );
+        }
+    }
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
         Err(rejection) => {

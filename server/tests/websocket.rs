@@ -327,3 +327,43 @@ async fn activity_reports_connections_and_last_frame() {
     assert_eq!(busy.connections, 1);
     assert!(busy.last_activity_ms >= idle.last_activity_ms);
 }
+
+#[tokio::test]
+async fn only_allowed_origins_may_open_websockets() {
+    let server = TestServer::start(&["--allowed-origin", "https://me.github.io"]).await;
+    for origin in [
+        "https://me.github.io",
+        "http://localhost:8081",
+        "http://127.0.0.1:3000",
+    ] {
+        let mut client = server
+            .connect_from(origin)
+            .await
+            .unwrap_or_else(|e| panic!("{origin}: {e}"));
+        assert!(
+            matches!(client.next_message().await, ServerMessage::Hello { .. }),
+            "{origin}"
+        );
+    }
+    for origin in [
+        "https://evil.example",
+        "https://me.github.io.evil.example",
+        "null",
+    ] {
+        match server.connect_from(origin).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 403, "{origin}");
+                let body: serde_json::Value =
+                    serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
+                assert_eq!(body["error"], "origin_not_allowed");
+            }
+            Ok(_) => panic!("{origin} must be refused"),
+            Err(e) => panic!("{origin}: expected HTTP 403, got {e}"),
+        }
+    }
+    // Without the localhost default, localhost pages are refused too.
+    let strict = TestServer::start(&["--no-localhost-origins"]).await;
+    assert!(strict.connect_from("http://localhost:8081").await.is_err());
+    // Non-browser clients send no Origin and pass.
+    assert!(strict.try_connect().await.is_ok());
+}

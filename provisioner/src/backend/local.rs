@@ -33,6 +33,10 @@ pub struct LocalConfig {
     pub public_host: String,
     /// A child that does not answer `/ready` within this time is killed.
     pub start_timeout: Duration,
+    /// Browser origins the pods accept WebSockets from (the provisioner's own list).
+    pub allowed_origins: Vec<String>,
+    /// Whether localhost origins are allowed too.
+    pub localhost_origins: bool,
 }
 
 impl LocalConfig {
@@ -142,6 +146,11 @@ impl Backend for LocalBackend {
             ])
             .env("POD_NAME", name)
             .env("NODE_NAME", "localhost")
+            .env("ALLOWED_ORIGINS", self.inner.config.allowed_origins.join(","))
+            .env(
+                "NO_LOCALHOST_ORIGINS",
+                (!self.inner.config.localhost_origins).to_string(),
+            )
             .env_remove("SESSION_ID")
             .env_remove("PORT")
             .env_remove("BIND")

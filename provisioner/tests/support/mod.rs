@@ -61,6 +61,8 @@ impl TestProvisioner {
                 server_bin: bin,
                 public_host: "127.0.0.1".into(),
                 start_timeout: Duration::from_secs(15),
+                allowed_origins: Vec::new(),
+                localhost_origins: true,
             },
             events,
         )

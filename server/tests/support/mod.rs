@@ -76,6 +76,17 @@ impl TestServer {
         let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", self.address)).await?;
         Ok(Client { ws })
     }
+
+    /// Connects as a browser page from `origin` would.
+    pub async fn connect_from(&self, origin: &str) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = format!("ws://{}/ws", self.address).into_client_request()?;
+        request
+            .headers_mut()
+            .insert("origin", origin.parse().expect("header value"));
+        let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(Client { ws })
+    }
 }
 
 /// A WebSocket client speaking the ping protocol.
