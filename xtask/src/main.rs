@@ -8,6 +8,7 @@
 //! Each command lives in its own module; [`process`] holds the small helpers for running programs.
 
 mod bench;
+mod cluster;
 mod demo;
 mod process;
 mod setup;
@@ -33,6 +34,8 @@ enum Command {
     Setup,
     /// Run every benchmark (release builds) and print a table.
     Bench,
+    /// Build (once, cached by version) the Kubernetes control-plane binaries for the cluster tests.
+    ClusterTools,
 }
 
 fn main() -> std::process::ExitCode {
@@ -44,6 +47,9 @@ fn main() -> std::process::ExitCode {
             Command::Test(args) => test::run(&args),
             Command::Setup => setup::ensure_all().map(|_| ()),
             Command::Bench => bench::run(),
+            Command::ClusterTools => {
+                cluster::ensure_binaries().map(|bin| eprintln!("xtask: binaries in {}", bin.display()))
+            }
         });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

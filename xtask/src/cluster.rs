@@ -1,0 +1,178 @@
+//! The Kubernetes control-plane binaries for the tests against a real API server, built from Go modules and
+//! cached outside the repository by version (`~/.cache/resume-showcase/k8s-<version>/bin`).
+//!
+//! No container engine and no prebuilt downloads are available on the build machines, so:
+//! - kube-apiserver, kube-controller-manager and kube-scheduler come from a small wrapper module that requires
+//!   `k8s.io/kubernetes` and replaces every `k8s.io/<staging>` module with its published `v0.<minor>.<patch>`
+//!   (the list is read from the kubernetes go.mod), stamped with the version through `-X` ldflags;
+//! - etcd from a wrapper `main` calling `etcdmain.Main`;
+//! - kwok, kwokctl and helm with `go install`.
+//!
+//! A cold build takes tens of minutes on two cores; Go's own module and build caches make later ones quick, and
+//! a complete `bin/` is reused as is.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+use crate::process;
+
+/// Kubernetes release of the test control plane (k8s-openapi's `v1_36` feature matches it).
+pub const KUBERNETES: &str = "v1.36.3";
+/// etcd release used by that Kubernetes line.
+pub const ETCD: &str = "v3.6.16";
+/// kwok release (fake nodes that run pods without containers).
+pub const KWOK: &str = "v0.8.0";
+/// helm release.
+pub const HELM: &str = "v3.22.0";
+
+/// Every binary the cluster tests need.
+pub const BINARIES: &[&str] = &[
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "etcd",
+    "kwok",
+    "kwokctl",
+    "helm",
+];
+
+/// The cache directory for this set of versions.
+pub fn cache_dir() -> anyhow::Result<PathBuf> {
+    let home = std::env::var_os("HOME").context("HOME is not set")?;
+    Ok(PathBuf::from(home)
+        .join(".cache/resume-showcase")
+        .join(format!("k8s-{KUBERNETES}-etcd-{ETCD}-kwok-{KWOK}-helm-{HELM}")))
+}
+
+/// Builds whatever is missing; returns the directory holding every binary.
+pub fn ensure_binaries() -> anyhow::Result<PathBuf> {
+    let cache = cache_dir()?;
+    let bin = cache.join("bin");
+    if BINARIES.iter().all(|b| bin.join(b).is_file()) {
+        return Ok(bin);
+    }
+    if output(Command::new("go").arg("version")).is_err() {
+        bail!("the Go toolchain is needed to build the Kubernetes test binaries (install Go 1.26)");
+    }
+    std::fs::create_dir_all(&bin)?;
+    build_kubernetes(&cache, &bin)?;
+    build_etcd(&cache, &bin)?;
+    for (package, version) in [
+        ("sigs.k8s.io/kwok/cmd/kwok", KWOK),
+        ("sigs.k8s.io/kwok/cmd/kwokctl", KWOK),
+        ("helm.sh/helm/v3/cmd/helm", HELM),
+    ] {
+        let name = package.rsplit('/').next().unwrap_or(package);
+        if !bin.join(name).is_file() {
+            process::run(
+                go(&cache)
+                    .env("GOBIN", &bin)
+                    .args(["install", &format!("{package}@{version}")]),
+            )?;
+        }
+    }
+    Ok(bin)
+}
+
+fn go(dir: &Path) -> Command {
+    let mut command = Command::new("go");
+    command
+        .current_dir(dir)
+        .env("CGO_ENABLED", "0")
+        .env("GOFLAGS", "-mod=mod");
+    command
+}
+
+fn build_kubernetes(cache: &Path, bin: &Path) -> anyhow::Result<()> {
+    let commands = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"];
+    if commands.iter().all(|c| bin.join(c).is_file()) {
+        return Ok(());
+    }
+    let src = cache.join("kubernetes");
+    std::fs::create_dir_all(&src)?;
+    // The kubernetes go.mod says which staging modules it replaces with local paths.
+    process::run(go(&src).args([
+        "mod",
+        "download",
+        "-json",
+        &format!("k8s.io/kubernetes@{KUBERNETES}"),
+    ]))?;
+    let modcache = output(Command::new("go").args(["env", "GOMODCACHE"]))?;
+    let upstream =
+        Path::new(modcache.trim()).join(format!("cache/download/k8s.io/kubernetes/@v/{KUBERNETES}.mod"));
+    let upstream =
+        std::fs::read_to_string(&upstream).with_context(|| format!("reading {}", upstream.display()))?;
+    let staging_version = KUBERNETES.replacen("v1.", "v0.", 1);
+    let mut go_mod = format!(
+        "module showcase.local/k8sbins\n\ngo 1.26\n\nrequire k8s.io/kubernetes {KUBERNETES}\n\nreplace (\n"
+    );
+    for line in upstream.lines() {
+        if let Some((module, target)) = line.trim().split_once("=>")
+            && target.trim().starts_with("./staging/")
+        {
+            let module = module.trim();
+            go_mod.push_str(&format!("\t{module} => {module} {staging_version}\n"));
+        }
+    }
+    go_mod.push_str(")\n");
+    std::fs::write(src.join("go.mod"), go_mod)?;
+    let imports: String = commands
+        .iter()
+        .map(|c| format!("\t_ \"k8s.io/kubernetes/cmd/{c}\"\n"))
+        .collect();
+    std::fs::write(
+        src.join("tools.go"),
+        format!("//go:build tools\n\npackage tools\n\nimport (\n{imports})\n"),
+    )?;
+    process::run(go(&src).args(["mod", "tidy"]))?;
+    let minor = KUBERNETES.split('.').nth(1).unwrap_or("0");
+    let ldflags = format!(
+        "-s -w -X k8s.io/component-base/version.gitVersion={KUBERNETES} \
+         -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor={minor}"
+    );
+    for command in commands {
+        process::run(
+            go(&src)
+                .args(["build", "-ldflags", &ldflags, "-o"])
+                .arg(bin.join(command))
+                .arg(format!("k8s.io/kubernetes/cmd/{command}")),
+        )?;
+    }
+    Ok(())
+}
+
+fn build_etcd(cache: &Path, bin: &Path) -> anyhow::Result<()> {
+    if bin.join("etcd").is_file() {
+        return Ok(());
+    }
+    let src = cache.join("etcd");
+    std::fs::create_dir_all(&src)?;
+    std::fs::write(
+        src.join("go.mod"),
+        format!("module showcase.local/etcd\n\ngo 1.26\n\nrequire go.etcd.io/etcd/server/v3 {ETCD}\n"),
+    )?;
+    std::fs::write(
+        src.join("main.go"),
+        "// etcd, built from its server module.\npackage main\n\nimport (\n\t\"os\"\n\n\t\
+         \"go.etcd.io/etcd/server/v3/etcdmain\"\n)\n\nfunc main() { etcdmain.Main(os.Args) }\n",
+    )?;
+    process::run(go(&src).args(["mod", "tidy"]))?;
+    process::run(
+        go(&src)
+            .args(["build", "-ldflags", "-s -w", "-o"])
+            .arg(bin.join("etcd"))
+            .arg("."),
+    )
+}
+
+fn output(command: &mut Command) -> anyhow::Result<String> {
+    let out = command
+        .output()
+        .with_context(|| format!("running {}", process::describe(command)))?;
+    if !out.status.success() {
+        bail!("{} failed", process::describe(command));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
