@@ -36,6 +36,8 @@ enum Command {
     Bench,
     /// Build (once, cached by version) the Kubernetes control-plane binaries for the cluster tests.
     ClusterTools,
+    /// Build the web page for deployment (GitHub Pages), with its config.json.
+    Site(site::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -47,6 +49,7 @@ fn main() -> std::process::ExitCode {
             Command::Test(args) => test::run(&args),
             Command::Setup => setup::ensure_all().map(|_| ()),
             Command::Bench => bench::run(),
+            Command::Site(args) => site::run(&args),
             Command::ClusterTools => {
                 cluster::ensure_binaries().map(|bin| eprintln!("xtask: binaries in {}", bin.display()))
             }

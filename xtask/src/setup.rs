@@ -11,7 +11,8 @@
 //!   reach); failing that, from Debian's `rustc-web` + `rust-web-src`, linked as the rustup toolchain
 //!   `debian-web`;
 //! - `wasm-bindgen-cli` at exactly the version in `Cargo.lock`, and `trunk`, with `cargo install`;
-//! - `wasm-opt` (binaryen), Chromium and ChromeDriver from the system's package manager (apt).
+//! - `wasm-opt` (binaryen), Chromium and ChromeDriver from the system's package manager (apt);
+//! - actionlint with `go install` (the Go toolchain is on the build machines).
 
 use std::path::Path;
 use std::process::Command;
@@ -51,16 +52,61 @@ impl WasmToolchain {
 
 /// Ensures every tool of `cargo xtask test` is present; returns the WASM toolchain to use.
 pub fn ensure_all() -> anyhow::Result<WasmToolchain> {
+    let wasm = ensure_site_tools()?;
+    ensure_actionlint()?;
+    // actionlint checks the workflows' shell scripts with shellcheck when it is on PATH.
+    ensure_apt(&[("shellcheck", "shellcheck")])?;
+    // A browser for the end-to-end test: Debian's Chromium, unless CHROME_BIN names another (CI on Ubuntu).
+    if std::env::var_os("CHROME_BIN").is_none() {
+        ensure_apt(&[("chromium", "chromium"), ("chromedriver", "chromium-driver")])?;
+    } else if !on_path("chromedriver") {
+        bail!("CHROME_BIN is set but chromedriver is not on PATH");
+    }
+    Ok(wasm)
+}
+
+/// Ensures what building the web page needs (`cargo xtask site`, the Pages workflow).
+pub fn ensure_site_tools() -> anyhow::Result<WasmToolchain> {
     ensure_rust_components()?;
     let wasm = ensure_wasm_toolchain()?;
-    ensure_apt(&[
-        ("wasm-opt", "binaryen"),
-        ("chromium", "chromium"),
-        ("chromedriver", "chromium-driver"),
-    ])?;
+    ensure_apt(&[("wasm-opt", "binaryen")])?;
     ensure_wasm_bindgen()?;
     ensure_trunk()?;
     Ok(wasm)
+}
+
+/// actionlint release used to check the GitHub workflows.
+pub const ACTIONLINT: &str = "v1.7.12";
+
+/// Where project-installed tools that are not cargo's live.
+pub fn tools_bin() -> anyhow::Result<std::path::PathBuf> {
+    let home = std::env::var_os("HOME").context("HOME is not set")?;
+    Ok(std::path::PathBuf::from(home).join(".cache/resume-showcase/bin"))
+}
+
+/// actionlint, built with `go install` into [`tools_bin`], named by version.
+pub fn actionlint() -> anyhow::Result<std::path::PathBuf> {
+    Ok(tools_bin()?.join(format!("actionlint-{ACTIONLINT}")))
+}
+
+fn ensure_actionlint() -> anyhow::Result<()> {
+    let target = actionlint()?;
+    if target.is_file() {
+        return Ok(());
+    }
+    let staging = tools_bin()?.join("go-install");
+    std::fs::create_dir_all(&staging)?;
+    process::run(
+        Command::new("go")
+            .env("GOBIN", &staging)
+            .env("CGO_ENABLED", "0")
+            .args([
+                "install",
+                &format!("github.com/rhysd/actionlint/cmd/actionlint@{ACTIONLINT}"),
+            ]),
+    )?;
+    std::fs::rename(staging.join("actionlint"), &target)?;
+    Ok(())
 }
 
 /// rustfmt and clippy come with rustup's default profile, but minimal installs lack them.

@@ -54,6 +54,44 @@ pub fn build(wasm: &WasmToolchain, dist: &Path, public_url: &str) -> anyhow::Res
     Ok(())
 }
 
+/// Flags of `cargo xtask site`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Output directory.
+    #[arg(long, default_value = "dist")]
+    pub dist: std::path::PathBuf,
+    /// Absolute URL path the site is served under, with both slashes (`/<repo>/` for a GitHub Pages project).
+    #[arg(long, default_value = "/")]
+    pub public_url: String,
+    /// The provisioner's public URL, written into `config.json` (empty: same origin as the page).
+    #[arg(long, default_value = "")]
+    pub api: String,
+}
+
+/// `cargo xtask site`: the page for deployment, with its `config.json`.
+pub fn run(args: &Args) -> anyhow::Result<()> {
+    if !(args.public_url.starts_with('/') && args.public_url.ends_with('/')) {
+        bail!("--public-url must start and end with a slash, e.g. /resume-showcase/");
+    }
+    let api = args.api.trim();
+    if !(api.is_empty() || api.starts_with("https://") || api.starts_with("http://")) {
+        bail!("--api must be an http(s) URL, or empty for same origin");
+    }
+    let wasm = crate::setup::ensure_site_tools()?;
+    build(&wasm, &args.dist, &args.public_url)?;
+    let config = if api.is_empty() {
+        "{}\n".to_owned()
+    } else {
+        format!("{{\"api\":{api:?}}}\n")
+    };
+    std::fs::write(args.dist.join("config.json"), config)?;
+    eprintln!(
+        "xtask: config.json: api = {}",
+        if api.is_empty() { "same origin" } else { api }
+    );
+    Ok(())
+}
+
 /// Trunk.toml must name exactly the wasm-bindgen of Cargo.lock, or Trunk refuses (offline) or mismatches.
 fn check_trunk_config() -> anyhow::Result<()> {
     let locked = locked_version("wasm-bindgen")?;

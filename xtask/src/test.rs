@@ -1,6 +1,7 @@
 //! `cargo xtask test`: every check of the project, in the order a reviewer would run them.
 //!
 //! Steps: set-up (tools installed when missing), `cargo fmt --check`, `cargo clippy --all-targets -D warnings`,
+//! actionlint over `.github/workflows`,
 //! the web page built with Trunk (so the browser test loads the real build), `cargo test --workspace`. Test output is passed through as it comes, and the per-binary `test result:`
 //! lines are added up into one closing `summary: N passed, M failed` line.
 
@@ -33,6 +34,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             "-D",
             "warnings",
         ]))?;
+        process::run(std::process::Command::new(setup::actionlint()?).arg("-no-color"))?;
     }
     let dist = process::workspace_root().join("target/e2e/dist");
     site::build(&wasm, &dist, "/")?;
