@@ -6,6 +6,7 @@
 //! - [`protocol`]: the WebSocket ping protocol (JSON text frames tagged by `type`), versioned by
 //!   [`protocol::PROTOCOL_VERSION`] and documented in `PROTOCOL.md`.
 //! - [`api`]: the JSON error body every HTTP endpoint returns.
+//! - [`labels`]: the Kubernetes label keys of session pods and the pool's selectors.
 //! - [`names`]: the friendly, stable display name derived from a pod name.
 //! - [`origin`]: which browser origins may use the services.
 //!
@@ -13,6 +14,7 @@
 //! live behind the `runtime` feature.
 
 pub mod api;
+pub mod labels;
 pub mod names;
 pub mod origin;
 pub mod protocol;

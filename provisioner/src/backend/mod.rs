@@ -3,8 +3,9 @@
 //! A backend starts and terminates pods by name, lists them with their state, records which session a pod
 //! serves (`claim`), reports a pod's WebSocket activity, and tells the pool asynchronously when a pod becomes
 //! ready or exits, through the [`PodEvent`] channel it was built with. The pool never assumes more than this, so
-//! the same algorithm runs on child processes ([`local`]) and on Kubernetes.
+//! the same algorithm runs on child processes ([`local`]) and on Kubernetes ([`kubernetes`], in progress).
 
+pub mod kubernetes;
 pub mod local;
 
 use std::future::Future;

@@ -1,0 +1,270 @@
+//! The session Job, built in code from [`SessionPodSpec`]: one pod of the `server` image, labelled for the pool
+//! (label keys from `common::labels`), never retried (`backoffLimit: 0`), ended at the session's maximum age
+//! (`activeDeadlineSeconds`), garbage-collected after it finishes (`ttlSecondsAfterFinished`), ready when
+//! `/ready` answers, named by the downward API, and locked down to the restricted Pod Security profile.
+
+use std::collections::BTreeMap;
+
+use common::labels;
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecurityContext,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+/// Everything configurable about a session pod. Defaults match the original deployment's sizing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionPodSpec {
+    /// The ping-server image.
+    pub image: String,
+    /// Port the server listens on inside the pod.
+    pub port: u16,
+    /// CPU request, e.g. `10m`.
+    pub cpu_request: String,
+    /// Memory request, e.g. `30Mi`.
+    pub memory_request: String,
+    /// CPU limit, e.g. `100m`.
+    pub cpu_limit: String,
+    /// Memory limit, e.g. `256Mi`.
+    pub memory_limit: String,
+    /// The Job is stopped by Kubernetes after this many seconds (the session's maximum age).
+    pub active_deadline_seconds: i64,
+    /// A finished Job is deleted after this many seconds.
+    pub ttl_seconds_after_finished: i32,
+    /// Browser origins the pod accepts WebSockets from (passed as `ALLOWED_ORIGINS`).
+    pub allowed_origins: Vec<String>,
+    /// Labels of the owning release (e.g. `app.kubernetes.io/instance`), added to every object.
+    pub extra_labels: BTreeMap<String, String>,
+}
+
+impl Default for SessionPodSpec {
+    fn default() -> Self {
+        Self {
+            image: "ghcr.io/resume-showcase/resume-showcase/server:latest".into(),
+            port: 8080,
+            cpu_request: "10m".into(),
+            memory_request: "30Mi".into(),
+            cpu_limit: "100m".into(),
+            memory_limit: "256Mi".into(),
+            active_deadline_seconds: 3600,
+            ttl_seconds_after_finished: 60,
+            allowed_origins: Vec::new(),
+            extra_labels: BTreeMap::new(),
+        }
+    }
+}
+
+/// The labels of a new, unassigned session pod and its Job.
+pub fn pool_labels(spec: &SessionPodSpec) -> BTreeMap<String, String> {
+    let mut labels: BTreeMap<String, String> = spec.extra_labels.clone();
+    for (key, value) in [
+        (labels::APP_NAME, labels::APP),
+        (labels::COMPONENT, labels::COMPONENT_SESSION),
+        (labels::MANAGED_BY, labels::MANAGED_BY_PROVISIONER),
+        (labels::POOL, labels::POOL_WARM),
+        (labels::ASSIGNED, "false"),
+    ] {
+        labels.insert(key.to_owned(), value.to_owned());
+    }
+    labels
+}
+
+fn env(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.to_owned()),
+        ..EnvVar::default()
+    }
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_owned(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+/// The Job for the session pod `name` (the pod gets the same name prefix from the Job controller).
+pub fn job(name: &str, spec: &SessionPodSpec) -> Job {
+    let labels = pool_labels(spec);
+    let quantities = |cpu: &str, memory: &str| {
+        BTreeMap::from([
+            ("cpu".to_owned(), Quantity(cpu.to_owned())),
+            ("memory".to_owned(), Quantity(memory.to_owned())),
+        ])
+    };
+    let container = Container {
+        name: "server".into(),
+        image: Some(spec.image.clone()),
+        args: Some(vec!["--port".into(), spec.port.to_string()]),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: i32::from(spec.port),
+            ..ContainerPort::default()
+        }]),
+        env: Some(vec![
+            field_env("POD_NAME", "metadata.name"),
+            field_env("NODE_NAME", "spec.nodeName"),
+            env("ALLOWED_ORIGINS", &spec.allowed_origins.join(",")),
+            env("NO_LOCALHOST_ORIGINS", "true"),
+            env("LOG_FORMAT", "json"),
+        ]),
+        readiness_probe: Some(Probe {
+            http_get: Some(HTTPGetAction {
+                path: Some("/ready".into()),
+                port: IntOrString::String("http".into()),
+                ..HTTPGetAction::default()
+            }),
+            period_seconds: Some(2),
+            ..Probe::default()
+        }),
+        resources: Some(ResourceRequirements {
+            requests: Some(quantities(&spec.cpu_request, &spec.memory_request)),
+            limits: Some(quantities(&spec.cpu_limit, &spec.memory_limit)),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Capabilities::default()
+            }),
+            ..SecurityContext::default()
+        }),
+        ..Container::default()
+    };
+    Job {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            labels: Some(labels.clone()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            active_deadline_seconds: Some(spec.active_deadline_seconds),
+            ttl_seconds_after_finished: Some(spec.ttl_seconds_after_finished),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".into()),
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    termination_grace_period_seconds: Some(5),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(65532),
+                        run_as_group: Some(65532),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            ..SeccompProfile::default()
+                        }),
+                        ..PodSecurityContext::default()
+                    }),
+                    containers: vec![container],
+                    ..PodSpec::default()
+                }),
+            },
+            ..JobSpec::default()
+        }),
+        ..Job::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn job_has_the_pool_labels_lifecycle_and_probe() {
+        let spec = SessionPodSpec {
+            image: "registry.example/server:1.2.3".into(),
+            allowed_origins: vec!["https://me.github.io".into()],
+            extra_labels: BTreeMap::from([("app.kubernetes.io/instance".into(), "demo".into())]),
+            ..SessionPodSpec::default()
+        };
+        let job = serde_json::to_value(job("session-abc", &spec)).unwrap();
+        let labels = json!({
+            "app.kubernetes.io/name": "resume-showcase",
+            "app.kubernetes.io/component": "session",
+            "app.kubernetes.io/managed-by": "resume-showcase-provisioner",
+            "app.kubernetes.io/instance": "demo",
+            "pool": "warm",
+            "assigned": "false",
+        });
+        assert_eq!(job["metadata"]["name"], "session-abc");
+        assert_eq!(job["metadata"]["labels"], labels);
+        assert_eq!(job["spec"]["template"]["metadata"]["labels"], labels);
+        assert_eq!(job["spec"]["backoffLimit"], 0);
+        assert_eq!(job["spec"]["activeDeadlineSeconds"], 3600);
+        assert_eq!(job["spec"]["ttlSecondsAfterFinished"], 60);
+        let pod = &job["spec"]["template"]["spec"];
+        assert_eq!(pod["restartPolicy"], "Never");
+        assert_eq!(pod["automountServiceAccountToken"], false);
+        let container = &pod["containers"][0];
+        assert_eq!(container["image"], "registry.example/server:1.2.3");
+        assert_eq!(
+            container["readinessProbe"]["httpGet"],
+            json!({"path": "/ready", "port": "http"})
+        );
+        assert_eq!(
+            container["env"][0],
+            json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})
+        );
+        assert_eq!(
+            container["env"][1],
+            json!({"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}})
+        );
+        assert_eq!(
+            container["env"][2],
+            json!({"name": "ALLOWED_ORIGINS", "value": "https://me.github.io"})
+        );
+    }
+
+    #[test]
+    fn resources_come_from_the_spec() {
+        let defaults = serde_json::to_value(job("s", &SessionPodSpec::default())).unwrap();
+        let resources = &defaults["spec"]["template"]["spec"]["containers"][0]["resources"];
+        assert_eq!(
+            *resources,
+            json!({"requests": {"cpu": "10m", "memory": "30Mi"}, "limits": {"cpu": "100m", "memory": "256Mi"}})
+        );
+        let custom = SessionPodSpec {
+            cpu_limit: "250m".into(),
+            memory_request: "64Mi".into(),
+            ..SessionPodSpec::default()
+        };
+        let custom = serde_json::to_value(job("s", &custom)).unwrap();
+        let resources = &custom["spec"]["template"]["spec"]["containers"][0]["resources"];
+        assert_eq!(resources["limits"]["cpu"], "250m");
+        assert_eq!(resources["requests"]["memory"], "64Mi");
+    }
+
+    #[test]
+    fn security_context_is_restricted() {
+        let job = serde_json::to_value(job("s", &SessionPodSpec::default())).unwrap();
+        let pod = &job["spec"]["template"]["spec"];
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+        let container = &pod["containers"][0]["securityContext"];
+        assert_eq!(container["allowPrivilegeEscalation"], false);
+        assert_eq!(container["readOnlyRootFilesystem"], true);
+        assert_eq!(container["capabilities"]["drop"], json!(["ALL"]));
+    }
+}
