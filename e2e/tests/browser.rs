@@ -94,6 +94,8 @@ async fn start_provisioner() -> (Child, String) {
 }
 
 async fn start_browser() -> (Child, Client) {
+    // Several rustls back-ends are compiled into the workspace; say which one this process uses.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let port = free_port();
     let driver = Command::new("chromedriver")
         .arg(format!("--port={port}"))

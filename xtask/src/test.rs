@@ -55,7 +55,15 @@ struct Totals {
 fn cargo_test(dist: &std::path::Path) -> anyhow::Result<Totals> {
     let mut command = cargo();
     command
-        .args(["test", "--workspace", "--locked", "--color", "never"])
+        // --no-fail-fast: one failing test binary must not hide the results of the others.
+        .args([
+            "test",
+            "--workspace",
+            "--locked",
+            "--no-fail-fast",
+            "--color",
+            "never",
+        ])
         .env("E2E_DIST", dist)
         .stdout(Stdio::piped());
     eprintln!("xtask: $ {}", process::describe(&command));
