@@ -222,12 +222,16 @@ impl<B: Backend> Pool<B> {
             }
             (names, surplus)
         };
-        for name in to_create {
-            if let Err(e) = self.backend.create(&name).await {
+        for (i, name) in to_create.iter().enumerate() {
+            if let Err(e) = self.backend.create(name).await {
                 tracing::warn!(pod = %name, error = %e, "cannot create pod");
                 self.metrics.create_failures.inc();
-                self.lock().pods.remove(&name);
-                // Do not spin on a failing backend: the next resync tick tries again.
+                // Forget this pod and the ones not attempted yet (they were counted as starting), and do not
+                // spin on a failing backend: the next resync tick tries again.
+                let mut state = self.lock();
+                for name in &to_create[i..] {
+                    state.pods.remove(name);
+                }
                 break;
             }
         }

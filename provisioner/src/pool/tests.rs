@@ -13,17 +13,30 @@ const WAIT: Duration = Duration::from_secs(10);
 struct Harness {
     pool: Arc<Pool<FakeBackend>>,
     fake: FakeBackend,
+    metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 }
 
 impl Harness {
     fn start(config: PoolConfig) -> Self {
+        Self::start_with(config, |_| {})
+    }
+
+    /// Starts the pool after `prepare` has set up the fake backend (so the first reconcile already sees it).
+    fn start_with(config: PoolConfig, prepare: impl FnOnce(&FakeBackend)) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let fake = FakeBackend::new(tx);
-        let pool = Pool::new(fake.clone(), config, Arc::new(Metrics::default()));
+        prepare(&fake);
+        let metrics = Arc::new(Metrics::default());
+        let pool = Pool::new(fake.clone(), config, metrics.clone());
         let shutdown = CancellationToken::new();
         tokio::spawn(pool.clone().run(rx, shutdown.clone()));
-        Self { pool, fake, shutdown }
+        Self {
+            pool,
+            fake,
+            metrics,
+            shutdown,
+        }
     }
 
     /// Waits until the published counts satisfy `condition`.
@@ -318,11 +331,30 @@ async fn active_sessions_are_not_idle() {
 
 #[tokio::test]
 async fn create_failures_do_not_spin_and_recover() {
+    let resync = Duration::from_millis(20);
     let mut c = config(2, 10);
-    c.resync_interval = Duration::from_millis(20);
-    let h = Harness::start(c);
-    h.fake.fail_create.store(true, Ordering::SeqCst);
-    h.until("a failed attempt", |c| c.total() == 0).await;
+    c.resync_interval = resync;
+    let started = std::time::Instant::now();
+    let h = Harness::start_with(c, |fake| fake.fail_create.store(true, Ordering::SeqCst));
+    // Each publish follows a reconcile; wait for three failed attempts.
+    let mut counts = h.pool.watch_counts();
+    while h.metrics.create_failures.get() < 3 {
+        tokio::time::timeout(WAIT, counts.changed())
+            .await
+            .expect("no retry")
+            .unwrap();
+        assert_eq!(
+            h.pool.counts().total(),
+            0,
+            "a failed create must not leave a pod behind"
+        );
+    }
+    // Retries come with the resync ticks, not in a tight loop: three attempts span at least two ticks.
+    assert!(
+        started.elapsed() >= resync * 2,
+        "retried {:?} after start",
+        started.elapsed()
+    );
     h.fake.fail_create.store(false, Ordering::SeqCst);
     h.until("the pool after recovery", |c| c.warm == 2).await;
 }
