@@ -1,7 +1,7 @@
 //! `cargo xtask demo`: builds the page and the binaries, then runs the provisioner with the local backend,
 //! serving the page and its API on one port (its pods are child processes of the `server` binary).
 
-use crate::process::{self, cargo};
+use crate::process;
 use crate::{setup, site};
 
 /// Flags of `cargo xtask demo`.
@@ -16,18 +16,11 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    let wasm = setup::ensure_all()?;
+    // The demo needs the page's build tools, not the test-only ones (browser, linters).
+    let wasm = setup::ensure_site_tools()?;
     let dist = process::workspace_root().join("dist");
     site::build(&wasm, &dist, "/")?;
-    process::run(cargo().args([
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        "server",
-        "-p",
-        "provisioner",
-    ]))?;
+    process::build_release(&["server", "provisioner"])?;
     let binary = process::workspace_root().join("target/release/provisioner");
     eprintln!(
         "xtask: open http://127.0.0.1:{port}/ (Ctrl-C to stop)\n\

@@ -44,3 +44,13 @@ pub fn describe(command: &Command) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+/// `cargo build --release --locked -p <package>...`.
+pub fn build_release(packages: &[&str]) -> anyhow::Result<()> {
+    let mut command = cargo();
+    command.args(["build", "--release", "--locked"]);
+    for package in packages {
+        command.args(["-p", package]);
+    }
+    run(&mut command)
+}
