@@ -10,6 +10,8 @@
 //! - [`names`]: the friendly, stable display name derived from a pod name.
 //! - [`origin`]: which browser origins may use the services.
 //!
+//! - [`signing`] (feature `signing`): HMAC session tokens and signed routes to session pods.
+//!
 //! It compiles for `wasm32-unknown-unknown` (the web page uses it); native-only helpers for the two services
 //! live behind the `runtime` feature.
 
@@ -21,3 +23,5 @@ pub mod protocol;
 
 #[cfg(feature = "runtime")]
 pub mod runtime;
+#[cfg(feature = "signing")]
+pub mod signing;

@@ -6,7 +6,9 @@ use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Parser, ValueEnum};
+use common::signing::SigningKey;
 
 use crate::pool::PoolConfig;
 
@@ -106,12 +108,49 @@ pub struct Config {
     #[arg(long, env = "PUBLIC_HOST", default_value = "127.0.0.1")]
     pub public_host: String,
 
+    /// Key that signs session tokens and routes to session pods, at least 32 bytes. Every provisioner replica
+    /// and edge server must share it. Without one, a random key is made and tokens die with the process.
+    #[arg(long, env = "SIGNING_KEY", hide_env_values = true)]
+    pub signing_key: Option<Secret>,
+
+    /// Read the signing key from this file (a mounted Kubernetes Secret); trailing whitespace is ignored.
+    #[arg(long, env = "SIGNING_KEY_FILE", conflicts_with = "signing_key")]
+    pub signing_key_file: Option<PathBuf>,
+
     /// Local backend: how long a new pod may take to answer `/ready` before it is killed.
     #[arg(long, env = "POD_START_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
     pub pod_start_timeout: Duration,
 }
 
+/// A flag value that must never be printed (`Debug` is redacted).
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
 impl Config {
+    /// The signing key from `--signing-key` or `--signing-key-file`; a random one when neither is given.
+    pub fn signing_key(&self) -> anyhow::Result<SigningKey> {
+        if let Some(Secret(key)) = &self.signing_key {
+            return SigningKey::new(key.trim().as_bytes()).context("--signing-key");
+        }
+        if let Some(path) = &self.signing_key_file {
+            return SigningKey::from_file(path).with_context(|| format!("reading {}", path.display()));
+        }
+        Ok(crate::ids::random_key())
+    }
+
     /// The pool algorithm's part of the configuration.
     pub fn pool(&self) -> PoolConfig {
         PoolConfig {
@@ -157,5 +196,29 @@ mod tests {
         assert!(Config::try_parse_from(["provisioner", "--warm-pool-size", "-1"]).is_err());
         assert!(Config::try_parse_from(["provisioner", "--backend", "docker"]).is_err());
         assert!(Config::try_parse_from(["provisioner", "--kill-cooldown", "later"]).is_err());
+    }
+
+    #[test]
+    fn signing_keys_are_checked_and_never_printed() {
+        let secret = "k".repeat(40);
+        let config = Config::try_parse_from(["provisioner", "--signing-key", &secret]).unwrap();
+        assert!(!format!("{config:?}").contains(&secret));
+        let key = config.signing_key().unwrap();
+        assert!(key.verify_session_token("s", &key.session_token("s")));
+        let weak = Config::try_parse_from(["provisioner", "--signing-key", "short"]).unwrap();
+        assert!(weak.signing_key().is_err());
+        let missing =
+            Config::try_parse_from(["provisioner", "--signing-key-file", "/nonexistent/key"]).unwrap();
+        assert!(missing.signing_key().is_err());
+        assert!(
+            Config::try_parse_from([
+                "provisioner",
+                "--signing-key",
+                &secret,
+                "--signing-key-file",
+                "/k"
+            ])
+            .is_err()
+        );
     }
 }

@@ -1,11 +1,11 @@
-//! Identifiers and secrets: session ids, pod names and bearer tokens, all from the OS random source.
+//! Identifiers and secrets: session ids and pod names from the OS random source, and bearer tokens derived
+//! from the session id with the signing key (`common::signing`), so any provisioner replica can check them.
 //!
-//! Tokens carry 256 random bits and are only ever compared in constant time ([`Token::matches`]); their
-//! `Debug` form is redacted so they cannot end up in logs by accident.
+//! A [`Token`]'s `Debug` form is redacted so it cannot end up in logs by accident.
 
 use std::fmt;
 
-use subtle::ConstantTimeEq;
+use common::signing::SigningKey;
 
 /// Lowercase hex of `N` random bytes.
 fn random_hex<const N: usize>() -> String {
@@ -31,19 +31,25 @@ pub fn pod_name() -> String {
 pub struct Token(String);
 
 impl Token {
-    /// A new random token (256 bits, 64 hex characters).
-    pub fn generate() -> Self {
-        Self(random_hex::<32>())
+    /// Session `session_id`'s token under `key`.
+    pub fn for_session(key: &SigningKey, session_id: &str) -> Self {
+        Self(key.session_token(session_id))
     }
 
     /// The token as sent to its owner, once, in the `POST /session` answer.
     pub fn expose(&self) -> &str {
         &self.0
     }
+}
 
-    /// Whether `presented` is this token, in time independent of where they differ.
-    pub fn matches(&self, presented: &str) -> bool {
-        self.0.as_bytes().ct_eq(presented.as_bytes()).into()
+/// A new random signing key, for a provisioner given none (tokens then die with the process).
+pub fn random_key() -> SigningKey {
+    let mut bytes = [0_u8; 32];
+    #[allow(clippy::expect_used)]
+    getrandom::fill(&mut bytes).expect("the operating system's random source failed");
+    match SigningKey::new(bytes.to_vec()) {
+        Ok(key) => key,
+        Err(_) => unreachable!("32 bytes is a long enough key"),
     }
 }
 
@@ -68,13 +74,12 @@ mod tests {
     }
 
     #[test]
-    fn tokens_match_only_themselves_and_never_print() {
-        let token = Token::generate();
-        assert_eq!(token.expose().len(), 64);
-        assert!(token.matches(token.expose()));
-        assert!(!token.matches(""));
-        assert!(!token.matches(&token.expose()[..63]));
-        assert!(!token.matches(Token::generate().expose()));
+    fn tokens_depend_on_key_and_session_and_never_print() {
+        let key = random_key();
+        let token = Token::for_session(&key, "s1");
+        assert!(key.verify_session_token("s1", token.expose()));
+        assert_ne!(token.expose(), Token::for_session(&key, "s2").expose());
+        assert_ne!(token.expose(), Token::for_session(&random_key(), "s1").expose());
         assert!(!format!("{token:?}").contains(token.expose()));
     }
 }

@@ -69,7 +69,7 @@ pub async fn serve<B: Backend>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(metrics::Metrics::default());
-    let pool = pool::Pool::new(backend, config.pool(), metrics.clone());
+    let pool = pool::Pool::new(backend, config.pool(), config.signing_key()?, metrics.clone());
     let draining = CancellationToken::new();
     let pool_loop = tokio::spawn(pool.clone().run(events, draining.clone()));
     let state = Arc::new(api::ApiState::new(

@@ -21,7 +21,7 @@ async fn a_session_reaches_its_own_pod() {
         "{}",
         session.websocket_url
     );
-    assert_eq!(session.token.len(), 64);
+    assert_eq!(session.token, support::token_for(&session.session_id));
     assert!(session.provision_ms >= 0.0);
     let mut client = PodClient::connect(&session.websocket_url).await;
     assert_eq!(client.pod_name(), session.pod.name);
@@ -172,13 +172,21 @@ async fn tokens_guard_every_session_endpoint() {
             assert_eq!(body["error"], "unauthorized");
             assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
         }
+        // Another session's token says nothing about an unknown id (401); its own token gets 404.
+        let unknown_id = "0123456789abcdef";
+        let unknown_url = p.url(&path.replace(id.as_str(), unknown_id));
+        let probe = p
+            .http
+            .request(method.clone(), &unknown_url)
+            .bearer_auth(&a.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(probe.status(), 401, "{method} unknown session, foreign token");
         let unknown = p
             .http
-            .request(
-                method.clone(),
-                p.url(&path.replace(id.as_str(), "0123456789abcdef")),
-            )
-            .bearer_auth(&a.token)
+            .request(method.clone(), &unknown_url)
+            .bearer_auth(support::token_for(unknown_id))
             .send()
             .await
             .unwrap();

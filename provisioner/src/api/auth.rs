@@ -7,7 +7,7 @@ use axum::http::request::Parts;
 
 use super::error::ApiError;
 
-/// Longest token accepted (ours are 64 characters); bounds the work on garbage.
+/// Longest token accepted (ours are 43 characters); bounds the work on garbage.
 const MAX_TOKEN_LEN: usize = 256;
 
 /// The bearer token of a request.

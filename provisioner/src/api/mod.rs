@@ -179,7 +179,12 @@ mod router_tests {
         let config = Config::try_parse_from(args).unwrap();
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
         let metrics = Arc::new(Metrics::default());
-        let pool = Pool::new(FakeBackend::new(tx), PoolConfig::default(), metrics.clone());
+        let pool = Pool::new(
+            FakeBackend::new(tx),
+            PoolConfig::default(),
+            crate::ids::random_key(),
+            metrics.clone(),
+        );
         let draining = CancellationToken::new();
         let state = Arc::new(ApiState::new(&config, pool, metrics, draining.clone()));
         (router(state, &config), draining)

@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::api::{ProvisionSource, SessionPod, SessionState, SessionStatus};
+use common::signing::SigningKey;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -124,6 +125,7 @@ pub struct Created {
 pub struct Pool<B> {
     backend: B,
     config: PoolConfig,
+    key: SigningKey,
     metrics: Arc<Metrics>,
     state: Mutex<State>,
     wake: Notify,
@@ -132,11 +134,12 @@ pub struct Pool<B> {
 }
 
 impl<B: Backend> Pool<B> {
-    /// A pool with no pods yet; [`Pool::run`] fills it.
-    pub fn new(backend: B, config: PoolConfig, metrics: Arc<Metrics>) -> Arc<Self> {
+    /// A pool with no pods yet; [`Pool::run`] fills it. Session tokens are derived with `key`.
+    pub fn new(backend: B, config: PoolConfig, key: SigningKey, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Self {
             backend,
             config,
+            key,
             metrics,
             state: Mutex::new(State::default()),
             wake: Notify::new(),
@@ -371,7 +374,7 @@ impl<B: Backend> Pool<B> {
         }
         let started = Instant::now();
         let session_id = ids::session_id();
-        let token = Token::generate();
+        let token = Token::for_session(&self.key, &session_id);
         let (tx, rx) = oneshot::channel();
         {
             let mut state = self.lock();
@@ -381,7 +384,6 @@ impl<B: Backend> Pool<B> {
             state.sessions.insert(
                 session_id.clone(),
                 Session {
-                    token: token.clone(),
                     pod: None,
                     created_at: started,
                     assigned_at: None,
@@ -444,32 +446,32 @@ impl<B: Backend> Pool<B> {
         })
     }
 
-    /// Checks `token` against session `id` (live or recently ended). Unknown → `UnknownSession`; wrong →
-    /// `Unauthorized`; ended → `Ok(None)`.
+    /// Checks `token` against session `id` first (so nobody without it learns whether `id` exists): wrong →
+    /// `Unauthorized`; then unknown → `UnknownSession`; recently ended → `Ok(None)`.
     fn authorize<'s>(
+        &self,
         state: &'s mut State,
         id: &str,
         token: &str,
     ) -> Result<Option<&'s mut Session>, PoolError> {
-        if let Some(tombstone) = state.ended.get(id) {
-            return if tombstone.token.matches(token) {
-                Ok(None)
-            } else {
-                Err(PoolError::Unauthorized)
-            };
+        if !self.key.verify_session_token(id, token) {
+            return Err(PoolError::Unauthorized);
         }
-        match state.sessions.get_mut(id) {
-            Some(session) if session.token.matches(token) => Ok(Some(session)),
-            Some(_) => Err(PoolError::Unauthorized),
-            None => Err(PoolError::UnknownSession),
+        if state.ended.contains_key(id) {
+            return Ok(None);
         }
+        state
+            .sessions
+            .get_mut(id)
+            .map(Some)
+            .ok_or(PoolError::UnknownSession)
     }
 
     /// The state of session `id`, for its owner.
     pub fn session(&self, id: &str, token: &str) -> Result<SessionStatus, PoolError> {
         let mut state = self.lock();
         let ended_replacements = state.ended.get(id).map(|t| t.replacements);
-        let Some(session) = Self::authorize(&mut state, id, token)? else {
+        let Some(session) = self.authorize(&mut state, id, token)? else {
             return Ok(SessionStatus {
                 session_id: id.to_owned(),
                 state: SessionState::Ended,
@@ -502,7 +504,7 @@ impl<B: Backend> Pool<B> {
         let now = Instant::now();
         let pod = {
             let mut state = self.lock();
-            let Some(session) = Self::authorize(&mut state, id, token)? else {
+            let Some(session) = self.authorize(&mut state, id, token)? else {
                 return Err(PoolError::Ended);
             };
             if let Some(last) = session.last_kill {
@@ -532,7 +534,7 @@ impl<B: Backend> Pool<B> {
     pub async fn end(&self, id: &str, token: &str) -> Result<(), PoolError> {
         {
             let mut state = self.lock();
-            if Self::authorize(&mut state, id, token)?.is_none() {
+            if self.authorize(&mut state, id, token)?.is_none() {
                 return Ok(());
             }
         }

@@ -10,7 +10,6 @@ use tokio::sync::oneshot;
 
 use super::PoolConfig;
 use crate::backend::{PodPhase, PodRecord};
-use crate::ids::Token;
 
 /// How long ended sessions are remembered, so their owner can still read `state: ended`.
 const TOMBSTONE_TTL: Duration = Duration::from_secs(600);
@@ -46,8 +45,6 @@ pub struct Pod {
 /// A live session.
 #[derive(Debug)]
 pub struct Session {
-    /// Secret that authorizes requests on this session.
-    pub token: Token,
     /// Its pod, once assigned.
     pub pod: Option<String>,
     /// When it was created.
@@ -67,8 +64,6 @@ pub struct Session {
 /// An ended session, remembered for a while.
 #[derive(Debug)]
 pub struct Tombstone {
-    /// Its token, so only the owner learns it ended.
-    pub token: Token,
     /// How many replacements it had.
     pub replacements: u32,
     /// When it ended.
@@ -280,7 +275,6 @@ impl State {
         self.ended.insert(
             session_id.to_owned(),
             Tombstone {
-                token: session.token,
                 replacements: session.replacements,
                 ended_at: now,
             },
@@ -398,7 +392,6 @@ mod tests {
 
     fn session(now: Instant) -> Session {
         Session {
-            token: Token::generate(),
             pod: None,
             created_at: now,
             assigned_at: None,

@@ -14,6 +14,7 @@ struct Harness {
     pool: Arc<Pool<FakeBackend>>,
     fake: FakeBackend,
     metrics: Arc<Metrics>,
+    key: SigningKey,
     shutdown: CancellationToken,
 }
 
@@ -28,13 +29,15 @@ impl Harness {
         let fake = FakeBackend::new(tx);
         prepare(&fake);
         let metrics = Arc::new(Metrics::default());
-        let pool = Pool::new(fake.clone(), config, metrics.clone());
+        let key = crate::ids::random_key();
+        let pool = Pool::new(fake.clone(), config, key.clone(), metrics.clone());
         let shutdown = CancellationToken::new();
         tokio::spawn(pool.clone().run(rx, shutdown.clone()));
         Self {
             pool,
             fake,
             metrics,
+            key,
             shutdown,
         }
     }
@@ -262,8 +265,13 @@ async fn ending_a_session_terminates_its_pod_and_only_the_owner_can() {
         h.pool.end(&a.session_id, "").await,
         Err(PoolError::Unauthorized)
     ));
+    // Without the right token nobody learns whether a session exists; with it, an unknown id is 404.
     assert!(matches!(
         h.pool.session("nope", &a_token),
+        Err(PoolError::Unauthorized)
+    ));
+    assert!(matches!(
+        h.pool.session("nope", &h.key.session_token("nope")),
         Err(PoolError::UnknownSession)
     ));
     h.pool.end(&a.session_id, &a_token).await.unwrap();

@@ -17,6 +17,16 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
+/// The signing key every test provisioner uses, so tests can make valid tokens for any session id.
+pub const SIGNING_KEY: &str = "test-signing-key-test-signing-key-0123456789";
+
+/// The token of session `id` under [`SIGNING_KEY`].
+pub fn token_for(id: &str) -> String {
+    common::signing::SigningKey::new(SIGNING_KEY.as_bytes())
+        .unwrap()
+        .session_token(id)
+}
+
 /// Bound on every wait; reached only when something is broken.
 pub const WAIT: Duration = Duration::from_secs(20);
 
@@ -52,7 +62,15 @@ impl TestProvisioner {
     /// Starts one with these flags on top of `--server-bin` and a fast resync.
     pub async fn start(flags: &[&str]) -> Self {
         let bin = server_bin();
-        let mut args = vec!["provisioner", "--bind", "127.0.0.1", "--resync-interval", "500ms"];
+        let mut args = vec![
+            "provisioner",
+            "--bind",
+            "127.0.0.1",
+            "--resync-interval",
+            "500ms",
+            "--signing-key",
+            SIGNING_KEY,
+        ];
         args.extend_from_slice(flags);
         let config = Config::try_parse_from(args).expect("valid flags");
         let (events, receiver) = mpsc::unbounded_channel();
