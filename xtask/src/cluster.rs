@@ -38,6 +38,17 @@ pub const BINARIES: &[&str] = &[
     "helm",
 ];
 
+/// kwok's behaviour for the tests: its upstream "fast" stages except `pod-complete`, which would mark every
+/// Job's pod Succeeded as soon as it runs (session pods are Jobs that must keep running). Assembled from the
+/// kwok module's own files, kept beside the binaries.
+pub const KWOK_STAGES: &str = "kwok-stages.yaml";
+const KWOK_STAGE_FILES: &[&str] = &[
+    "kustomize/stage/node/fast/node-initialize.yaml",
+    "kustomize/stage/node/heartbeat/node-heartbeat.yaml",
+    "kustomize/stage/pod/fast/pod-ready.yaml",
+    "kustomize/stage/pod/fast/pod-delete.yaml",
+];
+
 /// The cache directory for this set of versions.
 pub fn cache_dir() -> anyhow::Result<PathBuf> {
     let home = std::env::var_os("HOME").context("HOME is not set")?;
@@ -50,7 +61,11 @@ pub fn cache_dir() -> anyhow::Result<PathBuf> {
 pub fn ensure_binaries() -> anyhow::Result<PathBuf> {
     let cache = cache_dir()?;
     let bin = cache.join("bin");
-    if BINARIES.iter().all(|b| bin.join(b).is_file()) {
+    if BINARIES
+        .iter()
+        .chain([&KWOK_STAGES])
+        .all(|b| bin.join(b).is_file())
+    {
         return Ok(bin);
     }
     if output(Command::new("go").arg("version")).is_err() {
@@ -73,7 +88,25 @@ pub fn ensure_binaries() -> anyhow::Result<PathBuf> {
             )?;
         }
     }
+    write_kwok_stages(&cache, &bin)?;
     Ok(bin)
+}
+
+fn write_kwok_stages(cache: &Path, bin: &Path) -> anyhow::Result<()> {
+    let module = output(go(cache).args(["mod", "download", "-json", &format!("sigs.k8s.io/kwok@{KWOK}")]))?;
+    let dir = serde_json::from_str::<serde_json::Value>(&module)?["Dir"]
+        .as_str()
+        .map(PathBuf::from)
+        .context("`go mod download` did not say where the kwok module is")?;
+    let mut stages = String::new();
+    for file in KWOK_STAGE_FILES {
+        let path = dir.join(file);
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        stages.push_str("---\n");
+        stages.push_str(&text);
+    }
+    std::fs::write(bin.join(KWOK_STAGES), stages)?;
+    Ok(())
 }
 
 fn go(dir: &Path) -> Command {

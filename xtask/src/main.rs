@@ -51,7 +51,8 @@ fn main() -> std::process::ExitCode {
             Command::Bench => bench::run(),
             Command::Site(args) => site::run(&args),
             Command::ClusterTools => {
-                cluster::ensure_binaries().map(|bin| eprintln!("xtask: binaries in {}", bin.display()))
+                // The directory on stdout, for scripts and the test harness (testkit::cluster).
+                cluster::ensure_binaries().map(|bin| println!("{}", bin.display()))
             }
         });
     match result {

@@ -1,6 +1,7 @@
 //! `cargo xtask test`: every check of the project, in the order a reviewer would run them.
 //!
-//! Steps: set-up (tools installed when missing), `cargo fmt --check`, `cargo clippy --all-targets -D warnings`,
+//! Steps: set-up (tools installed when missing, the Kubernetes test binaries built once and cached),
+//! `cargo fmt --check`, `cargo clippy --all-targets -D warnings`,
 //! actionlint over `.github/workflows`,
 //! the web page built with Trunk (so the browser test loads the real build), `cargo test --workspace`. Test output is passed through as it comes, and the per-binary `test result:`
 //! lines are added up into one closing `summary: N passed, M failed` line.
@@ -11,7 +12,7 @@ use std::process::Stdio;
 use anyhow::{Context, bail};
 
 use crate::process::{self, cargo};
-use crate::{setup, site};
+use crate::{cluster, setup, site};
 
 /// Flags of `cargo xtask test`.
 #[derive(clap::Args)]
@@ -23,6 +24,7 @@ pub struct Args {
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let wasm = setup::ensure_all()?;
+    let k8s_bin = cluster::ensure_binaries()?;
     if !args.no_lint {
         process::run(cargo().args(["fmt", "--all", "--check"]))?;
         process::run(cargo().args([
@@ -38,7 +40,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     let dist = process::workspace_root().join("target/e2e/dist");
     site::build(&wasm, &dist, "/")?;
-    let totals = cargo_test(&dist)?;
+    let totals = cargo_test(&dist, &k8s_bin)?;
     println!("summary: {} passed, {} failed", totals.passed, totals.failed);
     if totals.failed > 0 {
         bail!("{} tests failed", totals.failed);
@@ -52,7 +54,7 @@ struct Totals {
     failed: u64,
 }
 
-fn cargo_test(dist: &std::path::Path) -> anyhow::Result<Totals> {
+fn cargo_test(dist: &std::path::Path, k8s_bin: &std::path::Path) -> anyhow::Result<Totals> {
     let mut command = cargo();
     command
         // --no-fail-fast: one failing test binary must not hide the results of the others.
@@ -65,6 +67,7 @@ fn cargo_test(dist: &std::path::Path) -> anyhow::Result<Totals> {
             "never",
         ])
         .env("E2E_DIST", dist)
+        .env("SHOWCASE_K8S_BIN", k8s_bin)
         .stdout(Stdio::piped());
     eprintln!("xtask: $ {}", process::describe(&command));
     let mut child = command.spawn().context("cannot start cargo test")?;
