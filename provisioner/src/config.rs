@@ -17,6 +17,8 @@ use crate::pool::PoolConfig;
 pub enum BackendKind {
     /// Child processes of the `server` binary on this machine (no cluster needed).
     Local,
+    /// One-pod Jobs in a Kubernetes namespace (in-cluster service account, or `KUBECONFIG`).
+    Kubernetes,
 }
 
 /// Configuration of the provisioner process.
@@ -117,9 +119,78 @@ pub struct Config {
     #[arg(long, env = "SIGNING_KEY_FILE", conflicts_with = "signing_key")]
     pub signing_key_file: Option<PathBuf>,
 
-    /// Local backend: how long a new pod may take to answer `/ready` before it is killed.
+    /// How long a new pod may take to become ready before it is deleted.
     #[arg(long, env = "POD_START_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
     pub pod_start_timeout: Duration,
+
+    /// Settings of the Kubernetes backend.
+    #[command(flatten, next_help_heading = "Kubernetes backend")]
+    pub kubernetes: KubernetesFlags,
+}
+
+/// Flags of the Kubernetes backend.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KubernetesFlags {
+    /// Namespace of the session Jobs (default: the service account's, or the kubeconfig context's).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Public base URL of the edge servers that route browsers to session pods, e.g. `wss://demo.example.com`.
+    #[arg(long, env = "EDGE_URL", required_if_eq("backend", "kubernetes"))]
+    pub edge_url: Option<String>,
+
+    /// How long a signed route to a session pod stays valid (default: the session's maximum age).
+    #[arg(long, env = "ROUTE_TTL", value_parser = humantime::parse_duration)]
+    pub route_ttl: Option<Duration>,
+
+    /// Image of the session pods (the ping server).
+    #[arg(
+        long,
+        env = "SESSION_IMAGE",
+        default_value = "ghcr.io/resume-showcase/resume-showcase/server:latest"
+    )]
+    pub session_image: String,
+
+    /// Port the ping server listens on inside session pods.
+    #[arg(long, env = "SESSION_PORT", default_value_t = 8080)]
+    pub session_port: u16,
+
+    /// CPU request of a session pod.
+    #[arg(long, env = "SESSION_CPU_REQUEST", default_value = "10m")]
+    pub session_cpu_request: String,
+
+    /// Memory request of a session pod.
+    #[arg(long, env = "SESSION_MEMORY_REQUEST", default_value = "30Mi")]
+    pub session_memory_request: String,
+
+    /// CPU limit of a session pod.
+    #[arg(long, env = "SESSION_CPU_LIMIT", default_value = "100m")]
+    pub session_cpu_limit: String,
+
+    /// Memory limit of a session pod.
+    #[arg(long, env = "SESSION_MEMORY_LIMIT", default_value = "256Mi")]
+    pub session_memory_limit: String,
+
+    /// A warm pod nobody claimed is recycled at this age (Job `activeDeadlineSeconds`; a claim extends it to
+    /// the session's maximum age).
+    #[arg(long, env = "WARM_POD_MAX_AGE", default_value = "6h", value_parser = humantime::parse_duration)]
+    pub warm_pod_max_age: Duration,
+
+    /// Finished session Jobs are deleted after this long (`ttlSecondsAfterFinished`).
+    #[arg(long, env = "SESSION_TTL_AFTER_FINISHED", default_value = "1m", value_parser = humantime::parse_duration)]
+    pub session_ttl_after_finished: Duration,
+
+    /// Extra label on session Jobs and pods, `key=value` (repeatable; comma-separated in the environment),
+    /// e.g. `app.kubernetes.io/instance=demo`.
+    #[arg(long = "session-label", env = "SESSION_LABELS", value_delimiter = ',', value_parser = parse_label)]
+    pub session_labels: Vec<(String, String)>,
+}
+
+fn parse_label(value: &str) -> Result<(String, String), String> {
+    match value.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_owned(), value.trim().to_owned())),
+        _ => Err(format!("expected key=value, got {value:?}")),
+    }
 }
 
 /// A flag value that must never be printed (`Debug` is redacted).
@@ -196,6 +267,34 @@ mod tests {
         assert!(Config::try_parse_from(["provisioner", "--warm-pool-size", "-1"]).is_err());
         assert!(Config::try_parse_from(["provisioner", "--backend", "docker"]).is_err());
         assert!(Config::try_parse_from(["provisioner", "--kill-cooldown", "later"]).is_err());
+    }
+
+    #[test]
+    fn kubernetes_needs_an_edge_url_and_takes_pod_settings() {
+        assert!(Config::try_parse_from(["provisioner", "--backend", "kubernetes"]).is_err());
+        let config = Config::try_parse_from([
+            "provisioner",
+            "--backend",
+            "kubernetes",
+            "--edge-url",
+            "wss://demo.example",
+            "--session-label",
+            "app.kubernetes.io/instance=demo",
+            "--session-memory-limit",
+            "128Mi",
+        ])
+        .unwrap();
+        let k = &config.kubernetes;
+        assert_eq!(config.backend, BackendKind::Kubernetes);
+        assert_eq!(
+            k.session_labels,
+            [("app.kubernetes.io/instance".into(), "demo".into())]
+        );
+        assert_eq!(
+            (k.session_cpu_request.as_str(), k.session_memory_limit.as_str()),
+            ("10m", "128Mi")
+        );
+        assert!(Config::try_parse_from(["provisioner", "--session-label", "novalue"]).is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! - [`run`] wires everything and owns the lifecycle (serve, drain, terminate every pod on the way out).
 //! - [`api`] is HTTP: routes, auth, errors, CORS, limits.
 //! - [`pool`] is the one warm-pool algorithm, over the [`backend::Backend`] trait.
-//! - [`backend`] runs pods: [`backend::local`] as child processes.
+//! - [`backend`] runs pods: [`backend::local`] as child processes, [`backend::kubernetes`] as Jobs.
 //! - [`config`], [`ids`], [`metrics`]: flags, secrets, Prometheus.
 
 pub mod api;
@@ -26,6 +26,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use backend::Backend;
+use backend::kubernetes::manifest::SessionPodSpec;
+use backend::kubernetes::{KubeSettings, KubernetesBackend};
 use backend::local::{LocalBackend, LocalConfig};
 use config::BackendKind;
 pub use config::Config;
@@ -57,7 +59,51 @@ pub async fn run(
             )?;
             serve(config, listener, backend, receiver, shutdown).await
         }
+        BackendKind::Kubernetes => {
+            // kube's TLS uses rustls' process-wide provider; pick one explicitly, whatever features the
+            // build unified.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let client = kube::Client::try_default()
+                .await
+                .context("cannot configure a Kubernetes client (in-cluster or KUBECONFIG)")?;
+            let settings = kube_settings(&config, client.default_namespace())?;
+            let (events, receiver) = mpsc::unbounded_channel();
+            let backend = KubernetesBackend::start(client, settings, events).await?;
+            serve(config, listener, backend, receiver, shutdown).await
+        }
     }
+}
+
+/// The Kubernetes backend's settings from the flags.
+pub fn kube_settings(config: &Config, default_namespace: &str) -> anyhow::Result<KubeSettings> {
+    let k = &config.kubernetes;
+    let secs = |d: std::time::Duration| d.as_secs();
+    Ok(KubeSettings {
+        namespace: k
+            .namespace
+            .clone()
+            .unwrap_or_else(|| default_namespace.to_owned()),
+        pod: SessionPodSpec {
+            image: k.session_image.clone(),
+            port: k.session_port,
+            cpu_request: k.session_cpu_request.clone(),
+            memory_request: k.session_memory_request.clone(),
+            cpu_limit: k.session_cpu_limit.clone(),
+            memory_limit: k.session_memory_limit.clone(),
+            active_deadline_seconds: i64::try_from(secs(k.warm_pod_max_age)).unwrap_or(i64::MAX),
+            ttl_seconds_after_finished: i32::try_from(secs(k.session_ttl_after_finished)).unwrap_or(i32::MAX),
+            allowed_origins: config.allowed_origins.clone(),
+            extra_labels: k.session_labels.iter().cloned().collect(),
+        },
+        edge_url: k
+            .edge_url
+            .clone()
+            .context("--edge-url is required with --backend kubernetes")?,
+        route_ttl: k.route_ttl.unwrap_or(config.session_max_age),
+        key: config.signing_key()?,
+        start_timeout: config.pod_start_timeout,
+        session_max_age: config.session_max_age,
+    })
 }
 
 /// Serves the API over `backend` (generic, so every backend shares this wiring).

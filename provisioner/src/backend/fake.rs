@@ -125,6 +125,13 @@ impl Backend for FakeBackend {
         Ok(())
     }
 
+    async fn retire(&self, name: &str) -> Result<(), BackendError> {
+        if self.pods().get(name).is_some_and(|p| p.session.is_some()) {
+            return Err(BackendError::Conflict(name.to_owned()));
+        }
+        self.terminate(name).await
+    }
+
     async fn list(&self) -> Result<Vec<PodRecord>, BackendError> {
         Ok(self
             .pods()
@@ -133,6 +140,7 @@ impl Backend for FakeBackend {
                 name: name.clone(),
                 phase: pod.phase,
                 session: pod.session.clone(),
+                session_age: None,
                 node: None,
             })
             .collect())

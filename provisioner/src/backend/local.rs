@@ -202,6 +202,17 @@ impl Backend for LocalBackend {
         Ok(())
     }
 
+    async fn retire(&self, name: &str) -> Result<(), BackendError> {
+        match self.pods().get(name) {
+            Some(pod) if pod.session.is_some() => Err(BackendError::Conflict(name.to_owned())),
+            Some(pod) => {
+                pod.kill.cancel();
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
     async fn list(&self) -> Result<Vec<PodRecord>, BackendError> {
         Ok(self
             .pods()
@@ -214,6 +225,7 @@ impl Backend for LocalBackend {
                     PodPhase::Starting
                 },
                 session: pod.session.clone(),
+                session_age: None,
                 node: Some("localhost".into()),
             })
             .collect())

@@ -3,7 +3,7 @@
 //! A backend starts and terminates pods by name, lists them with their state, records which session a pod
 //! serves (`claim`), reports a pod's WebSocket activity, and tells the pool asynchronously when a pod becomes
 //! ready or exits, through the [`PodEvent`] channel it was built with. The pool never assumes more than this, so
-//! the same algorithm runs on child processes ([`local`]) and on Kubernetes ([`kubernetes`], in progress).
+//! the same algorithm runs on child processes ([`local`]) and on Kubernetes ([`kubernetes`]).
 
 pub mod kubernetes;
 pub mod local;
@@ -30,6 +30,9 @@ pub struct PodRecord {
     pub phase: PodPhase,
     /// The session it is claimed for, if any.
     pub session: Option<String>,
+    /// How long that session has existed, when the backend records it (so a restarted provisioner that
+    /// adopts the session keeps its age).
+    pub session_age: Option<std::time::Duration>,
     /// The node it runs on, when known.
     pub node: Option<String>,
 }
@@ -72,6 +75,11 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Terminates a pod. Idempotent; its exit arrives as [`PodEvent::Exited`].
     fn terminate(&self, name: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Terminates a pod only if it is still unclaimed (trimming the warm pool). Fails with
+    /// [`BackendError::Conflict`] when someone claimed it meanwhile — another replica may have, with a view
+    /// newer than ours — and then leaves it alone.
+    fn retire(&self, name: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
 
     /// Every pod of this pool that exists now.
     fn list(&self) -> impl Future<Output = Result<Vec<PodRecord>, BackendError>> + Send;

@@ -170,8 +170,14 @@ impl<B: Backend> Pool<B> {
         mut events: mpsc::UnboundedReceiver<PodEvent>,
         shutdown: CancellationToken,
     ) {
-        let mut resync = tokio::time::interval(self.config.resync_interval);
+        // Adopt what exists before creating anything (a restarted provisioner must not double the pool).
+        self.resync().await;
+        let mut resync = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.config.resync_interval,
+            self.config.resync_interval,
+        );
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.reconcile().await;
         loop {
             tokio::select! {
                 biased;
@@ -239,7 +245,15 @@ impl<B: Backend> Pool<B> {
             }
         }
         for name in surplus {
-            self.terminate(&name).await;
+            match self.backend.retire(&name).await {
+                Ok(()) => {}
+                Err(BackendError::Conflict(_)) => {
+                    // Claimed elsewhere meanwhile: forget it; the next resync reads who has it.
+                    tracing::debug!(pod = %name, "surplus pod was claimed meanwhile; keeping it");
+                    self.lock().pods.remove(&name);
+                }
+                Err(e) => tracing::warn!(pod = %name, error = %e, "cannot trim pod; the resync will retry"),
+            }
         }
         self.publish();
     }
@@ -295,9 +309,16 @@ impl<B: Backend> Pool<B> {
     async fn resync(&self) {
         match self.backend.list().await {
             Ok(listed) => {
-                let orphaned = self.lock().resync(&listed, Instant::now());
-                for session in orphaned {
+                let outcome = self.lock().resync(&listed, Instant::now());
+                for session in outcome.orphaned {
                     tracing::info!(%session, "session pod vanished; replacing it");
+                }
+                for session in outcome.adopted {
+                    tracing::info!(%session, "adopted a session from its pod's labels");
+                }
+                for pod in outcome.terminate {
+                    tracing::info!(%pod, "terminating a pod whose session ended or has another pod");
+                    self.terminate(&pod).await;
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot list pods"),

@@ -90,6 +90,17 @@ impl Counts {
     }
 }
 
+/// What a [`State::resync`] found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Resync {
+    /// Sessions that lost their pod (they now wait for a replacement).
+    pub orphaned: Vec<String>,
+    /// Sessions learned from pod labels.
+    pub adopted: Vec<String>,
+    /// Pods to terminate (labelled for an ended session, or a session's second pod).
+    pub terminate: Vec<String>,
+}
+
 /// Everything the pool knows.
 #[derive(Debug, Default)]
 pub struct State {
@@ -328,9 +339,17 @@ impl State {
     }
 
     /// Brings the pool's view in line with the backend's list: adopts pods it did not know, drops pods that
-    /// no longer exist (their sessions then wait for a replacement). Returns the sessions that lost their pod.
-    pub fn resync(&mut self, listed: &[PodRecord], now: Instant) -> Vec<String> {
-        let mut orphaned = Vec::new();
+    /// no longer exist (their sessions then wait for a replacement), and reconciles session labels:
+    ///
+    /// - a pod labelled for a session this pool does not know (a restart, or another replica) adopts that
+    ///   session, keeping its age when the backend knows it; tokens are derived from the id, so its owner
+    ///   keeps access;
+    /// - a session waiting for a pod takes a pod already labelled for it;
+    /// - a session with two pods (two replicas replaced it at once) keeps the pod whose name sorts first, the
+    ///   same choice on every replica; the other is terminated;
+    /// - a pod labelled for an ended session is terminated.
+    pub fn resync(&mut self, listed: &[PodRecord], now: Instant) -> Resync {
+        let mut outcome = Resync::default();
         let gone: Vec<String> = self
             .pods
             .iter()
@@ -339,32 +358,108 @@ impl State {
             .map(|(name, _)| name.clone())
             .collect();
         for name in gone {
-            orphaned.extend(self.remove_pod(&name));
+            outcome.orphaned.extend(self.remove_pod(&name));
         }
         for record in listed {
-            if let Some(pod) = self.pods.get_mut(&record.name) {
-                if pod.phase == Phase::Starting && record.phase == PodPhase::Ready {
-                    pod.phase = Phase::Ready;
-                    pod.ready_at = Some(now);
-                    pod.node = record.node.clone();
+            match self.pods.get_mut(&record.name) {
+                Some(pod) => {
+                    if pod.phase == Phase::Starting && record.phase == PodPhase::Ready {
+                        pod.phase = Phase::Ready;
+                        pod.ready_at = Some(now);
+                        pod.node = record.node.clone();
+                    }
+                    // Claimed elsewhere. (The reverse — labelled here, unlabelled in the list — is a list that
+                    // lags behind a claim of ours, and is ignored.)
+                    if pod.phase != Phase::Terminating && !pod.claiming && pod.session.is_none() {
+                        pod.session = record.session.clone();
+                    }
                 }
-                continue;
+                None => {
+                    self.pods.insert(
+                        record.name.clone(),
+                        Pod {
+                            phase: match record.phase {
+                                PodPhase::Starting => Phase::Starting,
+                                PodPhase::Ready => Phase::Ready,
+                            },
+                            session: record.session.clone(),
+                            claiming: false,
+                            node: record.node.clone(),
+                            ready_at: (record.phase == PodPhase::Ready).then_some(now),
+                        },
+                    );
+                }
             }
-            self.pods.insert(
-                record.name.clone(),
-                Pod {
-                    phase: match record.phase {
-                        PodPhase::Starting => Phase::Starting,
-                        PodPhase::Ready => Phase::Ready,
-                    },
-                    session: record.session.clone(),
-                    claiming: false,
-                    node: record.node.clone(),
-                    ready_at: (record.phase == PodPhase::Ready).then_some(now),
+            if let Some(session_id) = &record.session {
+                self.reconcile_label(&record.name, session_id, record.session_age, now, &mut outcome);
+            }
+        }
+        outcome
+    }
+
+    /// One pod labelled for `session_id`: see [`State::resync`].
+    fn reconcile_label(
+        &mut self,
+        pod_name: &str,
+        session_id: &str,
+        age: Option<Duration>,
+        now: Instant,
+        outcome: &mut Resync,
+    ) {
+        if self
+            .pods
+            .get(pod_name)
+            .is_none_or(|p| p.claiming || p.phase == Phase::Terminating)
+        {
+            return;
+        }
+        if self.ended.contains_key(session_id) {
+            self.start_terminating(pod_name);
+            outcome.terminate.push(pod_name.to_owned());
+            return;
+        }
+        let Some(session) = self.sessions.get_mut(session_id) else {
+            self.sessions.insert(
+                session_id.to_owned(),
+                Session {
+                    pod: Some(pod_name.to_owned()),
+                    created_at: age.and_then(|age| now.checked_sub(age)).unwrap_or(now),
+                    assigned_at: Some(now),
+                    replacements: 0,
+                    last_kill: None,
+                    source: Some(ProvisionSource::Warm),
+                    waiter: None,
                 },
             );
+            outcome.adopted.push(session_id.to_owned());
+            return;
+        };
+        match session.pod.clone() {
+            Some(current) if current == pod_name => {}
+            None => {
+                session.pod = Some(pod_name.to_owned());
+                session.assigned_at = Some(now);
+                if session.source.is_some() {
+                    session.replacements += 1;
+                } else {
+                    session.source = Some(ProvisionSource::Warm);
+                }
+                if let Some(waiter) = session.waiter.take() {
+                    let _ = waiter.send(());
+                }
+                self.waiting.retain(|id| id != session_id);
+            }
+            Some(current) => {
+                let loser = if pod_name < current.as_str() {
+                    session.pod = Some(pod_name.to_owned());
+                    current
+                } else {
+                    pod_name.to_owned()
+                };
+                self.start_terminating(&loser);
+                outcome.terminate.push(loser);
+            }
         }
-        orphaned
     }
 
     /// The API's view of a live session.
@@ -565,6 +660,7 @@ mod tests {
             name: "adopted".into(),
             phase: PodPhase::Ready,
             session: None,
+            session_age: None,
             node: Some("n1".into()),
         }];
         state.resync(&listed, now);
@@ -572,5 +668,96 @@ mod tests {
         assert!(state.pods.contains_key("creating"), "a pod being created is kept");
         assert_eq!(state.pods["adopted"].phase, Phase::Ready);
         assert_eq!(state.counts().warm, 1);
+    }
+
+    fn labelled(name: &str, session: &str, age: Option<Duration>) -> PodRecord {
+        PodRecord {
+            name: name.into(),
+            phase: PodPhase::Ready,
+            session: Some(session.into()),
+            session_age: age,
+            node: None,
+        }
+    }
+
+    #[test]
+    fn resync_adopts_sessions_from_labels_keeping_their_age() {
+        let now = Instant::now() + Duration::from_secs(100);
+        let mut state = State::default();
+        let outcome = state.resync(&[labelled("p1", "s1", Some(Duration::from_secs(30)))], now);
+        assert_eq!(outcome.adopted, ["s1"]);
+        let session = &state.sessions["s1"];
+        assert_eq!(session.pod.as_deref(), Some("p1"));
+        assert_eq!(now - session.created_at, Duration::from_secs(30));
+        assert_eq!(state.counts().assigned, 1);
+        // Adopted once only.
+        assert_eq!(
+            state.resync(&[labelled("p1", "s1", None)], now),
+            Resync::default()
+        );
+    }
+
+    #[test]
+    fn resync_gives_a_waiting_session_the_pod_labelled_for_it() {
+        let now = Instant::now();
+        let mut state = State::default();
+        let mut s = session(now);
+        s.source = Some(ProvisionSource::Warm);
+        state.sessions.insert("s1".into(), s);
+        state.waiting.push_back("s1".into());
+        ready_pod(&mut state, "p1", now);
+        let outcome = state.resync(&[labelled("p1", "s1", None)], now);
+        assert!(outcome.terminate.is_empty() && outcome.adopted.is_empty());
+        assert_eq!(state.sessions["s1"].pod.as_deref(), Some("p1"));
+        assert_eq!(state.sessions["s1"].replacements, 1);
+        assert!(state.waiting.is_empty());
+    }
+
+    #[test]
+    fn a_session_with_two_pods_keeps_the_first_name_on_every_replica() {
+        let now = Instant::now();
+        for (ours, theirs) in [("p1", "p2"), ("p2", "p1")] {
+            let mut state = State::default();
+            let mut s = session(now);
+            s.pod = Some(ours.into());
+            state.sessions.insert("s1".into(), s);
+            state.pods.insert(
+                ours.into(),
+                Pod {
+                    phase: Phase::Ready,
+                    session: Some("s1".into()),
+                    claiming: false,
+                    node: None,
+                    ready_at: Some(now),
+                },
+            );
+            let outcome = state.resync(&[labelled(ours, "s1", None), labelled(theirs, "s1", None)], now);
+            assert_eq!(outcome.terminate, ["p2"], "ours = {ours}");
+            assert_eq!(state.sessions["s1"].pod.as_deref(), Some("p1"));
+            assert_eq!(state.pods["p2"].phase, Phase::Terminating);
+        }
+    }
+
+    #[test]
+    fn pods_of_ended_sessions_are_terminated_and_claims_in_flight_left_alone() {
+        let now = Instant::now();
+        let mut state = State::default();
+        state.sessions.insert("s1".into(), session(now));
+        state.end_session("s1", now);
+        let outcome = state.resync(&[labelled("p1", "s1", None)], now);
+        assert_eq!(outcome.terminate, ["p1"]);
+        assert!(!state.sessions.contains_key("s1"));
+
+        let mut state = State::default();
+        state.sessions.insert("s2".into(), session(now));
+        state.waiting.push_back("s2".into());
+        ready_pod(&mut state, "p2", now);
+        assert_eq!(state.next_match(), Some(("s2".into(), "p2".into())));
+        // The list already shows our claim while it is in flight: nothing to do yet.
+        assert_eq!(
+            state.resync(&[labelled("p2", "s2", None)], now),
+            Resync::default()
+        );
+        assert!(state.sessions["s2"].pod.is_none());
     }
 }

@@ -49,30 +49,35 @@ pub fn server_bin() -> PathBuf {
     .clone()
 }
 
-/// A running provisioner.
-pub struct TestProvisioner {
+/// A running provisioner, in process, over backend `B`.
+pub struct TestProvisioner<B = LocalBackend> {
     pub address: SocketAddr,
-    pub backend: LocalBackend,
+    pub backend: B,
     pub http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
 }
 
-impl TestProvisioner {
-    /// Starts one with these flags on top of `--server-bin` and a fast resync.
+/// The configuration from these flags on top of a fast resync and [`SIGNING_KEY`].
+pub fn config(flags: &[&str]) -> Config {
+    let mut args = vec![
+        "provisioner",
+        "--bind",
+        "127.0.0.1",
+        "--resync-interval",
+        "500ms",
+        "--signing-key",
+        SIGNING_KEY,
+    ];
+    args.extend_from_slice(flags);
+    Config::try_parse_from(args).expect("valid flags")
+}
+
+impl TestProvisioner<LocalBackend> {
+    /// Starts one over the local backend with these flags (see [`config`]).
     pub async fn start(flags: &[&str]) -> Self {
         let bin = server_bin();
-        let mut args = vec![
-            "provisioner",
-            "--bind",
-            "127.0.0.1",
-            "--resync-interval",
-            "500ms",
-            "--signing-key",
-            SIGNING_KEY,
-        ];
-        args.extend_from_slice(flags);
-        let config = Config::try_parse_from(args).expect("valid flags");
+        let config = config(flags);
         let (events, receiver) = mpsc::unbounded_channel();
         let backend = LocalBackend::new(
             LocalConfig {
@@ -85,6 +90,17 @@ impl TestProvisioner {
             events,
         )
         .unwrap();
+        Self::serve(config, backend, receiver).await
+    }
+}
+
+impl<B: provisioner::backend::Backend + Clone> TestProvisioner<B> {
+    /// Serves `config` over `backend`, whose events arrive on `receiver`.
+    pub async fn serve(
+        config: Config,
+        backend: B,
+        receiver: mpsc::UnboundedReceiver<provisioner::backend::PodEvent>,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();

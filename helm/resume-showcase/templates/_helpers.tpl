@@ -1,0 +1,37 @@
+{{/* Name of the chart, overridable. */}}
+{{- define "showcase.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Fully qualified name: release-chart, or the release name alone when it already contains the chart name. */}}
+{{- define "showcase.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else if contains (include "showcase.name" .) .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name (include "showcase.name" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Labels every object carries. */}}
+{{- define "showcase.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "showcase.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: resume-showcase
+{{- end -}}
+
+{{/* Selector labels of one component: include with (dict "ctx" $ "component" "provisioner"). */}}
+{{- define "showcase.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "showcase.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* The provisioner's ServiceAccount name. */}}
+{{- define "showcase.provisionerServiceAccount" -}}
+{{- printf "%s-provisioner" (include "showcase.fullname" .) -}}
+{{- end -}}

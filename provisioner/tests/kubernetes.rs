@@ -1,0 +1,405 @@
+//! The Kubernetes backend against a real control plane (etcd, kube-apiserver, kube-controller-manager,
+//! kube-scheduler, kwok; see `testkit::cluster`), one fresh cluster per test.
+//!
+//! The provisioner runs in process and authenticates as the chart's ServiceAccount, bound to the chart's
+//! Role (rendered by Helm from `helm/resume-showcase`): every scenario passing proves that Role is enough,
+//! and the denied requests at the end of the first one prove it is not more than the namespace needs.
+//! kwok pods run no containers, so the WebSocket data path is tested elsewhere (edge proxy, local backend).
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use common::api::{CreateSessionResponse, ProvisionSource, SessionState};
+use common::labels;
+use common::signing::SigningKey;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use provisioner::backend::kubernetes::KubernetesBackend;
+use provisioner::backend::kubernetes::pods::{JOB_NAME_LABEL, SESSION_STARTED_ANNOTATION};
+use serde_json::json;
+use support::{SIGNING_KEY, TestProvisioner};
+use testkit::cluster::Cluster;
+use tokio::sync::mpsc;
+
+const NAMESPACE: &str = "showcase";
+const RELEASE: &str = "demo";
+const EDGE: &str = "wss://edge.test";
+
+/// A cluster with the namespace and the chart's provisioner RBAC, and a client acting as that account.
+struct Env {
+    cluster: Cluster,
+    provisioner_client: Client,
+}
+
+impl Env {
+    async fn start() -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        if std::env::var_os("RUST_LOG").is_some() {
+            common::runtime::init_tracing();
+        }
+        let cluster = Cluster::start().await.unwrap();
+        cluster.create_namespace(NAMESPACE).await.unwrap();
+        let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../helm/resume-showcase");
+        let version = cluster.version().await.unwrap();
+        let rbac = cluster
+            .helm(&[
+                "template",
+                RELEASE,
+                chart,
+                "--namespace",
+                NAMESPACE,
+                "--show-only",
+                "templates/provisioner-rbac.yaml",
+                "--kube-version",
+                &version,
+            ])
+            .await
+            .unwrap();
+        let applied = cluster.apply_yaml(NAMESPACE, &rbac).await.unwrap();
+        assert_eq!(applied.len(), 3, "ServiceAccount, Role, RoleBinding");
+        let provisioner_client = cluster
+            .service_account_client(NAMESPACE, &format!("{RELEASE}-resume-showcase-provisioner"))
+            .await
+            .unwrap();
+        Self {
+            cluster,
+            provisioner_client,
+        }
+    }
+
+    async fn provisioner(&self, flags: &[&str]) -> TestProvisioner<KubernetesBackend> {
+        let mut all = vec![
+            "--backend",
+            "kubernetes",
+            "--namespace",
+            NAMESPACE,
+            "--edge-url",
+            EDGE,
+            "--session-label",
+            "app.kubernetes.io/instance=demo",
+        ];
+        all.extend_from_slice(flags);
+        let config = support::config(&all);
+        let settings = provisioner::kube_settings(&config, "default").unwrap();
+        let (events, receiver) = mpsc::unbounded_channel();
+        let backend = KubernetesBackend::start(self.provisioner_client.clone(), settings, events)
+            .await
+            .unwrap();
+        TestProvisioner::serve(config, backend, receiver).await
+    }
+
+    fn jobs(&self) -> Api<Job> {
+        Api::namespaced(self.cluster.admin.clone(), NAMESPACE)
+    }
+
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.cluster.admin.clone(), NAMESPACE)
+    }
+
+    /// Live (not deleting) pods of the pool, by the admin's reading of the cluster.
+    async fn pool_pods(&self) -> Vec<Pod> {
+        let listed = self
+            .pods()
+            .list(&ListParams::default().labels(&labels::pool_selector()))
+            .await
+            .unwrap();
+        listed
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect()
+    }
+
+    /// Jobs of the pool that are not being deleted.
+    async fn pool_jobs(&self) -> Vec<Job> {
+        let listed = self
+            .jobs()
+            .list(&ListParams::default().labels(&labels::pool_selector()))
+            .await
+            .unwrap();
+        listed
+            .items
+            .into_iter()
+            .filter(|j| j.metadata.deletion_timestamp.is_none())
+            .collect()
+    }
+
+    /// The live pods labelled for `session`.
+    async fn pods_of(&self, session: &str) -> Vec<Pod> {
+        self.pool_pods()
+            .await
+            .into_iter()
+            .filter(|p| p.labels().get(labels::SESSION_ID).map(String::as_str) == Some(session))
+            .collect()
+    }
+
+    async fn until(&self, what: &str, check: impl AsyncFn(&Self) -> bool) {
+        self.cluster
+            .wait_for(what, || async { Ok(check(self).await) })
+            .await
+            .unwrap();
+    }
+}
+
+fn label<'p>(pod: &'p Pod, key: &str) -> Option<&'p str> {
+    pod.labels().get(key).map(String::as_str)
+}
+
+async fn until_pool<B: provisioner::backend::Backend + Clone>(
+    p: &TestProvisioner<B>,
+    what: &str,
+    condition: impl Fn(&common::api::PoolStatus) -> bool,
+) {
+    p.until_pool(what, condition).await;
+}
+
+#[tokio::test]
+async fn pool_fills_sessions_are_labelled_killed_replaced_and_capped() {
+    let env = Env::start().await;
+    let p = env
+        .provisioner(&["--warm-pool-size", "2", "--max-sessions", "3"])
+        .await;
+    until_pool(&p, "two warm pods", |s| s.warm == 2 && s.starting == 0).await;
+    let jobs = env.pool_jobs().await;
+    assert_eq!(jobs.len(), 2);
+    for job in &jobs {
+        let spec = job.spec.as_ref().unwrap();
+        assert_eq!(spec.backoff_limit, Some(0));
+        assert_eq!(job.labels()["app.kubernetes.io/instance"], "demo");
+    }
+    for pod in env.pool_pods().await {
+        assert_eq!(label(&pod, labels::ASSIGNED), Some("false"));
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+        assert!(
+            node.as_deref().is_some_and(|n| n.starts_with("kwok-node-")),
+            "{:?} {:?}",
+            pod.metadata,
+            pod.status
+        );
+    }
+
+    // A session gets a warm pod, relabelled in the cluster.
+    let session: CreateSessionResponse = p.create_ok().await;
+    assert_eq!(session.source, ProvisionSource::Warm);
+    let mine = env.pods_of(&session.session_id).await;
+    assert_eq!(mine.len(), 1);
+    let pod = &mine[0];
+    assert_eq!(label(pod, labels::ASSIGNED), Some("true"));
+    assert_eq!(label(pod, JOB_NAME_LABEL), Some(session.pod.name.as_str()));
+    assert!(pod.annotations().contains_key(SESSION_STARTED_ANNOTATION));
+    assert_eq!(session.pod.node, pod.spec.as_ref().unwrap().node_name);
+    let job = env.jobs().get(&session.pod.name).await.unwrap();
+    assert_eq!(job.labels()[labels::SESSION_ID], session.session_id);
+    let deadline = job.spec.unwrap().active_deadline_seconds.unwrap();
+    assert!((3600..3600 + 120).contains(&deadline), "{deadline}");
+
+    // Its WebSocket URL is a signed route to that pod through the edge.
+    let prefix = format!("{EDGE}/session/{}/ws?token=", session.session_id);
+    let token = session.websocket_url.strip_prefix(&prefix).unwrap();
+    let key = SigningKey::new(SIGNING_KEY.as_bytes()).unwrap();
+    let route = key.verify_route(token, &session.session_id, 0).unwrap();
+    let ip = pod.status.as_ref().unwrap().pod_ip.clone().unwrap();
+    assert_eq!(route.addr, format!("{ip}:8080"));
+    assert_eq!(route.pod, session.pod.name);
+
+    until_pool(&p, "the pool refilled", |s| s.warm == 2 && s.assigned == 1).await;
+
+    // Kill: the pod is deleted through the API, the session gets another one, the pool refills.
+    let killed = p
+        .authorized(
+            reqwest::Method::POST,
+            &format!("/session/{}/kill", session.session_id),
+            &session.token,
+        )
+        .await;
+    assert_eq!(killed.status(), 202);
+    let old_pod = pod.name_any();
+    env.until("the killed pod deleted", async |env| {
+        env.pods()
+            .get_opt(&old_pod)
+            .await
+            .unwrap()
+            .is_none_or(|p| p.metadata.deletion_timestamp.is_some())
+    })
+    .await;
+    env.until("the session active on a new pod", async |_| {
+        let status = p.status(&session.session_id, &session.token).await;
+        status.state == SessionState::Active && status.pod.is_some_and(|pod| pod.name != session.pod.name)
+    })
+    .await;
+    let status = p.status(&session.session_id, &session.token).await;
+    assert_eq!(status.replacements, 1);
+    let replacement = env.pods_of(&session.session_id).await;
+    assert_eq!(
+        replacement.len(),
+        1,
+        "exactly one live pod labelled for the session"
+    );
+    assert_eq!(
+        label(&replacement[0], JOB_NAME_LABEL),
+        Some(status.pod.unwrap().name.as_str())
+    );
+    until_pool(&p, "the pool refilled after the kill", |s| {
+        s.warm == 2 && s.assigned == 1
+    })
+    .await;
+
+    // The cap: three sessions, then 429; pods never exceed warm + max sessions.
+    let _second = p.create_ok().await;
+    let _third = p.create_ok().await;
+    let refused = p.create().await;
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    until_pool(&p, "a full house", |s| s.assigned == 3 && s.warm == 2).await;
+    assert!(env.pool_jobs().await.len() <= 5);
+
+    // The Role is enough for all of the above, and no more.
+    let denied = |result: Result<_, kube::Error>| matches!(result, Err(kube::Error::Api(status)) if status.code == 403);
+    let client = env.provisioner_client.clone();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
+    assert!(denied(secrets.list(&ListParams::default()).await.map(|_| ())));
+    let elsewhere: Api<Pod> = Api::namespaced(client.clone(), "default");
+    assert!(denied(elsewhere.list(&ListParams::default()).await.map(|_| ())));
+    let own_pods: Api<Pod> = Api::namespaced(client, NAMESPACE);
+    let bare: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "bare"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]}
+    }))
+    .unwrap();
+    assert!(denied(
+        own_pods.create(&PostParams::default(), &bare).await.map(|_| ())
+    ));
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn a_restarted_provisioner_adopts_sessions_and_collects_orphans() {
+    let env = Env::start().await;
+    let first = env.provisioner(&["--warm-pool-size", "1"]).await;
+    until_pool(&first, "one warm pod", |s| s.warm == 1).await;
+    let session = first.create_ok().await;
+    until_pool(&first, "refilled", |s| s.warm == 1 && s.assigned == 1).await;
+    first.stop().await;
+    // Stopping leaves the pods to the cluster.
+    assert_eq!(env.pool_jobs().await.len(), 2);
+
+    // An orphan: a pod labelled for a session nobody holds, assigned two hours ago.
+    let ghost = env
+        .pool_pods()
+        .await
+        .into_iter()
+        .find(|p| label(p, labels::ASSIGNED) == Some("false"))
+        .unwrap();
+    let two_hours_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        - 2 * 3600 * 1000;
+    let patch = json!({"metadata": {
+        "labels": {labels::ASSIGNED: "true", labels::SESSION_ID: "ghost"},
+        "annotations": {SESSION_STARTED_ANNOTATION: two_hours_ago.to_string()},
+    }});
+    env.pods()
+        .patch(&ghost.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let ghost_job = label(&ghost, JOB_NAME_LABEL).unwrap().to_owned();
+
+    let second = env.provisioner(&["--warm-pool-size", "1"]).await;
+    // The session lives on with the same pod and token.
+    let status = second.status(&session.session_id, &session.token).await;
+    assert_eq!(status.state, SessionState::Active);
+    assert_eq!(status.pod.unwrap().name, session.pod.name);
+    // The orphan is past the maximum session age: collected.
+    env.until("the orphan's Job deleted", async |env| {
+        env.jobs()
+            .get_opt(&ghost_job)
+            .await
+            .unwrap()
+            .is_none_or(|j| j.metadata.deletion_timestamp.is_some())
+    })
+    .await;
+    until_pool(&second, "one warm, one assigned", |s| {
+        s.warm == 1 && s.assigned == 1
+    })
+    .await;
+    let live: BTreeSet<String> = env.pool_jobs().await.iter().map(ResourceExt::name_any).collect();
+    assert_eq!(live.len(), 2, "adopted, not duplicated: {live:?}");
+    assert!(live.contains(&session.pod.name));
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn two_replicas_racing_fifty_sessions_never_share_a_pod() {
+    let env = Env::start().await;
+    let flags = [
+        "--warm-pool-size",
+        "4",
+        "--max-sessions",
+        "60",
+        "--max-starting",
+        "8",
+        "--cold-start-timeout",
+        "60s",
+        "--sessions-per-minute",
+        "1000",
+        "--session-burst",
+        "100",
+    ];
+    let a = env.provisioner(&flags).await;
+    let b = env.provisioner(&flags).await;
+    until_pool(&a, "a warm pool", |s| s.warm >= 4).await;
+    let requests = (0..50).map(|i| {
+        let p = if i % 2 == 0 { &a } else { &b };
+        async move { p.create_ok().await }
+    });
+    let sessions = futures_util::future::join_all(requests).await;
+
+    let pods: BTreeSet<&str> = sessions.iter().map(|s| s.pod.name.as_str()).collect();
+    assert_eq!(pods.len(), 50, "every session got its own pod");
+    // The cluster agrees: each claimed pod carries exactly its session's label.
+    let labelled: BTreeMap<String, String> = env
+        .pool_pods()
+        .await
+        .iter()
+        .filter(|p| label(p, labels::ASSIGNED) == Some("true"))
+        .map(|p| {
+            (
+                label(p, JOB_NAME_LABEL).unwrap().to_owned(),
+                label(p, labels::SESSION_ID).unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for session in &sessions {
+        assert_eq!(
+            labelled.get(&session.pod.name),
+            Some(&session.session_id),
+            "pod {} in the cluster",
+            session.pod.name
+        );
+    }
+    // Either replica answers for any session (tokens are derived, sessions adopted from labels).
+    let other = &sessions[0];
+    env.until("replica b knows a's session", async |_| {
+        let response = b
+            .authorized(
+                reqwest::Method::GET,
+                &format!("/session/{}", other.session_id),
+                &other.token,
+            )
+            .await;
+        response.status() == 200
+    })
+    .await;
+    assert_eq!(
+        b.status(&other.session_id, &other.token).await.pod.unwrap().name,
+        other.pod.name
+    );
+    a.stop().await;
+    b.stop().await;
+}
