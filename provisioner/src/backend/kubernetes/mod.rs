@@ -21,6 +21,8 @@
 pub mod manifest;
 pub mod pods;
 pub mod retry;
+#[cfg(test)]
+mod tests;
 
 use std::pin::pin;
 use std::sync::Arc;
@@ -96,7 +98,6 @@ impl KubernetesBackend {
         events: mpsc::UnboundedSender<PodEvent>,
     ) -> anyhow::Result<Self> {
         let pods: Api<Pod> = Api::namespaced(client.clone(), &settings.namespace);
-        let jobs: Api<Job> = Api::namespaced(client, &settings.namespace);
         let selector = labels::pool_selector();
         // Fail fast and clearly (RBAC, namespace, address) instead of retrying a watch forever.
         pods.list_metadata(&ListParams::default().labels(&selector).limit(1))
@@ -117,13 +118,24 @@ impl KubernetesBackend {
             pods = store.state().len(),
             "watching session pods"
         );
+        Self::from_parts(client, settings, events, store, stop)
+    }
+
+    /// A backend over an existing cache (the unit tests fill one by hand and mock the API server).
+    fn from_parts(
+        client: Client,
+        settings: KubeSettings,
+        events: mpsc::UnboundedSender<PodEvent>,
+        store: Store<Pod>,
+        stop: CancellationToken,
+    ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()?;
         Ok(Self {
             inner: Arc::new(Inner {
-                jobs,
-                pods,
+                jobs: Api::namespaced(client.clone(), &settings.namespace),
+                pods: Api::namespaced(client, &settings.namespace),
                 store,
                 settings,
                 events,
