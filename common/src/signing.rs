@@ -57,6 +57,24 @@ impl std::fmt::Debug for SigningKey {
     }
 }
 
+/// A secret given on the command line or in the environment (e.g. the key itself); `Debug` is redacted so a
+/// printed configuration never shows it.
+#[derive(Clone)]
+pub struct SecretArg(pub String);
+
+impl std::fmt::Debug for SecretArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for SecretArg {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
 /// Where a route token sends the browser, and until when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteClaims {
@@ -78,6 +96,20 @@ impl SigningKey {
             return Err(SigningError::WeakKey);
         }
         Ok(Self(bytes))
+    }
+
+    /// The key from a `--signing-key` value or a `--signing-key-file`, whichever is given (`Ok(None)` when
+    /// neither is).
+    pub fn from_args(
+        value: Option<&SecretArg>,
+        file: Option<&std::path::Path>,
+    ) -> std::io::Result<Option<Self>> {
+        let invalid = |e: SigningError| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        match (value, file) {
+            (Some(SecretArg(key)), _) => Self::new(key.trim().as_bytes()).map(Some).map_err(invalid),
+            (None, Some(path)) => Self::from_file(path).map(Some),
+            (None, None) => Ok(None),
+        }
     }
 
     /// A key from a file (a mounted Secret), ignoring trailing whitespace.

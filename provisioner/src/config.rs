@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
-use common::signing::SigningKey;
+use common::signing::{SecretArg, SigningKey};
 
 use crate::pool::PoolConfig;
 
@@ -113,7 +113,7 @@ pub struct Config {
     /// Key that signs session tokens and routes to session pods, at least 32 bytes. Every provisioner replica
     /// and edge server must share it. Without one, a random key is made and tokens die with the process.
     #[arg(long, env = "SIGNING_KEY", hide_env_values = true)]
-    pub signing_key: Option<Secret>,
+    pub signing_key: Option<SecretArg>,
 
     /// Read the signing key from this file (a mounted Kubernetes Secret); trailing whitespace is ignored.
     #[arg(long, env = "SIGNING_KEY_FILE", conflicts_with = "signing_key")]
@@ -193,33 +193,12 @@ fn parse_label(value: &str) -> Result<(String, String), String> {
     }
 }
 
-/// A flag value that must never be printed (`Debug` is redacted).
-#[derive(Clone)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(s.to_owned()))
-    }
-}
-
 impl Config {
     /// The signing key from `--signing-key` or `--signing-key-file`; a random one when neither is given.
     pub fn signing_key(&self) -> anyhow::Result<SigningKey> {
-        if let Some(Secret(key)) = &self.signing_key {
-            return SigningKey::new(key.trim().as_bytes()).context("--signing-key");
-        }
-        if let Some(path) = &self.signing_key_file {
-            return SigningKey::from_file(path).with_context(|| format!("reading {}", path.display()));
-        }
-        Ok(crate::ids::random_key())
+        let key = SigningKey::from_args(self.signing_key.as_ref(), self.signing_key_file.as_deref())
+            .context("--signing-key / --signing-key-file")?;
+        Ok(key.unwrap_or_else(crate::ids::random_key))
     }
 
     /// The pool algorithm's part of the configuration.

@@ -70,6 +70,15 @@ pub struct Config {
     #[arg(long, env = "NO_LOCALHOST_ORIGINS")]
     pub no_localhost_origins: bool,
 
+    /// Key (at least 32 bytes) that checks the provisioner's signed routes: with it, this server is also an
+    /// edge and proxies `/session/{id}/ws` to session pods.
+    #[arg(long, env = "SIGNING_KEY", hide_env_values = true)]
+    pub signing_key: Option<common::signing::SecretArg>,
+
+    /// Read the signing key from this file (a mounted Secret).
+    #[arg(long, env = "SIGNING_KEY_FILE", conflicts_with = "signing_key")]
+    pub signing_key_file: Option<std::path::PathBuf>,
+
     /// Shut down gracefully when standard input reaches end-of-file. The provisioner's local backend starts
     /// session pods with this, so they can never outlive it, even if it is killed with SIGKILL.
     #[arg(long, env = "EXIT_ON_STDIN_EOF")]

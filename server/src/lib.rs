@@ -5,6 +5,7 @@
 //!
 //! - [`run`] owns the process lifecycle: accept loop, draining, graceful shutdown.
 //! - [`routes`] owns HTTP: `/ws` (upgrade, connection cap), `/health`, `/ready`.
+//! - [`edge`] routes `/session/{id}/ws` to the session's own pod after checking the provisioner's signed route.
 //! - [`connection`] owns one WebSocket from `hello` to close (idle timeout, shutdown goodbye).
 //! - [`handler`] owns the protocol rules for one frame (size limit, rate limit, ping → pong), socket-free.
 //! - [`activity`] counts connections and remembers the last frame, for the provisioner's idle check.
@@ -13,6 +14,7 @@
 pub mod activity;
 pub mod config;
 pub mod connection;
+pub mod edge;
 pub mod handler;
 pub mod identity;
 pub mod listener;
@@ -42,7 +44,17 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let draining = CancellationToken::new();
     let connections = TaskTracker::new();
-    let state = Arc::new(AppState::new(&config, draining.clone(), connections.clone()));
+    let edge_key = common::signing::SigningKey::from_args(
+        config.signing_key.as_ref(),
+        config.signing_key_file.as_deref(),
+    )
+    .map_err(|e| anyhow::anyhow!("--signing-key / --signing-key-file: {e}"))?;
+    let state = Arc::new(AppState::new(
+        &config,
+        edge_key,
+        draining.clone(),
+        connections.clone(),
+    ));
     let app = routes::router(state);
 
     let address = listener.local_addr()?;

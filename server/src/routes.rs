@@ -1,5 +1,5 @@
-//! HTTP routes of the ping server: `/ws`, `/health`, `/ready`, `/activity` (for the provisioner), and JSON
-//! errors for everything else.
+//! HTTP routes of the ping server: `/ws`, `/session/{id}/ws` (the edge role, in [`crate::edge`]), `/health`,
+//! `/ready`, `/activity` (for the provisioner), and JSON errors for everything else.
 //!
 //! `/ws` enforces the admission rules before upgrading: only allowed browser origins, no new connections while
 //! draining, and at most `max_connections` at once (each connection holds a semaphore permit until its task
@@ -17,9 +17,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use common::api::{ActivityBody, ErrorBody, HealthBody};
-use tokio::sync::Semaphore;
+use common::signing::SigningKey;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 use tower_http::trace::TraceLayer;
 
 use crate::Config;
@@ -49,13 +51,27 @@ pub struct AppState {
     activity: Arc<Activity>,
     allowed_origins: Vec<String>,
     localhost_origins: bool,
+    edge_key: Option<SigningKey>,
+}
+
+/// What an admitted WebSocket holds for its whole life: a connection slot (counted against
+/// `max_connections`) and a token shutdown waits for.
+pub struct Admission {
+    _slot: OwnedSemaphorePermit,
+    _tracked: TaskTrackerToken,
 }
 
 impl AppState {
     /// Builds the state from the configuration; `draining` is cancelled when shutdown begins and
-    /// `connections` tracks every WebSocket task.
-    pub fn new(config: &Config, draining: CancellationToken, connections: TaskTracker) -> Self {
+    /// `connections` tracks every WebSocket task. `edge_key` enables the edge route.
+    pub fn new(
+        config: &Config,
+        edge_key: Option<SigningKey>,
+        draining: CancellationToken,
+        connections: TaskTracker,
+    ) -> Self {
         Self {
+            edge_key,
             identity: Arc::new(Identity::from_config(config)),
             max_message_bytes: config.max_message_bytes,
             max_pings_per_second: config.max_pings_per_second,
@@ -70,10 +86,99 @@ impl AppState {
     }
 }
 
-/// The router: `/ws`, `/health`, `/ready`, `/activity`, JSON 404/405 for the rest, with request tracing.
+impl AppState {
+    /// The key that checks route tokens, when this server is an edge.
+    pub fn edge_key(&self) -> Option<&SigningKey> {
+        self.edge_key.as_ref()
+    }
+
+    /// Cancelled when shutdown begins.
+    pub fn draining(&self) -> &CancellationToken {
+        &self.draining
+    }
+
+    /// Admits one more WebSocket, or refuses with 503 + `Retry-After` (draining, or at the connection limit).
+    pub fn admit(&self) -> Result<Admission, Refusal> {
+        if self.draining.is_cancelled() {
+            return Err(Refusal::busy(
+                "draining",
+                "this server is shutting down; connect again to reach another one",
+            ));
+        }
+        let Ok(slot) = self.connection_slots.clone().try_acquire_owned() else {
+            return Err(Refusal::busy(
+                "too_many_connections",
+                "this server is at its connection limit; try again shortly",
+            ));
+        };
+        Ok(Admission {
+            _slot: slot,
+            _tracked: self.connections.token(),
+        })
+    }
+}
+
+/// Browsers apply no CORS to WebSockets: a page on any site could open one here with its user's network
+/// position. Only allowed origins may; clients that send no Origin are not browsers and pass.
+pub fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), Refusal> {
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or_default();
+        if !common::origin::allowed(origin, &state.allowed_origins, state.localhost_origins) {
+            return Err(Refusal::new(
+                StatusCode::FORBIDDEN,
+                "origin_not_allowed",
+                format!("pages from {origin:?} may not open WebSockets here"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A refused request, answered as the JSON error body (small, so `Result`s carrying it stay cheap).
+#[derive(Debug)]
+pub struct Refusal {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after: bool,
+}
+
+impl Refusal {
+    /// A refusal with this status, error code and sentence.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after: false,
+        }
+    }
+
+    /// 503 with `Retry-After: 1`.
+    pub fn busy(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            retry_after: true,
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        if self.retry_after {
+            busy(self.code, &self.message)
+        } else {
+            error(self.status, self.code, &self.message)
+        }
+    }
+}
+
+/// The router: `/ws`, `/session/{id}/ws` (edge), `/health`, `/ready`, `/activity`, JSON 404/405 for the
+/// rest, with request tracing.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/ws", get(websocket))
+        .route("/session/{id}/ws", get(crate::edge::session_websocket))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/activity", get(activity))
@@ -88,17 +193,8 @@ async fn websocket(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    // Browsers apply no CORS to WebSockets: a page on any site could open one here with its user's network
-    // position. Only allowed origins may; clients that send no Origin are not browsers and pass.
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        let origin = origin.to_str().unwrap_or_default();
-        if !common::origin::allowed(origin, &state.allowed_origins, state.localhost_origins) {
-            return error(
-                StatusCode::FORBIDDEN,
-                "origin_not_allowed",
-                &format!("pages from {origin:?} may not open WebSockets here"),
-            );
-        }
+    if let Err(refused) = check_origin(&state, &headers) {
+        return refused.into_response();
     }
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
@@ -110,17 +206,9 @@ async fn websocket(
             );
         }
     };
-    if state.draining.is_cancelled() {
-        return busy(
-            "draining",
-            "this server is shutting down; connect again to reach another one",
-        );
-    }
-    let Ok(slot) = state.connection_slots.clone().try_acquire_owned() else {
-        return busy(
-            "too_many_connections",
-            "this server is at its connection limit; try again shortly",
-        );
+    let admission = match state.admit() {
+        Ok(admission) => admission,
+        Err(busy) => return busy.into_response(),
     };
     let connection = Connection {
         identity: state.identity.clone(),
@@ -133,17 +221,13 @@ async fn websocket(
         shutdown: state.draining.clone(),
         activity: state.activity.clone(),
     };
-    let tracked = state.connections.token();
     upgrade
         .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(HARD_MESSAGE_CEILING.max(state.max_message_bytes))
         .max_frame_size(HARD_MESSAGE_CEILING.max(state.max_message_bytes))
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
         .on_upgrade(move |socket| async move {
-            // Both are held for the life of the connection: the slot counts against `max_connections`, the
-            // tracker token makes shutdown wait for this task.
-            let _slot = slot;
-            let _tracked = tracked;
+            let _admission = admission;
             connection.run(socket).await;
         })
 }
@@ -185,11 +269,13 @@ async fn method_not_allowed() -> Response {
     )
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
+/// A JSON error response.
+pub fn error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, Json(ErrorBody::new(code, message))).into_response()
 }
 
-fn busy(code: &str, message: &str) -> Response {
+/// 503 with `Retry-After: 1`.
+pub fn busy(code: &str, message: &str) -> Response {
     let mut response = error(StatusCode::SERVICE_UNAVAILABLE, code, message);
     response
         .headers_mut()
@@ -209,7 +295,7 @@ mod tests {
     fn app() -> (Router, CancellationToken) {
         let config = Config::parse_from(["server", "--pod-name", "test-pod"]);
         let draining = CancellationToken::new();
-        let state = AppState::new(&config, draining.clone(), TaskTracker::new());
+        let state = AppState::new(&config, None, draining.clone(), TaskTracker::new());
         (router(Arc::new(state)), draining)
     }
 

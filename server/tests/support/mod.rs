@@ -30,7 +30,12 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server with these extra flags (on top of `--pod-name test-pod`).
     pub async fn start(flags: &[&str]) -> Self {
-        let mut args = vec!["server", "--pod-name", "test-pod", "--node-name", "node-1"];
+        Self::start_named("test-pod", flags).await
+    }
+
+    /// Starts a server called `pod_name` with these extra flags.
+    pub async fn start_named(pod_name: &str, flags: &[&str]) -> Self {
+        let mut args = vec!["server", "--pod-name", pod_name, "--node-name", "node-1"];
         args.extend_from_slice(flags);
         let config = Config::try_parse_from(args).expect("valid test flags");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -74,6 +79,23 @@ impl TestServer {
 
     pub async fn try_connect(&self) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
         let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", self.address)).await?;
+        Ok(Client { ws })
+    }
+
+    /// Opens a WebSocket to `path` (e.g. an edge route), optionally from a browser `origin`.
+    pub async fn connect_path(
+        &self,
+        path: &str,
+        origin: Option<&str>,
+    ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = format!("ws://{}{path}", self.address).into_client_request()?;
+        if let Some(origin) = origin {
+            request
+                .headers_mut()
+                .insert("origin", origin.parse().expect("header value"));
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(request).await?;
         Ok(Client { ws })
     }
 

@@ -1,0 +1,215 @@
+//! The edge role: `/session/{id}/ws?token=<route>` proxies a browser's WebSocket to *its own* session pod.
+//!
+//! The shared ping servers sit behind the ingress; session pods do not (a browser landing on someone else's
+//! pod is exactly what must not happen). The provisioner signs a route `session → pod address` with the key
+//! both read from the same Secret (`common::signing`); the edge checks signature, session and expiry, opens
+//! the upstream WebSocket to the address inside, and only then accepts the browser's upgrade — so every
+//! refusal is a plain HTTP status with a JSON body. It needs no state and no Kubernetes API access.
+//!
+//! Frames are relayed both ways unchanged. The pod's close frame reaches the browser as is; a pod that
+//! vanishes without one closes the browser with 1011 `session pod went away` (the page then asks the
+//! provisioner for the replacement). When the edge itself drains, the browser gets 1001 and reconnects
+//! through another edge replica.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{self, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use common::signing::{SigningError, SigningKey};
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::{self, protocol::frame::coding::CloseCode};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::routes::{AppState, Refusal, check_origin, error};
+
+/// How long the edge waits for a session pod to accept the upstream WebSocket.
+const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+type Upstream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The query of an edge request.
+#[derive(Debug, Deserialize)]
+pub struct RouteQuery {
+    token: Option<String>,
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// `GET /session/{id}/ws?token=…`.
+pub async fn session_websocket(
+    State(state): State<Arc<AppState>>,
+    Path(session_id): Path<String>,
+    Query(query): Query<RouteQuery>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    if let Err(refused) = check_origin(&state, &headers) {
+        return refused.into_response();
+    }
+    let Some(key) = state.edge_key() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "edge_disabled",
+            "this server does not route sessions (it has no signing key)",
+        );
+    };
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            return error(
+                rejection.status(),
+                "websocket_upgrade_required",
+                &rejection.body_text(),
+            );
+        }
+    };
+    let Some(token) = query.token else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "missing_token",
+            "this route needs the `token` the provisioner gave with the session",
+        );
+    };
+    let claims = match verify(key, &token, &session_id) {
+        Ok(claims) => claims,
+        Err(refused) => return refused.into_response(),
+    };
+    let admission = match state.admit() {
+        Ok(admission) => admission,
+        Err(busy) => return busy.into_response(),
+    };
+    let upstream = match connect_upstream(&claims.addr).await {
+        Ok(upstream) => upstream,
+        Err(e) => {
+            tracing::info!(session = %session_id, pod = %claims.pod, error = %e, "session pod unreachable");
+            return error(
+                StatusCode::BAD_GATEWAY,
+                "pod_unreachable",
+                "the session's pod does not answer; ask the provisioner for the session's current pod",
+            );
+        }
+    };
+    tracing::info!(session = %session_id, pod = %claims.pod, "routing session");
+    let draining = state.draining().clone();
+    upgrade
+        .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
+        .on_upgrade(move |browser| async move {
+            // Held for the life of the relay: a connection slot, and shutdown waits for it.
+            let _admission = admission;
+            relay(browser, upstream, draining).await;
+        })
+}
+
+/// Checks the route token; refusals become 401 responses that say why.
+fn verify(key: &SigningKey, token: &str, session_id: &str) -> Result<common::signing::RouteClaims, Refusal> {
+    key.verify_route(token, session_id, now_secs()).map_err(|e| {
+        let (code, message) = match e {
+            SigningError::Expired => (
+                "token_expired",
+                "the route token has expired; ask the provisioner again",
+            ),
+            SigningError::WrongSession => ("invalid_token", "the route token is for another session"),
+            _ => ("invalid_token", "the route token is not valid"),
+        };
+        Refusal::new(StatusCode::UNAUTHORIZED, code, message)
+    })
+}
+
+async fn connect_upstream(addr: &str) -> anyhow::Result<Upstream> {
+    let url = format!("ws://{addr}/ws");
+    let (upstream, _) = tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, tokio_tungstenite::connect_async(url))
+        .await
+        .map_err(|_| anyhow::anyhow!("timed out after {UPSTREAM_CONNECT_TIMEOUT:?}"))??;
+    Ok(upstream)
+}
+
+/// Relays frames both ways until either side closes or the edge drains.
+async fn relay(browser: WebSocket, upstream: Upstream, draining: CancellationToken) {
+    let (mut to_browser, mut from_browser) = browser.split();
+    let (mut to_pod, mut from_pod) = upstream.split();
+    loop {
+        tokio::select! {
+            () = draining.cancelled() => {
+                let _ = to_browser.send(close(CloseCode::Away.into(), "edge shutting down")).await;
+                let _ = to_pod.close().await;
+                return;
+            }
+            frame = from_browser.next() => match frame {
+                Some(Ok(message)) => {
+                    let closing = matches!(message, ws::Message::Close(_));
+                    let Some(message) = to_tungstenite(message) else { continue };
+                    if to_pod.send(message).await.is_err() || closing {
+                        return;
+                    }
+                }
+                // The browser left without a close frame.
+                _ => {
+                    let _ = to_pod.close().await;
+                    return;
+                }
+            },
+            frame = from_pod.next() => match frame {
+                Some(Ok(message)) => {
+                    let Some(message) = from_tungstenite(message) else { continue };
+                    let closing = matches!(message, ws::Message::Close(_));
+                    if to_browser.send(message).await.is_err() || closing {
+                        return;
+                    }
+                }
+                _ => {
+                    let _ = to_browser
+                        .send(close(CloseCode::Error.into(), "session pod went away"))
+                        .await;
+                    return;
+                }
+            },
+        }
+    }
+}
+
+fn close(code: u16, reason: &'static str) -> ws::Message {
+    ws::Message::Close(Some(ws::CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
+}
+
+/// Data and close frames cross the edge; pings and pongs are answered hop by hop (both WebSocket libraries
+/// answer pings themselves), so they are not relayed.
+fn to_tungstenite(message: ws::Message) -> Option<tungstenite::Message> {
+    Some(match message {
+        ws::Message::Text(text) => tungstenite::Message::text(text.as_str()),
+        ws::Message::Binary(bytes) => tungstenite::Message::Binary(bytes),
+        ws::Message::Ping(_) | ws::Message::Pong(_) => return None,
+        ws::Message::Close(frame) => {
+            tungstenite::Message::Close(frame.map(|f| tungstenite::protocol::CloseFrame {
+                code: CloseCode::from(f.code),
+                reason: f.reason.as_str().into(),
+            }))
+        }
+    })
+}
+
+fn from_tungstenite(message: tungstenite::Message) -> Option<ws::Message> {
+    Some(match message {
+        tungstenite::Message::Text(text) => ws::Message::Text(text.as_str().into()),
+        tungstenite::Message::Binary(bytes) => ws::Message::Binary(bytes),
+        tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => return None,
+        tungstenite::Message::Close(frame) => ws::Message::Close(frame.map(|f| ws::CloseFrame {
+            code: f.code.into(),
+            reason: f.reason.as_str().into(),
+        })),
+        // Raw frames only appear when writing; never read.
+        tungstenite::Message::Frame(_) => return None,
+    })
+}

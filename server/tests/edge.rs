@@ -1,0 +1,187 @@
+//! The edge role against real servers on loopback: a browser reaches its own session pod through an edge
+//! server with the provisioner's signed route, and nothing else gets through.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use common::protocol::{GoodbyeReason, ServerMessage};
+use common::signing::{RouteClaims, SigningKey};
+use support::{Event, TestServer};
+use tokio_tungstenite::tungstenite;
+
+const KEY: &str = "edge-test-signing-key-edge-test-signing-key";
+
+fn key() -> SigningKey {
+    SigningKey::new(KEY.as_bytes()).unwrap()
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn route(session: &str, pod: &TestServer, exp: u64) -> String {
+    let claims = RouteClaims {
+        sid: session.into(),
+        pod: "session-b".into(),
+        addr: pod.address.to_string(),
+        exp,
+    };
+    format!("/session/{session}/ws?token={}", key().sign_route(&claims))
+}
+
+async fn edge() -> TestServer {
+    TestServer::start_named("edge-0", &["--signing-key", KEY]).await
+}
+
+/// The HTTP refusal of an upgrade: status and JSON `error` code.
+async fn refusal(server: &TestServer, path: &str, origin: Option<&str>) -> (u16, String) {
+    match server.connect_path(path, origin).await {
+        Err(tungstenite::Error::Http(response)) => {
+            let body: serde_json::Value =
+                serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
+            (
+                response.status().as_u16(),
+                body["error"].as_str().unwrap().to_owned(),
+            )
+        }
+        Ok(_) => panic!("{path} was accepted"),
+        Err(other) => panic!("{path}: {other}"),
+    }
+}
+
+fn pod_name(hello: &ServerMessage) -> &str {
+    match hello {
+        ServerMessage::Hello { pod, .. } => &pod.name,
+        other => panic!("expected hello, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_signed_route_reaches_its_own_pod_and_pings_flow() {
+    let _other = TestServer::start_named("session-a", &[]).await;
+    let mine = TestServer::start_named("session-b", &[]).await;
+    let edge = edge().await;
+    let mut client = edge
+        .connect_path(&route("s1", &mine, now() + 60), Some("http://localhost:8080"))
+        .await
+        .unwrap();
+    assert_eq!(pod_name(&client.next_message().await), "session-b");
+    for seq in 1..=3 {
+        client.ping(seq, 1.5).await;
+        match client.next_message().await {
+            ServerMessage::Pong { seq: got, pod, .. } => assert_eq!((got, pod.as_str()), (seq, "session-b")),
+            other => panic!("expected pong, got {other:?}"),
+        }
+    }
+    // Protocol errors from the pod come through unchanged, and the relay keeps going.
+    client.send_text("{not json").await;
+    assert!(matches!(client.next_message().await, ServerMessage::Error { .. }));
+    client.ping(4, 1.5).await;
+    assert!(matches!(
+        client.next_message().await,
+        ServerMessage::Pong { seq: 4, .. }
+    ));
+}
+
+#[tokio::test]
+async fn unsigned_tampered_expired_and_foreign_routes_are_refused() {
+    let pod = TestServer::start_named("session-b", &[]).await;
+    let edge = edge().await;
+    let good = route("s1", &pod, now() + 60);
+
+    assert_eq!(
+        refusal(&edge, "/session/s1/ws", None).await,
+        (401, "missing_token".into())
+    );
+    let mut tampered = good.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    assert_eq!(
+        refusal(&edge, &tampered, None).await,
+        (401, "invalid_token".into())
+    );
+    let other_key = SigningKey::new(vec![9; 32]).unwrap().sign_route(&RouteClaims {
+        sid: "s1".into(),
+        pod: "p".into(),
+        addr: pod.address.to_string(),
+        exp: now() + 60,
+    });
+    assert_eq!(
+        refusal(&edge, &format!("/session/s1/ws?token={other_key}"), None).await,
+        (401, "invalid_token".into())
+    );
+    let expired = route("s1", &pod, now() - 1);
+    assert_eq!(
+        refusal(&edge, &expired, None).await,
+        (401, "token_expired".into())
+    );
+    // s1's route presented for s2.
+    let foreign = good.replace("/session/s1/", "/session/s2/");
+    assert_eq!(
+        refusal(&edge, &foreign, None).await,
+        (401, "invalid_token".into())
+    );
+    assert_eq!(
+        refusal(&edge, &good, Some("https://evil.example")).await,
+        (403, "origin_not_allowed".into())
+    );
+    // A valid route to an address where no pod answers.
+    let dead_route = format!(
+        "/session/s1/ws?token={}",
+        key().sign_route(&RouteClaims {
+            sid: "s1".into(),
+            pod: "session-dead".into(),
+            addr: "127.0.0.1:1".into(),
+            exp: now() + 60,
+        })
+    );
+    assert_eq!(
+        refusal(&edge, &dead_route, None).await,
+        (502, "pod_unreachable".into())
+    );
+    // A server without the key does not route at all.
+    let plain = TestServer::start(&[]).await;
+    assert_eq!(refusal(&plain, &good, None).await, (404, "edge_disabled".into()));
+    // The edge still works after all that.
+    let mut client = edge.connect_path(&good, None).await.unwrap();
+    assert_eq!(pod_name(&client.next_message().await), "session-b");
+}
+
+#[tokio::test]
+async fn a_pod_going_away_and_the_edge_draining_both_reach_the_browser() {
+    let mut pod = TestServer::start_named("session-b", &[]).await;
+    let mut edge = edge().await;
+    let path = route("s1", &pod, now() + 60);
+
+    let mut client = edge.connect_path(&path, None).await.unwrap();
+    client.next_message().await;
+    pod.begin_shutdown();
+    assert!(matches!(
+        client.next_message().await,
+        ServerMessage::Goodbye {
+            reason: GoodbyeReason::Shutdown,
+            ..
+        }
+    ));
+    assert_eq!(
+        client.close_code().await,
+        1001,
+        "the pod's own close frame, relayed"
+    );
+    pod.finished().await.unwrap();
+
+    let pod = TestServer::start_named("session-c", &[]).await;
+    let path = route("s1", &pod, now() + 60);
+    let mut client = edge.connect_path(&path, None).await.unwrap();
+    client.next_message().await;
+    edge.begin_shutdown();
+    match client.next_event().await {
+        Event::Closed(Some(frame)) => assert_eq!(u16::from(frame.code), 1001),
+        other => panic!("expected the edge's close, got {other:?}"),
+    }
+    edge.finished().await.unwrap();
+}
