@@ -131,6 +131,9 @@ pub struct Pool<B> {
     wake: Notify,
     closing: CancellationToken,
     counts: watch::Sender<state::Counts>,
+    /// The last failure to create a pod, until a create succeeds: new sessions then get a quick 503 instead
+    /// of waiting for a cold start that cannot come.
+    backend_failure: Mutex<Option<(Instant, String)>>,
 }
 
 impl<B: Backend> Pool<B> {
@@ -145,6 +148,7 @@ impl<B: Backend> Pool<B> {
             wake: Notify::new(),
             closing: CancellationToken::new(),
             counts: watch::Sender::new(state::Counts::default()),
+            backend_failure: Mutex::new(None),
         })
     }
 
@@ -227,12 +231,15 @@ impl<B: Backend> Pool<B> {
             }
             let surplus = state.surplus_warm(&self.config);
             for name in &surplus {
-                state.start_terminating(name);
+                state.start_retiring(name);
             }
             (names, surplus)
         };
         for (i, name) in to_create.iter().enumerate() {
-            if let Err(e) = self.backend.create(name).await {
+            let created = self.backend.create(name).await;
+            *self.backend_failure.lock().unwrap_or_else(|p| p.into_inner()) =
+                created.as_ref().err().map(|e| (Instant::now(), e.to_string()));
+            if let Err(e) = created {
                 tracing::warn!(pod = %name, error = %e, "cannot create pod");
                 self.metrics.create_failures.inc();
                 // Forget this pod and the ones not attempted yet (they were counted as starting), and do not
@@ -245,15 +252,7 @@ impl<B: Backend> Pool<B> {
             }
         }
         for name in surplus {
-            match self.backend.retire(&name).await {
-                Ok(()) => {}
-                Err(BackendError::Conflict(_)) => {
-                    // Claimed elsewhere meanwhile: forget it; the next resync reads who has it.
-                    tracing::debug!(pod = %name, "surplus pod was claimed meanwhile; keeping it");
-                    self.lock().pods.remove(&name);
-                }
-                Err(e) => tracing::warn!(pod = %name, error = %e, "cannot trim pod; the resync will retry"),
-            }
+            self.retire(&name).await;
         }
         self.publish();
     }
@@ -299,6 +298,19 @@ impl<B: Backend> Pool<B> {
         }
     }
 
+    /// Trims a warm pod unless someone claimed it meanwhile.
+    async fn retire(&self, name: &str) {
+        match self.backend.retire(name).await {
+            Ok(()) => {}
+            Err(BackendError::Conflict(_)) => {
+                // Claimed elsewhere meanwhile: forget it; the next resync reads who has it.
+                tracing::debug!(pod = %name, "surplus pod was claimed meanwhile; keeping it");
+                self.lock().pods.remove(name);
+            }
+            Err(e) => tracing::warn!(pod = %name, error = %e, "cannot trim pod; the resync will retry"),
+        }
+    }
+
     async fn terminate(&self, pod: &str) {
         if let Err(e) = self.backend.terminate(pod).await {
             tracing::warn!(%pod, error = %e, "cannot terminate pod; the resync will retry");
@@ -317,8 +329,11 @@ impl<B: Backend> Pool<B> {
                     tracing::info!(%session, "adopted a session from its pod's labels");
                 }
                 for pod in outcome.terminate {
-                    tracing::info!(%pod, "terminating a pod whose session ended or has another pod");
+                    tracing::info!(%pod, "terminating a pod (its session ended or has another pod, or an earlier termination did not take)");
                     self.terminate(&pod).await;
+                }
+                for pod in outcome.retire {
+                    self.retire(&pod).await;
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot list pods"),
@@ -394,6 +409,9 @@ impl<B: Backend> Pool<B> {
             return Err(PoolError::ShuttingDown);
         }
         let started = Instant::now();
+        if let Some(failure) = self.failing_backend() {
+            return Err(PoolError::Backend(BackendError::Unavailable(failure)));
+        }
         let session_id = ids::session_id();
         let token = Token::for_session(&self.key, &session_id);
         let (tx, rx) = oneshot::channel();
@@ -465,6 +483,18 @@ impl<B: Backend> Pool<B> {
             websocket_url,
             source,
         })
+    }
+
+    /// The backend's last create failure, if it is recent and no warm pod could serve a session anyway.
+    fn failing_backend(&self) -> Option<String> {
+        let failure = self
+            .backend_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let (at, message) = failure?;
+        let recent = at.elapsed() < self.config.resync_interval * 2;
+        (recent && self.lock().counts().warm == 0).then_some(message)
     }
 
     /// Checks `token` against session `id` first (so nobody without it learns whether `id` exists): wrong →

@@ -36,6 +36,8 @@ pub struct Pod {
     pub session: Option<String>,
     /// Set while a claim for [`Pod::session`] is in flight with the backend.
     pub claiming: bool,
+    /// Terminating as surplus: only while still unclaimed (see `Backend::retire`).
+    pub retiring: bool,
     /// Node it runs on, when known.
     pub node: Option<String>,
     /// When it became ready, if it did.
@@ -97,8 +99,11 @@ pub struct Resync {
     pub orphaned: Vec<String>,
     /// Sessions learned from pod labels.
     pub adopted: Vec<String>,
-    /// Pods to terminate (labelled for an ended session, or a session's second pod).
+    /// Pods to terminate (labelled for an ended session, a session's second pod, or a termination that did
+    /// not take).
     pub terminate: Vec<String>,
+    /// Surplus pods whose trimming did not take: trim again, if still unclaimed.
+    pub retire: Vec<String>,
 }
 
 /// Everything the pool knows.
@@ -150,6 +155,7 @@ impl State {
                 phase: Phase::Starting,
                 session: None,
                 claiming: false,
+                retiring: false,
                 node: None,
                 ready_at: None,
             },
@@ -252,6 +258,15 @@ impl State {
         }
         if self.sessions.get(session_id).is_some_and(|s| s.pod.is_none()) {
             self.waiting.push_front(session_id.to_owned());
+        }
+    }
+
+    /// Marks a surplus warm pod as terminating, to be trimmed only while unclaimed.
+    pub fn start_retiring(&mut self, name: &str) {
+        if self.start_terminating(name)
+            && let Some(pod) = self.pods.get_mut(name)
+        {
+            pod.retiring = true;
         }
     }
 
@@ -363,6 +378,16 @@ impl State {
         for record in listed {
             match self.pods.get_mut(&record.name) {
                 Some(pod) => {
+                    // Still there after we asked for its end (a failed call, or a provisioner killed midway):
+                    // ask again. Backends list a pod as gone as soon as its termination is under way.
+                    if pod.phase == Phase::Terminating {
+                        if pod.retiring {
+                            outcome.retire.push(record.name.clone());
+                        } else {
+                            outcome.terminate.push(record.name.clone());
+                        }
+                        continue;
+                    }
                     if pod.phase == Phase::Starting && record.phase == PodPhase::Ready {
                         pod.phase = Phase::Ready;
                         pod.ready_at = Some(now);
@@ -384,6 +409,7 @@ impl State {
                             },
                             session: record.session.clone(),
                             claiming: false,
+                            retiring: false,
                             node: record.node.clone(),
                             ready_at: (record.phase == PodPhase::Ready).then_some(now),
                         },
@@ -727,6 +753,7 @@ mod tests {
                     phase: Phase::Ready,
                     session: Some("s1".into()),
                     claiming: false,
+                    retiring: false,
                     node: None,
                     ready_at: Some(now),
                 },
@@ -759,5 +786,31 @@ mod tests {
             Resync::default()
         );
         assert!(state.sessions["s2"].pod.is_none());
+    }
+
+    #[test]
+    fn terminations_that_did_not_take_are_asked_again() {
+        let now = Instant::now();
+        let mut state = State::default();
+        ready_pod(&mut state, "killed", now);
+        ready_pod(&mut state, "surplus", now);
+        state.start_terminating("killed");
+        state.start_retiring("surplus");
+        let listed: Vec<PodRecord> = ["killed", "surplus"]
+            .iter()
+            .map(|name| PodRecord {
+                name: (*name).into(),
+                phase: PodPhase::Ready,
+                session: None,
+                session_age: None,
+                node: None,
+            })
+            .collect();
+        let outcome = state.resync(&listed, now);
+        assert_eq!(outcome.terminate, ["killed"]);
+        assert_eq!(outcome.retire, ["surplus"]);
+        // Once the backend lists them no more, they are gone.
+        assert_eq!(state.resync(&[], now), Resync::default());
+        assert!(state.pods.is_empty());
     }
 }

@@ -368,6 +368,34 @@ async fn create_failures_do_not_spin_and_recover() {
 }
 
 #[tokio::test]
+async fn a_failing_backend_answers_new_sessions_at_once() {
+    let mut c = config(1, 10);
+    c.cold_start_timeout = Duration::from_secs(30);
+    c.resync_interval = Duration::from_millis(50);
+    let h = Harness::start_with(c, |fake| fake.fail_create.store(true, Ordering::SeqCst));
+    let mut counts = h.pool.watch_counts();
+    while h.metrics.create_failures.get() < 1 {
+        tokio::time::timeout(WAIT, counts.changed())
+            .await
+            .expect("no attempt")
+            .unwrap();
+    }
+    let started = std::time::Instant::now();
+    let refused = h.pool.create_session().await;
+    assert!(
+        matches!(refused, Err(PoolError::Backend(BackendError::Unavailable(_)))),
+        "{refused:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "not a cold-start wait"
+    );
+    h.fake.fail_create.store(false, Ordering::SeqCst);
+    h.until("the pool after recovery", |c| c.warm == 1).await;
+    h.pool.create_session().await.unwrap();
+}
+
+#[tokio::test]
 async fn shutdown_terminates_every_pod() {
     let h = Harness::start(config(2, 10));
     h.until("warm pool", |c| c.warm == 2).await;
