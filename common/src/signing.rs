@@ -4,7 +4,7 @@
 //! - [`SigningKey::session_token`]: a session's bearer token, derived from its id. Any provisioner replica, or
 //!   one restarted from scratch, can check a token for a session it learned from pod labels.
 //! - [`RouteClaims`]: a short-lived, signed route `session → pod address`. The browser presents it to an edge
-//!   server on `/session/{id}/ws?token=…`; the edge checks signature, session and expiry, then proxies to the
+//!   server on `/ws/session/{id}?token=…`; the edge checks signature, session and expiry, then proxies to the
 //!   address inside, with no state and no API access.
 //!
 //! Both are HMAC-SHA256 with domain separation, verified in constant time. A route token is

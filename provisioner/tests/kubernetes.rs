@@ -199,7 +199,7 @@ async fn pool_fills_sessions_are_labelled_killed_replaced_and_capped() {
     assert!((3600..3600 + 120).contains(&deadline), "{deadline}");
 
     // Its WebSocket URL is a signed route to that pod through the edge.
-    let prefix = format!("{EDGE}/session/{}/ws?token=", session.session_id);
+    let prefix = format!("{EDGE}/ws/session/{}?token=", session.session_id);
     let token = session.websocket_url.strip_prefix(&prefix).unwrap();
     let key = SigningKey::new(SIGNING_KEY.as_bytes()).unwrap();
     let route = key.verify_route(token, &session.session_id, 0).unwrap();

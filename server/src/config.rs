@@ -71,7 +71,7 @@ pub struct Config {
     pub no_localhost_origins: bool,
 
     /// Key (at least 32 bytes) that checks the provisioner's signed routes: with it, this server is also an
-    /// edge and proxies `/session/{id}/ws` to session pods.
+    /// edge and proxies `/ws/session/{id}` to session pods.
     #[arg(long, env = "SIGNING_KEY", hide_env_values = true)]
     pub signing_key: Option<common::signing::SecretArg>,
 

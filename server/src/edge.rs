@@ -1,4 +1,4 @@
-//! The edge role: `/session/{id}/ws?token=<route>` proxies a browser's WebSocket to *its own* session pod.
+//! The edge role: `/ws/session/{id}?token=<route>` proxies a browser's WebSocket to *its own* session pod.
 //!
 //! The shared ping servers sit behind the ingress; session pods do not (a browser landing on someone else's
 //! pod is exactly what must not happen). The provisioner signs a route `session → pod address` with the key
@@ -45,7 +45,7 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// `GET /session/{id}/ws?token=…`.
+/// `GET /ws/session/{id}?token=…`.
 pub async fn session_websocket(
     State(state): State<Arc<AppState>>,
     Path(session_id): Path<String>,

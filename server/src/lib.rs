@@ -5,7 +5,7 @@
 //!
 //! - [`run`] owns the process lifecycle: accept loop, draining, graceful shutdown.
 //! - [`routes`] owns HTTP: `/ws` (upgrade, connection cap), `/health`, `/ready`.
-//! - [`edge`] routes `/session/{id}/ws` to the session's own pod after checking the provisioner's signed route.
+//! - [`edge`] routes `/ws/session/{id}` to the session's own pod after checking the provisioner's signed route.
 //! - [`connection`] owns one WebSocket from `hello` to close (idle timeout, shutdown goodbye).
 //! - [`handler`] owns the protocol rules for one frame (size limit, rate limit, ping → pong), socket-free.
 //! - [`activity`] counts connections and remembers the last frame, for the provisioner's idle check.

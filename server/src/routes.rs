@@ -1,4 +1,4 @@
-//! HTTP routes of the ping server: `/ws`, `/session/{id}/ws` (the edge role, in [`crate::edge`]), `/health`,
+//! HTTP routes of the ping server: `/ws`, `/ws/session/{id}` (the edge role, in [`crate::edge`]), `/health`,
 //! `/ready`, `/activity` (for the provisioner), and JSON errors for everything else.
 //!
 //! `/ws` enforces the admission rules before upgrading: only allowed browser origins, no new connections while
@@ -173,12 +173,12 @@ impl IntoResponse for Refusal {
     }
 }
 
-/// The router: `/ws`, `/session/{id}/ws` (edge), `/health`, `/ready`, `/activity`, JSON 404/405 for the
+/// The router: `/ws`, `/ws/session/{id}` (edge), `/health`, `/ready`, `/activity`, JSON 404/405 for the
 /// rest, with request tracing.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/ws", get(websocket))
-        .route("/session/{id}/ws", get(crate::edge::session_websocket))
+        .route("/ws/session/{id}", get(crate::edge::session_websocket))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/activity", get(activity))

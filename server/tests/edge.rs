@@ -30,7 +30,7 @@ fn route(session: &str, pod: &TestServer, exp: u64) -> String {
         addr: pod.address.to_string(),
         exp,
     };
-    format!("/session/{session}/ws?token={}", key().sign_route(&claims))
+    format!("/ws/session/{session}?token={}", key().sign_route(&claims))
 }
 
 async fn edge() -> TestServer {
@@ -94,7 +94,7 @@ async fn unsigned_tampered_expired_and_foreign_routes_are_refused() {
     let good = route("s1", &pod, now() + 60);
 
     assert_eq!(
-        refusal(&edge, "/session/s1/ws", None).await,
+        refusal(&edge, "/ws/session/s1", None).await,
         (401, "missing_token".into())
     );
     let mut tampered = good.clone();
@@ -111,7 +111,7 @@ async fn unsigned_tampered_expired_and_foreign_routes_are_refused() {
         exp: now() + 60,
     });
     assert_eq!(
-        refusal(&edge, &format!("/session/s1/ws?token={other_key}"), None).await,
+        refusal(&edge, &format!("/ws/session/s1?token={other_key}"), None).await,
         (401, "invalid_token".into())
     );
     let expired = route("s1", &pod, now() - 1);
@@ -120,7 +120,7 @@ async fn unsigned_tampered_expired_and_foreign_routes_are_refused() {
         (401, "token_expired".into())
     );
     // s1's route presented for s2.
-    let foreign = good.replace("/session/s1/", "/session/s2/");
+    let foreign = good.replace("/ws/session/s1?", "/ws/session/s2?");
     assert_eq!(
         refusal(&edge, &foreign, None).await,
         (401, "invalid_token".into())
@@ -131,7 +131,7 @@ async fn unsigned_tampered_expired_and_foreign_routes_are_refused() {
     );
     // A valid route to an address where no pod answers.
     let dead_route = format!(
-        "/session/s1/ws?token={}",
+        "/ws/session/s1?token={}",
         key().sign_route(&RouteClaims {
             sid: "s1".into(),
             pod: "session-dead".into(),

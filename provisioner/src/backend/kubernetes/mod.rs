@@ -354,7 +354,7 @@ impl Backend for KubernetesBackend {
         };
         let token = settings.key.sign_route(&claims);
         Some(format!(
-            "{}/session/{session}/ws?token={token}",
+            "{}/ws/session/{session}?token={token}",
             settings.edge_url.trim_end_matches('/')
         ))
     }

@@ -272,7 +272,7 @@ async fn terminating_deletes_the_pod_then_the_job_and_gone_is_fine() {
 async fn the_websocket_url_is_a_signed_route_to_the_pod_through_the_edge() {
     let (backend, _handle) = mocked(vec![warm_pod()]);
     let url = backend.websocket_url("session-ab", "s1").unwrap();
-    let token = url.strip_prefix("wss://edge.test/session/s1/ws?token=").unwrap();
+    let token = url.strip_prefix("wss://edge.test/ws/session/s1?token=").unwrap();
     let claims = settings().key.verify_route(token, "s1", 0).unwrap();
     assert_eq!(claims.addr, "10.0.0.9:8080");
     assert_eq!(claims.pod, "session-ab");
