@@ -180,6 +180,11 @@ pub struct KubernetesFlags {
     #[arg(long, env = "SESSION_TTL_AFTER_FINISHED", default_value = "1m", value_parser = humantime::parse_duration)]
     pub session_ttl_after_finished: Duration,
 
+    /// Name of a ConfigMap that owns every session Job (the Helm chart creates one): deleting it, as
+    /// `helm uninstall` does, deletes the Jobs.
+    #[arg(long, env = "SESSION_OWNER")]
+    pub session_owner: Option<String>,
+
     /// Extra label on session Jobs and pods, `key=value` (repeatable; comma-separated in the environment),
     /// e.g. `app.kubernetes.io/instance=demo`.
     #[arg(long = "session-label", env = "SESSION_LABELS", value_delimiter = ',', value_parser = parse_label)]

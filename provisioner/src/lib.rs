@@ -94,6 +94,7 @@ pub fn kube_settings(config: &Config, default_namespace: &str) -> anyhow::Result
             ttl_seconds_after_finished: i32::try_from(secs(k.session_ttl_after_finished)).unwrap_or(i32::MAX),
             allowed_origins: config.allowed_origins.clone(),
             extra_labels: k.session_labels.iter().cloned().collect(),
+            owner: None,
         },
         edge_url: k
             .edge_url
@@ -103,6 +104,7 @@ pub fn kube_settings(config: &Config, default_namespace: &str) -> anyhow::Result
         key: config.signing_key()?,
         start_timeout: config.pod_start_timeout,
         session_max_age: config.session_max_age,
+        owner: k.session_owner.clone(),
     })
 }
 

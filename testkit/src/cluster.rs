@@ -216,31 +216,35 @@ impl Cluster {
     /// Runs helm against this cluster; returns its stdout, or fails with its stderr.
     pub async fn helm(&self, args: &[&str]) -> anyhow::Result<String> {
         let p = &self.processes;
-        let output = tokio::process::Command::new(p.bin.join("helm"))
-            .args(args)
-            .arg("--kubeconfig")
-            .arg(&p.kubeconfig)
-            .env("HELM_CACHE_HOME", p.workdir.join("helm/cache"))
-            .env("HELM_CONFIG_HOME", p.workdir.join("helm/config"))
-            .env("HELM_DATA_HOME", p.workdir.join("helm/data"))
-            .output()
-            .await
-            .context("cannot run helm")?;
-        if !output.status.success() {
-            bail!(
-                "helm {args:?} failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        let mut all: Vec<&str> = args.to_vec();
+        let kubeconfig = p.kubeconfig.display().to_string();
+        all.extend(["--kubeconfig", &kubeconfig]);
+        helm_in(&p.workdir.join("helm"), &all).await
+    }
+
+    /// Server-side dry-run of every object of a YAML stream with strict field validation: the API server
+    /// checks each against its schemas (unknown or misspelt fields included) and stores nothing.
+    pub async fn validate_yaml(&self, namespace: &str, yaml: &str) -> anyhow::Result<usize> {
+        let mut params = PatchParams::apply("testkit").force().validation_strict();
+        params.dry_run = true;
+        Ok(self.apply_with(namespace, yaml, &params).await?.len())
     }
 
     /// Server-side-applies every object of a multi-document YAML stream (e.g. `helm template` output) into
     /// `namespace` (cluster-scoped objects ignore it).
     pub async fn apply_yaml(&self, namespace: &str, yaml: &str) -> anyhow::Result<Vec<DynamicObject>> {
+        self.apply_with(namespace, yaml, &PatchParams::apply("testkit").force())
+            .await
+    }
+
+    async fn apply_with(
+        &self,
+        namespace: &str,
+        yaml: &str,
+        params: &PatchParams,
+    ) -> anyhow::Result<Vec<DynamicObject>> {
         let documents: Vec<Option<DynamicObject>> =
             serde_saphyr::from_multiple(yaml).context("parsing the YAML stream")?;
-        let params = PatchParams::apply("testkit").force();
         let mut applied = Vec::new();
         for object in documents.into_iter().flatten() {
             let types = object
@@ -254,7 +258,8 @@ impl Cluster {
                 Scope::Cluster => Api::all_with(self.admin.clone(), &resource),
             };
             let name = object.name_any();
-            applied.push(api.patch(&name, &params, &Patch::Apply(&object)).await?);
+            let result = api.patch(&name, params, &Patch::Apply(&object)).await;
+            applied.push(result.with_context(|| format!("{} {name}", gvk.kind))?);
         }
         Ok(applied)
     }
@@ -300,6 +305,29 @@ impl Cluster {
         std::fs::write(&path, yaml)?;
         client_from(&path).await
     }
+}
+
+/// Runs helm without a cluster (lint, template); returns its stdout, or fails with its stderr.
+pub async fn helm(args: &[&str]) -> anyhow::Result<String> {
+    helm_in(&std::env::temp_dir().join("showcase-helm"), args).await
+}
+
+async fn helm_in(home: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let output = tokio::process::Command::new(binaries()?.join("helm"))
+        .args(args)
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"))
+        .output()
+        .await
+        .context("cannot run helm")?;
+    if !output.status.success() {
+        bail!(
+            "helm {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 async fn client_from(kubeconfig: &Path) -> anyhow::Result<Client> {

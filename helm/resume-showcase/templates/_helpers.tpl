@@ -35,3 +35,39 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "showcase.provisionerServiceAccount" -}}
 {{- printf "%s-provisioner" (include "showcase.fullname" .) -}}
 {{- end -}}
+
+{{/* Image of one component: include with (dict "ctx" $ "component" "server"). */}}
+{{- define "showcase.image" -}}
+{{- printf "%s/%s:%s" .ctx.Values.image.repository .component (default .ctx.Chart.AppVersion .ctx.Values.image.tag) -}}
+{{- end -}}
+
+{{/* The Secret holding the signing key. */}}
+{{- define "showcase.signingSecret" -}}
+{{- default (printf "%s-signing-key" (include "showcase.fullname" .)) .Values.signingKey.existingSecret -}}
+{{- end -}}
+
+{{/* The ConfigMap every session Job is owned by: deleting the release deletes their Jobs. */}}
+{{- define "showcase.sessionOwner" -}}
+{{- printf "%s-sessions" (include "showcase.fullname" .) -}}
+{{- end -}}
+
+{{/* The public WebSocket base URL of the edge. */}}
+{{- define "showcase.edgeUrl" -}}
+{{- printf "%s://%s" (ternary "wss" "ws" .Values.ingress.tls.enabled) .Values.ingress.host -}}
+{{- end -}}
+
+{{/* The restricted Pod Security profile, for pods and containers. */}}
+{{- define "showcase.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+{{- define "showcase.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop: ["ALL"]
+{{- end -}}

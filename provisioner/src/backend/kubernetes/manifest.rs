@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{
     SecurityContext,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 /// Everything configurable about a session pod. Defaults match the original deployment's sizing.
@@ -39,6 +39,8 @@ pub struct SessionPodSpec {
     pub allowed_origins: Vec<String>,
     /// Labels of the owning release (e.g. `app.kubernetes.io/instance`), added to every object.
     pub extra_labels: BTreeMap<String, String>,
+    /// The object every session Job is owned by (the chart's ConfigMap): deleting it deletes the Jobs.
+    pub owner: Option<OwnerReference>,
 }
 
 impl Default for SessionPodSpec {
@@ -54,6 +56,7 @@ impl Default for SessionPodSpec {
             ttl_seconds_after_finished: 60,
             allowed_origins: Vec::new(),
             extra_labels: BTreeMap::new(),
+            owner: None,
         }
     }
 }
@@ -114,7 +117,11 @@ pub fn job(name: &str, spec: &SessionPodSpec) -> Job {
             ..ContainerPort::default()
         }]),
         env: Some(vec![
-            field_env("POD_NAME", "metadata.name"),
+            // The pool's name for the pod (its Job's), so the page, the API and the pod's hello agree.
+            field_env(
+                "POD_NAME",
+                &format!("metadata.labels['{}']", super::pods::JOB_NAME_LABEL),
+            ),
             field_env("NODE_NAME", "spec.nodeName"),
             env("ALLOWED_ORIGINS", &spec.allowed_origins.join(",")),
             env("NO_LOCALHOST_ORIGINS", "true"),
@@ -150,6 +157,7 @@ pub fn job(name: &str, spec: &SessionPodSpec) -> Job {
         metadata: ObjectMeta {
             name: Some(name.to_owned()),
             labels: Some(labels.clone()),
+            owner_references: spec.owner.clone().map(|owner| vec![owner]),
             ..ObjectMeta::default()
         },
         spec: Some(JobSpec {
@@ -209,6 +217,7 @@ mod tests {
             "assigned": "false",
         });
         assert_eq!(job["metadata"]["name"], "session-abc");
+        assert!(job["metadata"].get("ownerReferences").is_none());
         assert_eq!(job["metadata"]["labels"], labels);
         assert_eq!(job["spec"]["template"]["metadata"]["labels"], labels);
         assert_eq!(job["spec"]["backoffLimit"], 0);
@@ -225,7 +234,9 @@ mod tests {
         );
         assert_eq!(
             container["env"][0],
-            json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})
+            json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {
+                "fieldPath": "metadata.labels['batch.kubernetes.io/job-name']"
+            }}})
         );
         assert_eq!(
             container["env"][1],
@@ -266,5 +277,25 @@ mod tests {
         assert_eq!(container["allowPrivilegeEscalation"], false);
         assert_eq!(container["readOnlyRootFilesystem"], true);
         assert_eq!(container["capabilities"]["drop"], json!(["ALL"]));
+    }
+
+    #[test]
+    fn jobs_are_owned_by_the_release_when_told() {
+        let owner = OwnerReference {
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            name: "demo-resume-showcase-sessions".into(),
+            uid: "u-1".into(),
+            ..OwnerReference::default()
+        };
+        let spec = SessionPodSpec {
+            owner: Some(owner),
+            ..SessionPodSpec::default()
+        };
+        let job = serde_json::to_value(job("session-abc", &spec)).unwrap();
+        assert_eq!(
+            job["metadata"]["ownerReferences"],
+            json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "demo-resume-showcase-sessions", "uid": "u-1"}])
+        );
     }
 }

@@ -33,7 +33,8 @@ use common::labels;
 use common::signing::{RouteClaims, SigningKey};
 use futures_util::{Stream, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -66,6 +67,8 @@ pub struct KubeSettings {
     pub start_timeout: Duration,
     /// The most a session lasts: a claimed pod's Job deadline becomes its age plus this.
     pub session_max_age: Duration,
+    /// Name of the ConfigMap that owns every session Job (the chart's), if any.
+    pub owner: Option<String>,
 }
 
 /// Session pods as Jobs in one namespace. Cheap to clone.
@@ -94,9 +97,23 @@ impl KubernetesBackend {
     /// Checks access, starts the pod watch, and returns once the cache holds every existing pool pod.
     pub async fn start(
         client: Client,
-        settings: KubeSettings,
+        mut settings: KubeSettings,
         events: mpsc::UnboundedSender<PodEvent>,
     ) -> anyhow::Result<Self> {
+        if let Some(owner) = &settings.owner {
+            let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &settings.namespace);
+            let owner = config_maps
+                .get(owner)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot read the session owner ConfigMap {owner:?}: {e}"))?;
+            settings.pod.owner = Some(OwnerReference {
+                api_version: "v1".into(),
+                kind: "ConfigMap".into(),
+                name: owner.name_any(),
+                uid: owner.uid().unwrap_or_default(),
+                ..OwnerReference::default()
+            });
+        }
         let pods: Api<Pod> = Api::namespaced(client.clone(), &settings.namespace);
         let selector = labels::pool_selector();
         // Fail fast and clearly (RBAC, namespace, address) instead of retrying a watch forever.

@@ -30,6 +30,7 @@ fn settings() -> KubeSettings {
         key: SigningKey::new(vec![7; 32]).unwrap(),
         start_timeout: Duration::from_secs(3600),
         session_max_age: Duration::from_secs(3600),
+        owner: None,
     }
 }
 

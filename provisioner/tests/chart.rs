@@ -1,0 +1,248 @@
+//! The Helm chart (`helm/resume-showcase`) with real Helm: lint, render, the values schema refusing bad
+//! values, every rendered object validated by a real API server, and a real install → session Jobs →
+//! uninstall cycle on a real control plane (`testkit::cluster`).
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+use provisioner::backend::kubernetes::KubernetesBackend;
+use support::TestProvisioner;
+use testkit::cluster::{self, Cluster};
+use tokio::sync::mpsc;
+
+const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../helm/resume-showcase");
+const NAMESPACE: &str = "showcase";
+/// The Kubernetes version the chart is rendered for without a cluster (the test control plane's line).
+const KUBE_VERSION: &str = "1.36.0";
+
+async fn template(extra: &[&str]) -> anyhow::Result<String> {
+    let mut args = vec![
+        "template",
+        "demo",
+        CHART,
+        "--namespace",
+        NAMESPACE,
+        "--kube-version",
+        KUBE_VERSION,
+    ];
+    args.extend_from_slice(extra);
+    cluster::helm(&args).await
+}
+
+#[tokio::test]
+async fn the_chart_lints_renders_and_its_schema_refuses_bad_values() {
+    cluster::helm(&["lint", CHART, "--strict", "--kube-version", KUBE_VERSION])
+        .await
+        .unwrap();
+    let kinds = |yaml: &str| -> BTreeMap<String, usize> {
+        let mut kinds = BTreeMap::new();
+        for line in yaml.lines().filter_map(|l| l.strip_prefix("kind: ")) {
+            *kinds.entry(line.to_owned()).or_default() += 1;
+        }
+        kinds
+    };
+    let default = kinds(&template(&[]).await.unwrap());
+    for (kind, count) in [
+        ("StatefulSet", 2),
+        ("Service", 4),
+        ("ServiceAccount", 1),
+        ("Role", 1),
+        ("RoleBinding", 1),
+        ("Secret", 1),
+        ("ConfigMap", 1),
+        ("NetworkPolicy", 1),
+        ("PodDisruptionBudget", 1),
+        ("ResourceQuota", 1),
+        ("Ingress", 1),
+    ] {
+        assert_eq!(default.get(kind), Some(&count), "{kind} in {default:?}");
+    }
+    let traefik = kinds(&template(&["--set", "ingress.kind=IngressRoute"]).await.unwrap());
+    assert_eq!(traefik.get("IngressRoute"), Some(&1));
+    assert_eq!(traefik.get("Certificate"), Some(&1));
+    assert!(!traefik.contains_key("Ingress"));
+    let existing = kinds(
+        &template(&["--set", "signingKey.existingSecret=mine"])
+            .await
+            .unwrap(),
+    );
+    assert!(
+        !existing.contains_key("Secret"),
+        "an existing Secret is used, not generated"
+    );
+    let two = kinds(&template(&["--set", "provisioner.replicas=2"]).await.unwrap());
+    assert_eq!(two.get("PodDisruptionBudget"), Some(&2));
+
+    for bad in [
+        "warmPoolSize=-1",
+        "maxSessions=0",
+        "session.resources.limits.cpu=lots",
+        "session.maxAge=forever",
+        "typo=1",
+        "ingress.kind=Gateway",
+        "provisioner.replicas=0",
+        "allowedOrigins[0]=not-an-origin",
+        "ingress.tls.issuer.kind=Someone",
+    ] {
+        let refused = template(&["--set", bad]).await;
+        let error = refused.expect_err(bad).to_string();
+        assert!(error.contains("schema"), "{bad}: {error}");
+    }
+}
+
+#[tokio::test]
+async fn the_chart_installs_runs_sessions_and_uninstalls_without_leftovers() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cluster = Cluster::start().await.unwrap();
+    cluster.create_namespace(NAMESPACE).await.unwrap();
+    let version = cluster.version().await.unwrap();
+
+    // Every object the chart renders passes the API server's own strict validation.
+    let rendered = template(&["--kube-version", &version]).await.unwrap();
+    let validated = cluster.validate_yaml(NAMESPACE, &rendered).await.unwrap();
+    assert_eq!(validated, 15);
+
+    cluster
+        .helm(&[
+            "install",
+            "demo",
+            CHART,
+            "--namespace",
+            NAMESPACE,
+            "--set",
+            "warmPoolSize=2",
+            "--set",
+            "allowedOrigins[0]=https://me.github.io",
+            "--wait",
+            "--timeout",
+            "2m",
+        ])
+        .await
+        .unwrap();
+    let admin = cluster.admin.clone();
+    let sets: Api<StatefulSet> = Api::namespaced(admin.clone(), NAMESPACE);
+    for (name, replicas) in [
+        ("demo-resume-showcase-server", 3),
+        ("demo-resume-showcase-provisioner", 1),
+    ] {
+        let status = sets.get(name).await.unwrap().status.unwrap();
+        assert_eq!(status.ready_replicas, Some(replicas), "{name}");
+    }
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), NAMESPACE);
+    let chart_pods = pods
+        .list(&ListParams::default().labels("app.kubernetes.io/instance=demo"))
+        .await
+        .unwrap();
+    assert_eq!(chart_pods.items.len(), 4);
+    for pod in &chart_pods.items {
+        let spec = pod.spec.as_ref().unwrap();
+        assert!(spec.node_name.as_deref().unwrap().starts_with("kwok-node-"));
+        let security = spec.security_context.as_ref().unwrap();
+        assert_eq!(security.run_as_non_root, Some(true));
+    }
+    let services: Api<Service> = Api::namespaced(admin.clone(), NAMESPACE);
+    let headless = services
+        .get("demo-resume-showcase-server-headless")
+        .await
+        .unwrap();
+    assert_eq!(headless.spec.unwrap().cluster_ip.as_deref(), Some("None"));
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), NAMESPACE);
+    let key = |secret: Secret| secret.data.unwrap()["signing-key"].0.clone();
+    let first_key = key(secrets.get("demo-resume-showcase-signing-key").await.unwrap());
+    assert_eq!(first_key.len(), 64);
+
+    // An upgrade keeps the key, so live sessions keep working.
+    cluster
+        .helm(&[
+            "upgrade",
+            "demo",
+            CHART,
+            "--namespace",
+            NAMESPACE,
+            "--reuse-values",
+            "--set",
+            "maxSessions=5",
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        key(secrets.get("demo-resume-showcase-signing-key").await.unwrap()),
+        first_key
+    );
+
+    // The provisioner as the chart runs it (its ServiceAccount, its owner ConfigMap, its key): session Jobs are
+    // owned by the release.
+    let client = cluster
+        .service_account_client(NAMESPACE, "demo-resume-showcase-provisioner")
+        .await
+        .unwrap();
+    let signing_key = String::from_utf8(first_key).unwrap();
+    let config = support::config(&[
+        "--backend",
+        "kubernetes",
+        "--namespace",
+        NAMESPACE,
+        "--edge-url",
+        "wss://demo.example.com",
+        "--session-owner",
+        "demo-resume-showcase-sessions",
+        "--session-label",
+        "app.kubernetes.io/instance=demo",
+        "--warm-pool-size",
+        "2",
+    ]);
+    let mut config = config;
+    config.signing_key = Some(common::signing::SecretArg(signing_key));
+    let settings = provisioner::kube_settings(&config, NAMESPACE).unwrap();
+    let (events, receiver) = mpsc::unbounded_channel();
+    let backend = KubernetesBackend::start(client, settings, events).await.unwrap();
+    let p = TestProvisioner::serve(config, backend, receiver).await;
+    p.until_pool("two warm pods", |s| s.warm == 2).await;
+    let _session = p.create_ok().await;
+    p.until_pool("refilled", |s| s.warm == 2 && s.assigned == 1).await;
+    p.stop().await;
+    let jobs: Api<Job> = Api::namespaced(admin.clone(), NAMESPACE);
+    let session_jobs = jobs
+        .list(&ListParams::default().labels("pool=warm"))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(session_jobs.len(), 3);
+    for job in &session_jobs {
+        let owners = job.owner_references();
+        assert_eq!(owners.len(), 1, "{}", job.name_any());
+        assert_eq!(owners[0].name, "demo-resume-showcase-sessions");
+    }
+
+    // Uninstalling deletes the owner, and the garbage collector every session Job with it.
+    cluster
+        .helm(&["uninstall", "demo", "--namespace", NAMESPACE, "--wait"])
+        .await
+        .unwrap();
+    cluster
+        .wait_for("every session Job gone", || async {
+            Ok(jobs
+                .list(&ListParams::default().labels("pool=warm"))
+                .await?
+                .items
+                .is_empty())
+        })
+        .await
+        .unwrap();
+    let left = pods
+        .list(&ListParams::default().labels("app.kubernetes.io/instance=demo"))
+        .await
+        .unwrap();
+    assert!(
+        left.items.iter().all(|p| p.metadata.deletion_timestamp.is_some()),
+        "only pods on their way out remain"
+    );
+}
