@@ -99,6 +99,57 @@ async fn the_chart_lints_renders_and_its_schema_refuses_bad_values() {
 }
 
 #[tokio::test]
+async fn the_argocd_project_allows_what_the_chart_renders_and_the_application_points_at_it() {
+    let read = |file: &str| -> serde_json::Value {
+        let path = format!("{CHART}/../argocd/{file}");
+        serde_saphyr::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    };
+    let project = read("appproject.yaml");
+    let application = read("application.yaml");
+    assert_eq!(project["kind"], "AppProject");
+    assert_eq!(application["kind"], "Application");
+    assert_eq!(application["spec"]["project"], project["metadata"]["name"]);
+    let path = application["spec"]["source"]["path"].as_str().unwrap();
+    let chart = std::path::Path::new(CHART)
+        .join("../..")
+        .join(path)
+        .join("Chart.yaml");
+    assert!(chart.is_file(), "{}", chart.display());
+    // GitOps cannot keep a generated key (no `lookup` in ArgoCD): the Application names an existing Secret.
+    let values = &application["spec"]["source"]["helm"]["valuesObject"];
+    assert!(
+        values["signingKey"]["existingSecret"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+    );
+
+    let allowed: Vec<(String, String)> = project["spec"]["namespaceResourceWhitelist"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["group"].as_str().unwrap().to_owned(),
+                k["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for variant in [&[][..], &["--set", "ingress.kind=IngressRoute"][..]] {
+        let rendered = template(variant).await.unwrap();
+        let objects: Vec<Option<serde_json::Value>> = serde_saphyr::from_multiple(&rendered).unwrap();
+        for object in objects.into_iter().flatten() {
+            let api_version = object["apiVersion"].as_str().unwrap();
+            let group = api_version.rsplit_once('/').map_or("", |(group, _)| group);
+            let kind = object["kind"].as_str().unwrap();
+            assert!(
+                allowed.iter().any(|(g, k)| g == group && k == kind),
+                "the AppProject does not allow {group}/{kind}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn the_chart_installs_runs_sessions_and_uninstalls_without_leftovers() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cluster = Cluster::start().await.unwrap();

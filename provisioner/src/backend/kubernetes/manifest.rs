@@ -158,6 +158,17 @@ pub fn job(name: &str, spec: &SessionPodSpec) -> Job {
             name: Some(name.to_owned()),
             labels: Some(labels.clone()),
             owner_references: spec.owner.clone().map(|owner| vec![owner]),
+            // Made at run time, not by GitOps: ArgoCD neither reports nor prunes them.
+            annotations: Some(BTreeMap::from([
+                (
+                    "argocd.argoproj.io/compare-options".to_owned(),
+                    "IgnoreExtraneous".to_owned(),
+                ),
+                (
+                    "argocd.argoproj.io/sync-options".to_owned(),
+                    "Prune=false".to_owned(),
+                ),
+            ])),
             ..ObjectMeta::default()
         },
         spec: Some(JobSpec {
@@ -218,6 +229,10 @@ mod tests {
         });
         assert_eq!(job["metadata"]["name"], "session-abc");
         assert!(job["metadata"].get("ownerReferences").is_none());
+        assert_eq!(
+            job["metadata"]["annotations"]["argocd.argoproj.io/sync-options"],
+            "Prune=false"
+        );
         assert_eq!(job["metadata"]["labels"], labels);
         assert_eq!(job["spec"]["template"]["metadata"]["labels"], labels);
         assert_eq!(job["spec"]["backoffLimit"], 0);
