@@ -122,3 +122,55 @@ async fn sigterm_still_exits_while_watching_stdin() {
         .unwrap();
     assert!(status.success(), "exit status {status}");
 }
+
+#[tokio::test]
+async fn the_binary_is_an_edge_with_a_key_file_and_refuses_a_weak_key() {
+    let dir = std::env::temp_dir().join(format!("edge-key-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("signing-key");
+    let key = "process-test-key-process-test-key-0123456789";
+    // As a mounted Secret: with a trailing newline.
+    std::fs::write(&key_file, format!("{key}\n")).unwrap();
+    let (_pod, pod_address) = spawn_server(&[("POD_NAME", "session-proc")]).await;
+    let (_edge, edge_address) = spawn_server(&[
+        ("POD_NAME", "edge-0"),
+        ("SIGNING_KEY_FILE", key_file.to_str().unwrap()),
+    ])
+    .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let route = common::signing::SigningKey::new(key.as_bytes())
+        .unwrap()
+        .sign_route(&common::signing::RouteClaims {
+            sid: "s1".into(),
+            pod: "session-proc".into(),
+            addr: pod_address.to_string(),
+            exp: now + 60,
+        });
+    let (ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{edge_address}/ws/session/s1?token={route}"))
+            .await
+            .unwrap();
+    let mut client = support::Client { ws };
+    assert!(matches!(
+        client.next_message().await,
+        ServerMessage::Hello { pod, .. } if pod.name == "session-proc"
+    ));
+    client.ping(1, 2.0).await;
+    assert!(matches!(
+        client.next_message().await,
+        ServerMessage::Pong { seq: 1, .. }
+    ));
+
+    let output = Command::new(env!("CARGO_BIN_EXE_server"))
+        .env("SIGNING_KEY", "short")
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success(), "a weak key must stop the server");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("signing"), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
