@@ -365,3 +365,67 @@ async fn stopping_the_provisioner_stops_every_pod() {
         assert!(!alive(pid), "pod process {pid} survived the provisioner");
     }
 }
+
+#[tokio::test]
+async fn three_hundred_clients_at_once_never_exceed_the_pod_budget() {
+    // Hundreds of distinct clients (behind the trusted ingress, so each has its own rate-limit bucket), a few of
+    // them greedy: the global caps hold, every refusal is a quick 429 with Retry-After.
+    let p = TestProvisioner::start(&[
+        "--warm-pool-size",
+        "2",
+        "--max-sessions",
+        "8",
+        "--trust-forwarded-for",
+        "--session-burst",
+        "2",
+    ])
+    .await;
+    p.until_pool("a warm pool", |pool| pool.warm == 2).await;
+    let requests = (0..300).map(|i| {
+        // Clients 0..=249 send one request each; 250..=299 share five addresses (ten requests per address).
+        let ip = if i < 250 {
+            format!("10.1.{}.{}", i / 200, i % 200 + 1)
+        } else {
+            format!("10.9.0.{}", i % 5 + 1)
+        };
+        let request = p
+            .http
+            .post(p.url("/session"))
+            .header("x-forwarded-for", ip)
+            .send();
+        async move {
+            let started = std::time::Instant::now();
+            let response = request.await.unwrap();
+            (response, started.elapsed())
+        }
+    });
+    let responses = futures_util::future::join_all(requests).await;
+    let (mut created, mut at_capacity, mut rate_limited) = (0, 0, 0);
+    for (response, elapsed) in responses {
+        match response.status().as_u16() {
+            201 => created += 1,
+            429 => {
+                assert!(response.headers().contains_key("retry-after"));
+                assert!(elapsed < support::WAIT, "a refusal must not wait for a pod");
+                let body: serde_json::Value = response.json().await.unwrap();
+                match body["error"].as_str().unwrap() {
+                    "at_capacity" => at_capacity += 1,
+                    "rate_limited" => rate_limited += 1,
+                    other => panic!("unexpected 429 {other}"),
+                }
+            }
+            other => panic!("unexpected status {other}: {:?}", response.text().await),
+        }
+    }
+    assert_eq!(created, 8, "exactly max-sessions sessions");
+    assert_eq!(created + at_capacity + rate_limited, 300);
+    assert!(rate_limited >= 40, "the five greedy addresses are limited ({rate_limited})");
+    p.until_pool("the pool refilled", |pool| pool.warm == 2 && pool.assigned == 8)
+        .await;
+    assert!(
+        p.backend.peak_children() <= 10,
+        "peak {} pods, budget 10",
+        p.backend.peak_children()
+    );
+    p.stop().await;
+}
