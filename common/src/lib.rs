@@ -10,6 +10,8 @@
 //! - [`names`]: the friendly, stable display name derived from a pod name.
 //! - [`origin`]: which browser origins may use the services.
 //!
+//! - [`runtime`], [`serve`] (feature `runtime`): logging, the shutdown signal, HTTP serving with a header
+//!   deadline, for the two services.
 //! - [`signing`] (feature `signing`): HMAC session tokens and signed routes to session pods.
 //!
 //! It compiles for `wasm32-unknown-unknown` (the web page uses it); native-only helpers for the two services
@@ -23,5 +25,7 @@ pub mod protocol;
 
 #[cfg(feature = "runtime")]
 pub mod runtime;
+#[cfg(feature = "runtime")]
+pub mod serve;
 #[cfg(feature = "signing")]
 pub mod signing;

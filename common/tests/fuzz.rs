@@ -12,8 +12,29 @@ use proptest::prelude::*;
 /// Strings that look like the protocol: JSON-ish fragments, keys and values glued at random.
 fn jsonish() -> impl Strategy<Value = String> {
     let pieces = prop::sample::select(vec![
-        "{", "}", "[", "]", ":", ",", "\"", "\"type\"", "\"ping\"", "\"pong\"", "\"seq\"", "\"sent_at\"", "1",
-        "-1", "1e400", "0.5", "null", "true", "\"\\u0000\"", "18446744073709551616", " ", "NaN", "\u{1F600}",
+        "{",
+        "}",
+        "[",
+        "]",
+        ":",
+        ",",
+        "\"",
+        "\"type\"",
+        "\"ping\"",
+        "\"pong\"",
+        "\"seq\"",
+        "\"sent_at\"",
+        "1",
+        "-1",
+        "1e400",
+        "0.5",
+        "null",
+        "true",
+        "\"\\u0000\"",
+        "18446744073709551616",
+        " ",
+        "NaN",
+        "\u{1F600}",
     ]);
     prop::collection::vec(pieces, 0..24).prop_map(|parts| parts.concat())
 }

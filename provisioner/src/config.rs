@@ -94,6 +94,10 @@ pub struct Config {
     #[arg(long, env = "NO_LOCALHOST_ORIGINS")]
     pub no_localhost_origins: bool,
 
+    /// A connection whose request headers are not complete within this long is closed (slow clients).
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 4096)]
     pub max_body_bytes: usize,

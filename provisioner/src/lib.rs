@@ -17,7 +17,6 @@ pub mod metrics;
 pub mod pool;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -143,14 +142,12 @@ pub async fn serve<B: Backend>(
             draining.cancel();
         }
     };
-    let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(stop)
-        .await;
+    common::serve::serve(listener, app, config.header_read_timeout, stop).await;
     draining.cancel();
     if let Err(e) = pool_loop.await {
         tracing::warn!(error = %e, "pool loop failed");
     }
     pool.shutdown().await;
     tracing::info!("provisioner stopped; every pod terminated");
-    served.context("HTTP server failed")
+    Ok(())
 }

@@ -419,7 +419,10 @@ async fn three_hundred_clients_at_once_never_exceed_the_pod_budget() {
     }
     assert_eq!(created, 8, "exactly max-sessions sessions");
     assert_eq!(created + at_capacity + rate_limited, 300);
-    assert!(rate_limited >= 40, "the five greedy addresses are limited ({rate_limited})");
+    assert!(
+        rate_limited >= 40,
+        "the five greedy addresses are limited ({rate_limited})"
+    );
     p.until_pool("the pool refilled", |pool| pool.warm == 2 && pool.assigned == 8)
         .await;
     assert!(

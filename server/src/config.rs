@@ -70,6 +70,10 @@ pub struct Config {
     #[arg(long, env = "NO_LOCALHOST_ORIGINS")]
     pub no_localhost_origins: bool,
 
+    /// A connection whose request headers are not complete within this long is closed (slow clients).
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+
     /// Key (at least 32 bytes) that checks the provisioner's signed routes: with it, this server is also an
     /// edge and proxies `/ws/session/{id}` to session pods.
     #[arg(long, env = "SIGNING_KEY", hide_env_values = true)]

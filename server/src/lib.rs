@@ -68,11 +68,12 @@ pub async fn run(
             tokio::time::sleep(drain_delay).await;
         }
     };
-    let server = tokio::spawn(
-        axum::serve(listener::NoDelay(listener), app)
-            .with_graceful_shutdown(stop_accepting)
-            .into_future(),
-    );
+    let server = tokio::spawn(common::serve::serve(
+        listener::NoDelay(listener),
+        app,
+        config.header_read_timeout,
+        stop_accepting,
+    ));
 
     shutdown.await;
     tracing::info!(?drain_delay, grace = ?config.shutdown_grace, "shutdown signal received, draining");
@@ -80,8 +81,7 @@ pub async fn run(
 
     let deadline = Instant::now() + drain_delay + config.shutdown_grace;
     match timeout_at(deadline, server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server stopped with an error"),
+        Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "HTTP server task failed"),
         Err(_) => tracing::warn!("HTTP connections still open after the grace period"),
     }

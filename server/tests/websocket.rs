@@ -367,3 +367,48 @@ async fn only_allowed_origins_may_open_websockets() {
     // Non-browser clients send no Origin and pass.
     assert!(strict.try_connect().await.is_ok());
 }
+
+#[tokio::test]
+async fn slow_clients_that_never_finish_their_headers_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start(&["--header-read-timeout", "1s"]).await;
+    // Fifty slowloris connections: a request line, one header, then silence.
+    let mut slow = Vec::new();
+    for _ in 0..50 {
+        let mut stream = tokio::net::TcpStream::connect(server.address).await.unwrap();
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        slow.push(stream);
+    }
+    // Meanwhile everyone else is served.
+    let (mut client, _hello) = server.connect().await;
+    client.ping(1, 1.0).await;
+    assert!(matches!(
+        client.next_message().await,
+        ServerMessage::Pong { seq: 1, .. }
+    ));
+    // Each slow connection is closed by the server (EOF or reset) once the deadline passes.
+    for mut stream in slow {
+        let mut buffer = [0_u8; 512];
+        let read = tokio::time::timeout(support::WAIT, stream.read(&mut buffer))
+            .await
+            .expect("the server kept a slow connection open");
+        match read {
+            // hyper may answer 408 before closing; then EOF follows.
+            Ok(n) if n > 0 => {
+                assert!(
+                    buffer.starts_with(b"HTTP/1.1 408"),
+                    "{:?}",
+                    String::from_utf8_lossy(&buffer[..n])
+                );
+                let rest = tokio::time::timeout(support::WAIT, stream.read(&mut buffer))
+                    .await
+                    .unwrap();
+                assert!(matches!(rest, Ok(0) | Err(_)));
+            }
+            Ok(_) | Err(_) => {}
+        }
+    }
+}
