@@ -16,8 +16,9 @@ const ANIMALS: &[&str] = &[
     "Lemur", "Marmot", "Narwhal", "Ocelot", "Puffin", "Quokka", "Salmon", "Toucan", "Viper", "Wombat",
 ];
 
-/// 64-bit FNV-1a: tiny, stable across platforms and releases (unlike `std`'s `DefaultHasher`).
-fn fnv1a(bytes: &[u8]) -> u64 {
+/// 64-bit FNV-1a: tiny, stable across platforms and releases (unlike `std`'s `DefaultHasher`). Not for
+/// secrets; for names and fingerprints.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
         (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
     })

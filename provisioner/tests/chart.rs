@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use provisioner::backend::kubernetes::KubernetesBackend;
@@ -199,6 +201,35 @@ async fn the_chart_installs_runs_sessions_and_uninstalls_without_leftovers() {
         let security = spec.security_context.as_ref().unwrap();
         assert_eq!(security.run_as_non_root, Some(true));
     }
+    let policies: Api<NetworkPolicy> = Api::namespaced(admin.clone(), NAMESPACE);
+    let policy = policies
+        .get("demo-resume-showcase-sessions")
+        .await
+        .unwrap()
+        .spec
+        .unwrap();
+    let selector = policy.pod_selector.unwrap().match_labels.unwrap();
+    assert_eq!(selector["app.kubernetes.io/component"], "session");
+    let roles: Api<Role> = Api::namespaced(admin.clone(), NAMESPACE);
+    let rules = roles
+        .get("demo-resume-showcase-provisioner")
+        .await
+        .unwrap()
+        .rules
+        .unwrap();
+    assert!(
+        rules
+            .iter()
+            .all(|r| !r.resources.as_ref().unwrap().contains(&"secrets".to_owned()))
+    );
+    let bindings: Api<RoleBinding> = Api::namespaced(admin.clone(), NAMESPACE);
+    assert!(
+        bindings
+            .get_opt("demo-resume-showcase-provisioner")
+            .await
+            .unwrap()
+            .is_some()
+    );
     let services: Api<Service> = Api::namespaced(admin.clone(), NAMESPACE);
     let headless = services
         .get("demo-resume-showcase-server-headless")

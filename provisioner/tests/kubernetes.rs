@@ -20,7 +20,7 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use provisioner::backend::kubernetes::KubernetesBackend;
-use provisioner::backend::kubernetes::pods::{JOB_NAME_LABEL, SESSION_STARTED_ANNOTATION};
+use provisioner::backend::kubernetes::pods::{self, JOB_NAME_LABEL, SESSION_STARTED_ANNOTATION};
 use serde_json::json;
 use support::{SIGNING_KEY, TestProvisioner};
 use testkit::cluster::Cluster;
@@ -34,6 +34,7 @@ const EDGE: &str = "wss://edge.test";
 struct Env {
     cluster: Cluster,
     provisioner_client: Client,
+    provisioner_kubeconfig: std::path::PathBuf,
 }
 
 impl Env {
@@ -62,13 +63,16 @@ impl Env {
             .unwrap();
         let applied = cluster.apply_yaml(NAMESPACE, &rbac).await.unwrap();
         assert_eq!(applied.len(), 3, "ServiceAccount, Role, RoleBinding");
-        let provisioner_client = cluster
-            .service_account_client(NAMESPACE, &format!("{RELEASE}-resume-showcase-provisioner"))
+        let account = format!("{RELEASE}-resume-showcase-provisioner");
+        let provisioner_kubeconfig = cluster
+            .service_account_kubeconfig(NAMESPACE, &account)
             .await
             .unwrap();
+        let provisioner_client = cluster.service_account_client(NAMESPACE, &account).await.unwrap();
         Self {
             cluster,
             provisioner_client,
+            provisioner_kubeconfig,
         }
     }
 
@@ -278,15 +282,15 @@ async fn pool_fills_sessions_are_labelled_killed_replaced_and_capped() {
 }
 
 #[tokio::test]
-async fn a_restarted_provisioner_adopts_sessions_and_collects_orphans() {
+async fn a_restarted_provisioner_adopts_sessions_collects_orphans_and_renews_old_warm_pods() {
     let env = Env::start().await;
-    let first = env.provisioner(&["--warm-pool-size", "1"]).await;
-    until_pool(&first, "one warm pod", |s| s.warm == 1).await;
+    let first = env.provisioner(&["--warm-pool-size", "2"]).await;
+    until_pool(&first, "two warm pods", |s| s.warm == 2).await;
     let session = first.create_ok().await;
-    until_pool(&first, "refilled", |s| s.warm == 1 && s.assigned == 1).await;
+    until_pool(&first, "refilled", |s| s.warm == 2 && s.assigned == 1).await;
     first.stop().await;
     // Stopping leaves the pods to the cluster.
-    assert_eq!(env.pool_jobs().await.len(), 2);
+    assert_eq!(env.pool_jobs().await.len(), 3);
 
     // An orphan: a pod labelled for a session nobody holds, assigned two hours ago.
     let ghost = env
@@ -310,7 +314,15 @@ async fn a_restarted_provisioner_adopts_sessions_and_collects_orphans() {
         .unwrap();
     let ghost_job = label(&ghost, JOB_NAME_LABEL).unwrap().to_owned();
 
-    let second = env.provisioner(&["--warm-pool-size", "1"]).await;
+    // The second provisioner comes with a new session image, as after an upgrade.
+    let second = env
+        .provisioner(&[
+            "--warm-pool-size",
+            "1",
+            "--session-image",
+            "registry.example/server:2",
+        ])
+        .await;
     // The session lives on with the same pod and token.
     let status = second.status(&session.session_id, &session.token).await;
     assert_eq!(status.state, SessionState::Active);
@@ -402,4 +414,77 @@ async fn two_replicas_racing_fifty_sessions_never_share_a_pod() {
     );
     a.stop().await;
     b.stop().await;
+}
+
+#[tokio::test]
+async fn the_binary_runs_in_cluster_mode_and_a_crashed_pod_is_replaced_and_collected() {
+    let env = Env::start().await;
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_provisioner"));
+    command
+        .env("KUBECONFIG", &env.provisioner_kubeconfig)
+        .env("SIGNING_KEY", SIGNING_KEY)
+        .args(["--backend", "kubernetes", "--bind", "127.0.0.1", "--port", "0"])
+        .args([
+            "--edge-url",
+            EDGE,
+            "--warm-pool-size",
+            "1",
+            "--resync-interval",
+            "500ms",
+        ])
+        .args(["--session-ttl-after-finished", "1s"]);
+    let (mut child, address) = support::spawn_listening(command, "provisioner listening").await;
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("http://{address}{path}");
+    env.until("a warm pod", async |_| {
+        let pool: common::api::PoolStatus =
+            http.get(url("/pool")).send().await.unwrap().json().await.unwrap();
+        pool.warm == 1
+    })
+    .await;
+    let response = http.post(url("/session")).send().await.unwrap();
+    assert_eq!(response.status(), 201);
+    let session: CreateSessionResponse = response.json().await.unwrap();
+
+    // The session's pod crashes (its container fails): the session gets another pod, the failed Job goes.
+    let pod = env.pods_of(&session.session_id).await.remove(0);
+    let failed = json!({"status": {"phase": "Failed", "conditions": [{"type": "Ready", "status": "False"}]}});
+    env.pods()
+        .patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&failed))
+        .await
+        .unwrap();
+    env.until("a replacement pod for the session", async |env| {
+        let pods = env.pods_of(&session.session_id).await;
+        pods.iter()
+            .any(|p| p.name_any() != pod.name_any() && pods::is_ready(p))
+    })
+    .await;
+    env.until("the failed Job collected", async |env| {
+        env.jobs().get_opt(&session.pod.name).await.unwrap().is_none()
+    })
+    .await;
+    let status: common::api::SessionStatus = http
+        .get(url(&format!("/session/{}", session.session_id)))
+        .bearer_auth(&session.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((status.state, status.replacements), (SessionState::Active, 1));
+
+    // SIGTERM: the process exits cleanly and leaves the pods to the cluster.
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let exit = tokio::time::timeout(support::WAIT, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "{exit}");
+    assert_eq!(
+        env.pool_jobs().await.len(),
+        2,
+        "the session's pod and the warm one stay"
+    );
 }

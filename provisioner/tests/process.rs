@@ -4,42 +4,19 @@
 
 mod support;
 
-use std::process::Stdio;
-
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use support::{WAIT, alive, children_of, server_bin};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// Starts the binary with a warm pool of 2 and waits until both pods exist as its children.
 async fn start() -> (Child, String, Vec<u32>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_provisioner"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_provisioner"));
+    command
         .args(["--bind", "127.0.0.1", "--port", "0", "--warm-pool-size", "2"])
         .arg("--server-bin")
-        .arg(server_bin())
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let address = tokio::time::timeout(WAIT, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            let Ok(log) = serde_json::from_str::<serde_json::Value>(&line) else {
-                continue;
-            };
-            if log["message"] == "provisioner listening" {
-                return log["address"].as_str().unwrap().to_owned();
-            }
-        }
-        panic!("provisioner exited before listening");
-    })
-    .await
-    .expect("provisioner did not start");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        .arg(server_bin());
+    let (child, address) = support::spawn_listening(command, "provisioner listening").await;
     let http = reqwest::Client::new();
     let pool_url = format!("http://{address}/pool");
     let deadline = tokio::time::Instant::now() + WAIT;

@@ -267,6 +267,12 @@ impl Cluster {
     /// A client that authenticates as service account `namespace/name` (a short-lived bound token), so the
     /// code under test gets exactly the rights RBAC gives that account.
     pub async fn service_account_client(&self, namespace: &str, name: &str) -> anyhow::Result<Client> {
+        let path = self.service_account_kubeconfig(namespace, name).await?;
+        client_from(&path).await
+    }
+
+    /// A kubeconfig file for service account `namespace/name` (for a binary under test: `KUBECONFIG=…`).
+    pub async fn service_account_kubeconfig(&self, namespace: &str, name: &str) -> anyhow::Result<PathBuf> {
         let accounts: Api<ServiceAccount> = Api::namespaced(self.admin.clone(), namespace);
         let request = TokenRequest {
             spec: Some(TokenRequestSpec {
@@ -303,7 +309,7 @@ impl Cluster {
             .workdir
             .join(format!("{namespace}-{name}.kubeconfig"));
         std::fs::write(&path, yaml)?;
-        client_from(&path).await
+        Ok(path)
     }
 }
 

@@ -142,6 +142,7 @@ impl Backend for FakeBackend {
                 session: pod.session.clone(),
                 session_age: None,
                 node: None,
+                outdated: false,
             })
             .collect())
     }

@@ -227,6 +227,7 @@ impl Backend for LocalBackend {
                 session: pod.session.clone(),
                 session_age: None,
                 node: Some("localhost".into()),
+                outdated: false,
             })
             .collect())
     }

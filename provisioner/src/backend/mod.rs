@@ -35,6 +35,8 @@ pub struct PodRecord {
     pub session_age: Option<std::time::Duration>,
     /// The node it runs on, when known.
     pub node: Option<String>,
+    /// Made from an older pod template (before an upgrade): recycled while warm.
+    pub outdated: bool,
 }
 
 /// What a backend reports as it happens.

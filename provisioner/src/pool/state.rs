@@ -362,7 +362,8 @@ impl State {
     /// - a session waiting for a pod takes a pod already labelled for it;
     /// - a session with two pods (two replicas replaced it at once) keeps the pod whose name sorts first, the
     ///   same choice on every replica; the other is terminated;
-    /// - a pod labelled for an ended session is terminated.
+    /// - a pod labelled for an ended session is terminated;
+    /// - a warm pod of an older template (the deployment was upgraded) is trimmed, to be replaced.
     pub fn resync(&mut self, listed: &[PodRecord], now: Instant) -> Resync {
         let mut outcome = Resync::default();
         let gone: Vec<String> = self
@@ -418,6 +419,15 @@ impl State {
             }
             if let Some(session_id) = &record.session {
                 self.reconcile_label(&record.name, session_id, record.session_age, now, &mut outcome);
+            } else if record.outdated
+                && self
+                    .pods
+                    .get(&record.name)
+                    .is_some_and(|p| p.phase == Phase::Ready && p.session.is_none() && !p.claiming)
+            {
+                // A warm pod of an older template (an upgrade): replace it. Assigned ones finish their session.
+                self.start_retiring(&record.name);
+                outcome.retire.push(record.name.clone());
             }
         }
         outcome
@@ -688,6 +698,7 @@ mod tests {
             session: None,
             session_age: None,
             node: Some("n1".into()),
+            outdated: false,
         }];
         state.resync(&listed, now);
         assert!(!state.pods.contains_key("vanished"));
@@ -703,6 +714,7 @@ mod tests {
             session: Some(session.into()),
             session_age: age,
             node: None,
+            outdated: false,
         }
     }
 
@@ -804,6 +816,7 @@ mod tests {
                 session: None,
                 session_age: None,
                 node: None,
+                outdated: false,
             })
             .collect();
         let outcome = state.resync(&listed, now);
@@ -812,5 +825,26 @@ mod tests {
         // Once the backend lists them no more, they are gone.
         assert_eq!(state.resync(&[], now), Resync::default());
         assert!(state.pods.is_empty());
+    }
+
+    #[test]
+    fn warm_pods_of_an_older_template_are_replaced_assigned_ones_kept() {
+        let now = Instant::now();
+        let mut state = State::default();
+        let old = |name: &str, session: Option<&str>| PodRecord {
+            name: name.into(),
+            phase: PodPhase::Ready,
+            session: session.map(Into::into),
+            session_age: None,
+            node: None,
+            outdated: true,
+        };
+        let outcome = state.resync(&[old("warm-old", None), old("busy-old", Some("s1"))], now);
+        assert_eq!(outcome.retire, ["warm-old"]);
+        assert_eq!(outcome.adopted, ["s1"]);
+        assert_eq!(state.pods["warm-old"].phase, Phase::Terminating);
+        assert_eq!(state.pods["busy-old"].phase, Phase::Ready);
+        // The pool now wants a fresh warm pod.
+        assert_eq!(state.pods_to_create(&config(1, 10, 4)), 1);
     }
 }

@@ -49,6 +49,43 @@ pub fn server_bin() -> PathBuf {
     .clone()
 }
 
+/// Spawns `command` (a service binary) with JSON logs on stderr, waits until it logs `message` (its
+/// "listening" line), and returns it with the address that line names. Later logs are drained so the child
+/// never blocks on a full pipe.
+pub async fn spawn_listening(
+    mut command: tokio::process::Command,
+    message: &str,
+) -> (tokio::process::Child, String) {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = command
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let address = tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let Ok(log) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if log["message"] == message {
+                return log["address"].as_str().unwrap().to_owned();
+            }
+            if log["level"] == "ERROR" {
+                eprintln!("{line}");
+            }
+        }
+        panic!("the process exited before logging {message:?}");
+    })
+    .await
+    .expect("the process did not start");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, address)
+}
+
 /// A running provisioner, in process, over backend `B`.
 pub struct TestProvisioner<B = LocalBackend> {
     pub address: SocketAddr,

@@ -61,8 +61,27 @@ impl Default for SessionPodSpec {
     }
 }
 
+/// Label carrying [`template_hash`]: pods of an older template (an upgrade changed the image, resources,
+/// origins…) are recycled while warm; assigned ones finish their session.
+pub const TEMPLATE_LABEL: &str = "resume-showcase.dev/template";
+
+/// Fingerprint of the pod template `spec` makes (16 hex digits).
+pub fn template_hash(spec: &SessionPodSpec) -> String {
+    let pod_spec = job_without_fingerprint(spec, BTreeMap::new())
+        .spec
+        .map(|s| s.template.spec);
+    let json = serde_json::to_vec(&pod_spec).unwrap_or_default();
+    format!("{:016x}", common::names::fnv1a(&json))
+}
+
 /// The labels of a new, unassigned session pod and its Job.
 pub fn pool_labels(spec: &SessionPodSpec) -> BTreeMap<String, String> {
+    let mut labels = base_labels(spec);
+    labels.insert(TEMPLATE_LABEL.to_owned(), template_hash(spec));
+    labels
+}
+
+fn base_labels(spec: &SessionPodSpec) -> BTreeMap<String, String> {
     let mut labels: BTreeMap<String, String> = spec.extra_labels.clone();
     for (key, value) in [
         (labels::APP_NAME, labels::APP),
@@ -100,7 +119,17 @@ fn field_env(name: &str, path: &str) -> EnvVar {
 
 /// The Job for the session pod `name` (the pod gets the same name prefix from the Job controller).
 pub fn job(name: &str, spec: &SessionPodSpec) -> Job {
-    let labels = pool_labels(spec);
+    let mut job = job_without_fingerprint(spec, pool_labels(spec));
+    job.metadata.name = Some(name.to_owned());
+    job
+}
+
+fn job_without_fingerprint(spec: &SessionPodSpec, labels: BTreeMap<String, String>) -> Job {
+    let labels = if labels.is_empty() {
+        base_labels(spec)
+    } else {
+        labels
+    };
     let quantities = |cpu: &str, memory: &str| {
         BTreeMap::from([
             ("cpu".to_owned(), Quantity(cpu.to_owned())),
@@ -155,7 +184,6 @@ pub fn job(name: &str, spec: &SessionPodSpec) -> Job {
     };
     Job {
         metadata: ObjectMeta {
-            name: Some(name.to_owned()),
             labels: Some(labels.clone()),
             owner_references: spec.owner.clone().map(|owner| vec![owner]),
             // Made at run time, not by GitOps: ArgoCD neither reports nor prunes them.
@@ -226,6 +254,7 @@ mod tests {
             "app.kubernetes.io/instance": "demo",
             "pool": "warm",
             "assigned": "false",
+            "resume-showcase.dev/template": template_hash(&spec),
         });
         assert_eq!(job["metadata"]["name"], "session-abc");
         assert!(job["metadata"].get("ownerReferences").is_none());
@@ -311,6 +340,33 @@ mod tests {
         assert_eq!(
             job["metadata"]["ownerReferences"],
             json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "demo-resume-showcase-sessions", "uid": "u-1"}])
+        );
+    }
+
+    #[test]
+    fn the_template_hash_follows_what_the_pod_runs() {
+        let spec = SessionPodSpec::default();
+        let hash = template_hash(&spec);
+        assert_eq!(hash.len(), 16);
+        assert_eq!(hash, template_hash(&spec.clone()), "stable");
+        let newer = SessionPodSpec {
+            image: "registry.example/server:2".into(),
+            ..spec.clone()
+        };
+        let bigger = SessionPodSpec {
+            memory_limit: "512Mi".into(),
+            ..spec.clone()
+        };
+        let relabelled = SessionPodSpec {
+            extra_labels: BTreeMap::from([("team".into(), "demo".into())]),
+            ..spec.clone()
+        };
+        assert_ne!(template_hash(&newer), hash);
+        assert_ne!(template_hash(&bigger), hash);
+        assert_eq!(
+            template_hash(&relabelled),
+            hash,
+            "labels are not what the pod runs"
         );
     }
 }

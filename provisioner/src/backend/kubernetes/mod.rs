@@ -85,6 +85,8 @@ struct Inner {
     events: mpsc::UnboundedSender<PodEvent>,
     http: reqwest::Client,
     stop: CancellationToken,
+    /// The current pod template's hash (`manifest::template_hash`).
+    template: String,
 }
 
 impl Drop for Inner {
@@ -151,6 +153,7 @@ impl KubernetesBackend {
             .build()?;
         Ok(Self {
             inner: Arc::new(Inner {
+                template: manifest::template_hash(&settings.pod),
                 jobs: Api::namespaced(client.clone(), &settings.namespace),
                 pods: Api::namespaced(client, &settings.namespace),
                 store,
@@ -290,12 +293,13 @@ impl Backend for KubernetesBackend {
 
     async fn list(&self) -> Result<Vec<PodRecord>, BackendError> {
         let now = now_ms();
+        let template = &self.inner.template;
         Ok(self
             .inner
             .store
             .state()
             .iter()
-            .filter_map(|pod| pods::record(pod, now))
+            .filter_map(|pod| pods::record(pod, now, template))
             .collect())
     }
 

@@ -86,8 +86,9 @@ pub fn session_age(pod: &Pod, now_ms: u64) -> Option<Duration> {
     Some(Duration::from_millis(now_ms.saturating_sub(started)))
 }
 
-/// The pool's view of a live pod; `None` for pods that are gone or not from a session Job.
-pub fn record(pod: &Pod, now_ms: u64) -> Option<PodRecord> {
+/// The pool's view of a live pod; `None` for pods that are gone or not from a session Job. `template` is the
+/// current template hash: pods of another one are `outdated`.
+pub fn record(pod: &Pod, now_ms: u64, template: &str) -> Option<PodRecord> {
     if is_gone(pod) {
         return None;
     }
@@ -101,6 +102,7 @@ pub fn record(pod: &Pod, now_ms: u64) -> Option<PodRecord> {
         session: session(pod).map(str::to_owned),
         session_age: session_age(pod, now_ms),
         node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+        outdated: label(pod, super::manifest::TEMPLATE_LABEL) != Some(template),
     })
 }
 
@@ -145,7 +147,7 @@ mod tests {
     }
 
     fn warm() -> serde_json::Value {
-        json!({JOB_NAME_LABEL: "session-ab", "assigned": "false"})
+        json!({JOB_NAME_LABEL: "session-ab", "assigned": "false", "resume-showcase.dev/template": "t1"})
     }
 
     #[test]
@@ -154,12 +156,14 @@ mod tests {
         assert_eq!(pool_name(&p), Some("session-ab"));
         assert!(is_ready(&p) && is_claimable(&p));
         assert_eq!(address(&p, 8080).as_deref(), Some("10.0.0.7:8080"));
-        let r = record(&p, 5_000).unwrap();
+        let r = record(&p, 5_000, "t1").unwrap();
         assert_eq!(
             (r.name.as_str(), r.phase, r.session, r.node.as_deref()),
             ("session-ab", PodPhase::Ready, None, Some("kwok-node-0"))
         );
         assert_eq!(r.session_age, Some(Duration::from_secs(4)));
+        assert!(!r.outdated);
+        assert!(record(&pod("Running", true, warm()), 0, "t2").unwrap().outdated);
         assert_eq!(
             event(&watcher::Event::Apply(p)),
             Some(PodEvent::Ready {
@@ -177,19 +181,19 @@ mod tests {
             json!({JOB_NAME_LABEL: "session-ab", "assigned": "true", "session-id": "s1"}),
         );
         assert!(!is_claimable(&p));
-        assert_eq!(record(&p, 0).unwrap().session.as_deref(), Some("s1"));
+        assert_eq!(record(&p, 0, "t1").unwrap().session.as_deref(), Some("s1"));
     }
 
     #[test]
     fn pending_pods_start_and_finished_or_deleted_pods_are_gone() {
         let pending = pod("Pending", false, warm());
-        assert_eq!(record(&pending, 0).unwrap().phase, PodPhase::Starting);
+        assert_eq!(record(&pending, 0, "t1").unwrap().phase, PodPhase::Starting);
         assert_eq!(event(&watcher::Event::Apply(pending.clone())), None);
         assert!(!is_claimable(&pending));
 
         for phase in ["Failed", "Succeeded"] {
             let done = pod(phase, true, warm());
-            assert!(is_gone(&done) && !is_ready(&done) && record(&done, 0).is_none());
+            assert!(is_gone(&done) && !is_ready(&done) && record(&done, 0, "t1").is_none());
             assert_eq!(
                 event(&watcher::Event::Apply(done)),
                 Some(PodEvent::Exited {
