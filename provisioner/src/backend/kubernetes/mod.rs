@@ -45,7 +45,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Backend, BackendError, PodEvent, PodRecord};
 use manifest::SessionPodSpec;
-use retry::{classify, retrying, status};
+use retry::{bounded, classify, retrying, status};
 
 /// Slack between the provisioner ending a session at its maximum age and Kubernetes stopping its Job.
 const DEADLINE_MARGIN_SECS: u64 = 60;
@@ -319,11 +319,13 @@ impl Backend for KubernetesBackend {
         });
         // Not retried: after a lost answer the retry would see its own change as a conflict. The pool treats
         // a failure as "not claimed", and the resync reconciles what the labels say.
-        self.inner
-            .pods
-            .patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .map_err(|e| classify(name, &e))?;
+        bounded(
+            self.inner
+                .pods
+                .patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch)),
+        )
+        .await
+        .map_err(|e| classify(name, &e))?;
         // The Job carries the same labels for `kubectl get jobs -l …` (the pod's labels are what count), and
         // its deadline moves from the warm pod's maximum age to the session's.
         let pod_age_secs = pod.metadata.creation_timestamp.as_ref().map_or(0, |t| {
@@ -334,11 +336,12 @@ impl Backend for KubernetesBackend {
             "metadata": {"labels": {labels::ASSIGNED: "true", labels::SESSION_ID: session}},
             "spec": {"activeDeadlineSeconds": deadline},
         });
-        if let Err(e) = self
-            .inner
-            .jobs
-            .patch(name, &PatchParams::default(), &Patch::Merge(&job_patch))
-            .await
+        if let Err(e) = bounded(self.inner.jobs.patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(&job_patch),
+        ))
+        .await
         {
             tracing::warn!(job = %name, error = %e, "cannot relabel the Job (the pod is claimed)");
         }

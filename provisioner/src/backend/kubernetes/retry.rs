@@ -1,6 +1,7 @@
 //! How Kubernetes API failures become [`BackendError`]s, and which of them are retried.
 //!
-//! Transient failures — timeouts, connection errors, `429 Too Many Requests`, `5xx` — are retried a few times
+//! Every call is bounded by [`CALL_TIMEOUT`]. Transient failures — timeouts, connection errors, `429 Too Many
+//! Requests`, `5xx` — are retried a few times
 //! with exponential backoff and jitter ([`backon`]); anything else is final at once. `404` is
 //! [`BackendError::NotFound`], `409` [`BackendError::Conflict`] (a `resourceVersion` precondition lost a race),
 //! and everything left over is [`BackendError::Unavailable`], which the API answers with 503 + `Retry-After`.
@@ -16,6 +17,19 @@ use crate::backend::BackendError;
 const RETRIES: usize = 3;
 /// First backoff; doubles on each retry.
 const FIRST_DELAY: Duration = Duration::from_millis(100);
+/// Longest wait for one API call. kube's client allows minutes (its watches need that); a pool operation
+/// must not hang on one call, so each is cut off here and counts as a transient failure.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs one API call with [`CALL_TIMEOUT`]; running out of time is an error like a refused connection.
+pub async fn bounded<T>(call: impl Future<Output = Result<T, kube::Error>>) -> Result<T, kube::Error> {
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(result) => result,
+        Err(_) => Err(kube::Error::Service(
+            format!("no answer from the Kubernetes API within {CALL_TIMEOUT:?}").into(),
+        )),
+    }
+}
 
 /// The HTTP status of an API error, if the API server answered.
 pub fn status(error: &kube::Error) -> Option<u16> {
@@ -54,21 +68,22 @@ fn describe(error: &kube::Error) -> String {
     }
 }
 
-/// Runs `op`, retrying transient failures with backoff.
-pub async fn retrying<T, F, Fut>(what: &str, op: F) -> Result<T, kube::Error>
+/// Runs `op`, each attempt [`bounded`], retrying transient failures (timeouts included) with backoff.
+pub async fn retrying<T, F, Fut>(what: &str, mut op: F) -> Result<T, kube::Error>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, kube::Error>>,
 {
-    op.retry(
-        ExponentialBuilder::default()
-            .with_min_delay(FIRST_DELAY)
-            .with_max_times(RETRIES)
-            .with_jitter(),
-    )
-    .when(is_transient)
-    .notify(|error, delay| tracing::warn!(%error, ?delay, what, "Kubernetes API call failed; retrying"))
-    .await
+    (|| bounded(op()))
+        .retry(
+            ExponentialBuilder::default()
+                .with_min_delay(FIRST_DELAY)
+                .with_max_times(RETRIES)
+                .with_jitter(),
+        )
+        .when(is_transient)
+        .notify(|error, delay| tracing::warn!(%error, ?delay, what, "Kubernetes API call failed; retrying"))
+        .await
 }
 
 #[cfg(test)]
@@ -134,5 +149,21 @@ mod tests {
         })
         .await;
         assert_eq!(result.unwrap(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_that_hangs_times_out_and_is_retried() {
+        let mut calls = 0;
+        let result: Result<(), _> = retrying("test", || {
+            calls += 1;
+            std::future::pending()
+        })
+        .await;
+        assert!(matches!(&result, Err(e) if is_transient(e)), "{result:?}");
+        assert_eq!(calls, 1 + RETRIES);
+        assert!(matches!(
+            classify("p", &result.unwrap_err()),
+            BackendError::Unavailable(m) if m.contains("no answer")
+        ));
     }
 }
