@@ -488,3 +488,105 @@ async fn the_binary_runs_in_cluster_mode_and_a_crashed_pod_is_replaced_and_colle
         "the session's pod and the warm one stay"
     );
 }
+
+#[tokio::test]
+async fn a_provisioner_killed_mid_assignment_leaves_no_pod_twice_assigned_and_orphans_are_collected() {
+    let env = Env::start().await;
+    let spawn = |extra: &'static [&'static str]| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_provisioner"));
+        command
+            .env("KUBECONFIG", &env.provisioner_kubeconfig)
+            .env("SIGNING_KEY", SIGNING_KEY)
+            .args(["--backend", "kubernetes", "--bind", "127.0.0.1", "--port", "0"])
+            .args([
+                "--edge-url",
+                EDGE,
+                "--resync-interval",
+                "500ms",
+                "--max-sessions",
+                "30",
+            ])
+            .args([
+                "--sessions-per-minute",
+                "1000",
+                "--session-burst",
+                "100",
+                "--cold-start-timeout",
+                "60s",
+            ])
+            .args(extra);
+        support::spawn_listening(command, "provisioner listening")
+    };
+    let (mut first, address) = spawn(&["--warm-pool-size", "3"]).await;
+    let http = reqwest::Client::new();
+    let pool_url = format!("http://{address}/pool");
+    env.until("three warm pods", async |_| {
+        let pool: common::api::PoolStatus = http.get(&pool_url).send().await.unwrap().json().await.unwrap();
+        pool.warm == 3
+    })
+    .await;
+
+    // Twenty sessions at once; SIGKILL as soon as the first three (the warm ones) are answered, while the
+    // rest wait for cold pods and claims are in flight.
+    let (answered_tx, mut answered_rx) = tokio::sync::mpsc::unbounded_channel();
+    for _ in 0..20 {
+        let request = http.post(format!("http://{address}/session")).send();
+        let answered = answered_tx.clone();
+        tokio::spawn(async move {
+            if let Ok(response) = request.await
+                && response.status() == 201
+                && let Ok(session) = response.json::<CreateSessionResponse>().await
+            {
+                let _ = answered.send(session);
+            }
+        });
+    }
+    drop(answered_tx);
+    let mut created = Vec::new();
+    while created.len() < 3 {
+        created.push(answered_rx.recv().await.unwrap());
+    }
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+    while let Some(session) = answered_rx.recv().await {
+        created.push(session);
+    }
+
+    // A new provisioner takes over: every session a client holds keeps its pod, and no pod serves two.
+    let (_second, address) = spawn(&["--warm-pool-size", "3", "--session-idle-timeout", "8s"]).await;
+    for session in &created {
+        let status: common::api::SessionStatus = http
+            .get(format!("http://{address}/session/{}", session.session_id))
+            .bearer_auth(&session.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(status.state, SessionState::Active);
+        assert_eq!(
+            status.pod.unwrap().name,
+            session.pod.name,
+            "a held session kept its pod"
+        );
+    }
+    let mut owners: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for pod in env.pool_pods().await {
+        if let Some(session) = label(&pod, labels::SESSION_ID) {
+            owners.entry(session.to_owned()).or_default().push(pod.name_any());
+        }
+    }
+    for (session, pods) in &owners {
+        assert_eq!(pods.len(), 1, "session {session} holds {pods:?}");
+    }
+    // Sessions claimed for requests the kill cut off have no client: nobody uses them, so they are collected
+    // as idle (kwok pods cannot report activity; nothing else keeps them alive either).
+    env.until("every assigned pod collected", async |env| {
+        env.pool_pods()
+            .await
+            .iter()
+            .all(|p| label(p, labels::ASSIGNED) == Some("false"))
+    })
+    .await;
+}

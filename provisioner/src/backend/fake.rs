@@ -30,6 +30,8 @@ pub struct FakeBackend {
     pub max_pods: Arc<AtomicU32>,
     /// What every pod reports as its last activity (Unix ms); 0 means "now".
     pub last_activity_ms: Arc<AtomicU64>,
+    /// `activity` fails (the pods cannot be reached).
+    pub fail_activity: Arc<AtomicBool>,
 }
 
 impl FakeBackend {
@@ -42,6 +44,7 @@ impl FakeBackend {
             fail_create: Arc::default(),
             max_pods: Arc::default(),
             last_activity_ms: Arc::default(),
+            fail_activity: Arc::default(),
         }
     }
 
@@ -161,6 +164,9 @@ impl Backend for FakeBackend {
     async fn activity(&self, name: &str) -> Result<ActivityBody, BackendError> {
         if !self.exists(name) {
             return Err(BackendError::NotFound(name.to_owned()));
+        }
+        if self.fail_activity.load(Ordering::SeqCst) {
+            return Err(BackendError::Unavailable(format!("pod {name} unreachable")));
         }
         let configured = self.last_activity_ms.load(Ordering::SeqCst);
         let now = std::time::SystemTime::now()

@@ -349,23 +349,34 @@ impl<B: Backend> Pool<B> {
         self.lock().prune_tombstones(Instant::now());
     }
 
-    /// Sessions whose pod reports no WebSocket activity for the idle timeout.
+    /// Sessions whose pod reports no WebSocket activity for the idle timeout. A pod that cannot be asked
+    /// counts as quiet since the last activity it did report (or its assignment): a session nobody can see
+    /// being used — its pod unreachable, or adopted after a crash with no client — ends like an idle one.
     async fn idle_sessions(&self) -> Vec<String> {
         let assigned: Vec<(String, String, Instant)> = self
             .lock()
             .sessions
             .iter()
-            .filter_map(|(id, s)| Some((id.clone(), s.pod.clone()?, s.assigned_at?)))
+            .filter_map(|(id, s)| {
+                let assigned_at = s.assigned_at?;
+                let evidence = s.active_at.map_or(assigned_at, |active| active.max(assigned_at));
+                Some((id.clone(), s.pod.clone()?, evidence))
+            })
             .collect();
-        let checks = assigned
-            .into_iter()
-            .map(|(session, pod, assigned_at)| async move {
-                let report = self.backend.activity(&pod).await.ok()?;
-                let now_ms = common_now_ms();
-                let quiet_ms = now_ms.saturating_sub(report.last_activity_ms);
-                let quiet = Duration::from_millis(quiet_ms).min(assigned_at.elapsed());
-                (quiet >= self.config.idle_timeout).then_some(session)
-            });
+        let checks = assigned.into_iter().map(|(session, pod, evidence)| async move {
+            let quiet = match self.backend.activity(&pod).await {
+                Ok(report) => {
+                    let quiet_ms = common_now_ms().saturating_sub(report.last_activity_ms);
+                    let quiet = Duration::from_millis(quiet_ms).min(evidence.elapsed());
+                    if let Some(s) = self.lock().sessions.get_mut(&session) {
+                        s.active_at = Instant::now().checked_sub(quiet);
+                    }
+                    quiet
+                }
+                Err(_) => evidence.elapsed(),
+            };
+            (quiet >= self.config.idle_timeout).then_some(session)
+        });
         futures_util::future::join_all(checks)
             .await
             .into_iter()
@@ -428,6 +439,7 @@ impl<B: Backend> Pool<B> {
                     assigned_at: None,
                     replacements: 0,
                     last_kill: None,
+                    active_at: None,
                     source: None,
                     waiter: Some(tx),
                 },

@@ -57,6 +57,8 @@ pub struct Session {
     pub replacements: u32,
     /// When it was last killed on purpose.
     pub last_kill: Option<Instant>,
+    /// The latest WebSocket activity its pod reported (kept for when the pod cannot be asked).
+    pub active_at: Option<Instant>,
     /// Whether its first pod came warm or cold (set on first assignment).
     pub source: Option<ProvisionSource>,
     /// Woken when the session gets a pod (only while `POST /session` waits).
@@ -463,6 +465,7 @@ impl State {
                     assigned_at: Some(now),
                     replacements: 0,
                     last_kill: None,
+                    active_at: None,
                     source: Some(ProvisionSource::Warm),
                     waiter: None,
                 },
@@ -528,6 +531,7 @@ mod tests {
             assigned_at: None,
             replacements: 0,
             last_kill: None,
+            active_at: None,
             source: None,
             waiter: None,
         }

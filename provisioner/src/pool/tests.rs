@@ -316,6 +316,29 @@ async fn idle_and_old_sessions_are_ended_by_the_resync() {
 }
 
 #[tokio::test]
+async fn a_session_whose_pod_cannot_report_is_idle_from_its_last_known_activity() {
+    let mut c = config(1, 10);
+    c.idle_timeout = Duration::from_millis(400);
+    c.resync_interval = Duration::from_millis(20);
+    let h = Harness::start(c);
+    h.until("warm pool", |c| c.warm == 1).await;
+    let created = h.pool.create_session().await.unwrap();
+    let token = created.token.expose().to_owned();
+    // Active (reports "now") for a while, then unreachable: it lives on until the idle timeout has passed
+    // since the last activity it reported, then ends.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    h.fake.fail_activity.store(true, Ordering::SeqCst);
+    let unreachable_since = std::time::Instant::now();
+    h.until_session(&created.session_id, &token, SessionState::Ended, None)
+        .await;
+    assert!(
+        unreachable_since.elapsed() >= Duration::from_millis(300),
+        "ended {:?} after the pod became unreachable; its last activity was more recent",
+        unreachable_since.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn active_sessions_are_not_idle() {
     let mut c = config(1, 10);
     c.idle_timeout = Duration::from_secs(60);
