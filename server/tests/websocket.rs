@@ -412,3 +412,58 @@ async fn slow_clients_that_never_finish_their_headers_are_cut_off() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_ping_flood_over_a_thousand_connections_is_limited_and_a_quiet_client_is_unaffected() {
+    let server = TestServer::start(&["--max-connections", "1000"]).await;
+    let (mut quiet, _) = server.connect().await;
+    // 999 flooding connections fill the server to its limit; one more is refused with 503.
+    let mut flooders = Vec::new();
+    for _ in 0..999 {
+        flooders.push(server.connect().await.0);
+    }
+    match server.try_connect().await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 503),
+        other => panic!("the 1001st connection was not refused: {:?}", other.map(|_| ())),
+    }
+    // Each flooder sends 40 pings at once: about 20 pongs, the rest `rate_limited`, the connection kept.
+    let floods = flooders.into_iter().map(|mut client| {
+        tokio::spawn(async move {
+            for seq in 0..40 {
+                client.ping(seq, 0.0).await;
+            }
+            let (mut pongs, mut limited) = (0, 0);
+            for _ in 0..40 {
+                match client.next_message().await {
+                    ServerMessage::Pong { .. } => pongs += 1,
+                    message if error_code(&message) == Some(ErrorCode::RateLimited) => limited += 1,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            (pongs, limited, client)
+        })
+    });
+    let floods = futures_util::future::join_all(floods);
+    // Meanwhile the quiet client's pings are all answered.
+    let quiet_pings = async {
+        for seq in 0..10 {
+            quiet.ping(seq, 0.0).await;
+            assert!(matches!(quiet.next_message().await, ServerMessage::Pong { seq: s, .. } if s == seq));
+        }
+    };
+    let (results, ()) = tokio::join!(floods, quiet_pings);
+    let mut total_limited = 0;
+    for result in results {
+        let (pongs, limited, mut client) = result.unwrap();
+        assert!(pongs >= 20 && limited >= 1, "pongs {pongs}, limited {limited}");
+        total_limited += limited;
+        // Still connected: a close frame would have been a message above; send one more ping that will be
+        // answered one way or the other.
+        client.ping(1_000, 0.0).await;
+        assert!(matches!(
+            client.next_message().await,
+            ServerMessage::Pong { .. } | ServerMessage::Error { .. }
+        ));
+    }
+    assert!(total_limited >= 999 * 10, "{total_limited} pings limited");
+}
