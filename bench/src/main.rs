@@ -2,15 +2,18 @@
 //! same run, and prints a Markdown table. Run it with `cargo xtask bench` (release builds of every binary).
 //!
 //! Benchmarks print numbers; they do not pass or fail. Modules: [`procs`] starts the release binaries and reads
-//! their memory; [`ping`], [`memory`], [`provision`] and [`page`] are the four measurements.
+//! their memory; [`ping`], [`memory`], [`provision`] and [`page`] are the four measurements; [`soak`] is the long
+//! leak hunt of `cargo xtask soak` (not part of `bench` without arguments).
 
 mod memory;
 mod page;
 mod ping;
 mod procs;
 mod provision;
+mod soak;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// One line of the report.
 pub struct Row {
@@ -35,6 +38,7 @@ fn main() -> anyhow::Result<()> {
     if only.first().map(String::as_str) == Some("echo-server") {
         return ping::echo_server();
     }
+    let soak = only.first().map(String::as_str) == Some("soak");
     // `bench memory page` runs just those; no argument runs everything.
     let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     let exe = std::env::current_exe()?;
@@ -51,6 +55,21 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let mut rows = Vec::new();
     runtime.block_on(async {
+        if soak {
+            // `soak <sessions> <minutes> <kill-every-seconds>`
+            let number = |i: usize, default: u64| only.get(i).and_then(|v| v.parse().ok()).unwrap_or(default);
+            let sessions = u32::try_from(number(1, 20)).unwrap_or(20);
+            rows.extend(
+                soak::run(
+                    &paths,
+                    sessions,
+                    number(2, 10),
+                    Duration::from_secs(number(3, 30)),
+                )
+                .await?,
+            );
+            return anyhow::Ok(());
+        }
         if wanted("ping") {
             rows.extend(ping::run(&paths).await?);
         }
@@ -62,7 +81,7 @@ fn main() -> anyhow::Result<()> {
         }
         anyhow::Ok(())
     })?;
-    if wanted("page") {
+    if wanted("page") && !soak {
         rows.extend(page::run(&paths)?);
     }
     println!("| measurement | result | baseline / target |");

@@ -17,3 +17,32 @@ pub fn run() -> anyhow::Result<()> {
             .env("BENCH_DIST", &dist),
     )
 }
+
+/// `cargo xtask soak`: the long leak hunt (not in CI).
+#[derive(clap::Args)]
+pub struct SoakArgs {
+    /// Simulated visitors, each holding a session and pinging at 5 Hz.
+    #[arg(long, default_value_t = 20)]
+    pub sessions: u32,
+    /// How long to run.
+    #[arg(long, default_value_t = 10)]
+    pub minutes: u64,
+    /// Kill one session's pod this often (seconds), round robin.
+    #[arg(long, default_value_t = 30)]
+    pub kill_every: u64,
+}
+
+pub fn soak(args: &SoakArgs) -> anyhow::Result<()> {
+    process::build_release(&["server", "provisioner", "bench"])?;
+    let bin_dir = process::workspace_root().join("target/release");
+    process::run(
+        std::process::Command::new(bin_dir.join("bench"))
+            .args([
+                "soak".to_owned(),
+                args.sessions.to_string(),
+                args.minutes.to_string(),
+                args.kill_every.to_string(),
+            ])
+            .env("BENCH_BIN_DIR", &bin_dir),
+    )
+}

@@ -4,6 +4,7 @@
 //! - `cargo xtask test`: installs the tools the checks need when missing, then runs formatting, clippy and every
 //!   test, and prints one summary line. `.ci/run` calls exactly this.
 //! - `cargo xtask bench`: every benchmark, printed as a table (see BENCHMARKS.md).
+//! - `cargo xtask soak`: a long run with periodic kills that reports leaks (not in CI).
 //!
 //! Each command lives in its own module; [`process`] holds the small helpers for running programs.
 
@@ -34,6 +35,8 @@ enum Command {
     Setup,
     /// Run every benchmark (release builds) and print a table.
     Bench,
+    /// Soak the local demo: sessions pinging for minutes with periodic kills, then report leaks.
+    Soak(bench::SoakArgs),
     /// Build (once, cached by version) the Kubernetes control-plane binaries for the cluster tests.
     ClusterTools,
     /// Build the web page for deployment (GitHub Pages), with its config.json.
@@ -49,6 +52,7 @@ fn main() -> std::process::ExitCode {
             Command::Test(args) => test::run(&args),
             Command::Setup => setup::ensure_all().map(|_| ()),
             Command::Bench => bench::run(),
+            Command::Soak(args) => bench::soak(&args),
             Command::Site(args) => site::run(&args),
             Command::ClusterTools => {
                 // The directory on stdout, for scripts and the test harness (testkit::cluster).
