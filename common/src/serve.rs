@@ -17,6 +17,9 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 
+/// Largest request head (request line and headers) read, in bytes.
+pub const MAX_HEAD_BYTES: usize = 32 * 1024;
+
 /// Serves `app` on `listener` until `shutdown` resolves, then stops accepting and waits for in-flight HTTP
 /// requests (upgraded WebSockets are the caller's to close). A connection whose request headers are not
 /// complete within `header_timeout` is closed.
@@ -40,7 +43,10 @@ pub async fn serve<L>(
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(header_timeout);
+            .header_read_timeout(header_timeout)
+            // Request heads over 32 KiB get 431 from hyper (default ~400 KiB): bounds what one slow or
+            // hostile connection can make the server buffer.
+            .max_buf_size(MAX_HEAD_BYTES);
         builder.http2().timer(TokioTimer::new()).enable_connect_protocol();
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(io), service)

@@ -369,6 +369,33 @@ async fn only_allowed_origins_may_open_websockets() {
 }
 
 #[tokio::test]
+async fn oversized_request_heads_get_431_and_the_server_goes_on() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start(&[]).await;
+    let mut stream = tokio::net::TcpStream::connect(server.address).await.unwrap();
+    let big = "a".repeat(40 * 1024);
+    let request = format!("GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n");
+    // The server may answer and close before reading all of it.
+    let _ = stream.write_all(request.as_bytes()).await;
+    let mut head = [0_u8; 64];
+    let n = tokio::time::timeout(WAIT, stream.read(&mut head))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        head[..n].starts_with(b"HTTP/1.1 431"),
+        "{:?}",
+        String::from_utf8_lossy(&head[..n])
+    );
+    let (mut client, _) = server.connect().await;
+    client.ping(1, 1.0).await;
+    assert!(matches!(
+        client.next_message().await,
+        ServerMessage::Pong { seq: 1, .. }
+    ));
+}
+
+#[tokio::test]
 async fn slow_clients_that_never_finish_their_headers_are_cut_off() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let server = TestServer::start(&["--header-read-timeout", "1s"]).await;
