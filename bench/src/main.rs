@@ -2,7 +2,8 @@
 //! same run, and prints a Markdown table. Run it with `cargo xtask bench` (release builds of every binary).
 //!
 //! Benchmarks print numbers; they do not pass or fail. Modules: [`procs`] starts the release binaries and reads
-//! their memory; [`ping`], [`memory`], [`provision`] and [`page`] are the four measurements; [`soak`] is the long
+//! their memory; [`ping`], [`memory`], [`provision`] (local and, in [`provision_k8s`], Kubernetes) and [`page`]
+//! are the measurements; [`soak`] is the long
 //! leak hunt of `cargo xtask soak` (not part of `bench` without arguments).
 
 mod memory;
@@ -10,6 +11,7 @@ mod page;
 mod ping;
 mod procs;
 mod provision;
+mod provision_k8s;
 mod soak;
 
 use std::path::PathBuf;
@@ -78,6 +80,9 @@ fn main() -> anyhow::Result<()> {
         }
         if wanted("provision") {
             rows.extend(provision::run(&paths).await?);
+        }
+        if wanted("provision-k8s") {
+            rows.extend(provision_k8s::run(&paths).await?);
         }
         anyhow::Ok(())
     })?;

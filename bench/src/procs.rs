@@ -19,8 +19,19 @@ pub struct Service {
 impl Service {
     /// Starts `binary` with `args` and waits for its JSON "listening" log line (`message` = `ready_message`).
     pub async fn start(binary: &Path, args: &[&str], ready_message: &str) -> anyhow::Result<Self> {
+        Self::start_with_env(binary, args, &[], ready_message).await
+    }
+
+    /// [`Service::start`] with extra environment variables.
+    pub async fn start_with_env(
+        binary: &Path,
+        args: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+        ready_message: &str,
+    ) -> anyhow::Result<Self> {
         let mut child = Command::new(binary)
             .args(args)
+            .envs(env.iter().copied())
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())

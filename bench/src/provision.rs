@@ -55,7 +55,11 @@ async fn wait_warm(http: &reqwest::Client, base: &str, warm: u32) -> anyhow::Res
 }
 
 /// Creates and deletes sessions, timing each creation; waits for `warm` pods before each.
-async fn rounds(service: &Service, rounds: usize, warm: u32) -> anyhow::Result<hdrhistogram::Histogram<u64>> {
+pub async fn rounds(
+    service: &Service,
+    rounds: usize,
+    warm: u32,
+) -> anyhow::Result<hdrhistogram::Histogram<u64>> {
     let http = reqwest::Client::new();
     let base = format!("http://{}", service.address);
     let mut hist = histogram();
@@ -79,7 +83,7 @@ async fn rounds(service: &Service, rounds: usize, warm: u32) -> anyhow::Result<h
     Ok(hist)
 }
 
-fn ms(nanos: u64) -> String {
+pub fn ms(nanos: u64) -> String {
     format!("{:.2}", nanos as f64 / 1e6)
 }
 

@@ -44,26 +44,11 @@ impl Env {
             common::runtime::init_tracing();
         }
         let cluster = Cluster::start().await.unwrap();
-        cluster.create_namespace(NAMESPACE).await.unwrap();
-        let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../helm/resume-showcase");
-        let version = cluster.version().await.unwrap();
-        let rbac = cluster
-            .helm(&[
-                "template",
-                RELEASE,
-                chart,
-                "--namespace",
-                NAMESPACE,
-                "--show-only",
-                "templates/provisioner-rbac.yaml",
-                "--kube-version",
-                &version,
-            ])
+        let chart = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../helm/resume-showcase");
+        let account = cluster
+            .with_provisioner_rbac(NAMESPACE, RELEASE, &chart)
             .await
             .unwrap();
-        let applied = cluster.apply_yaml(NAMESPACE, &rbac).await.unwrap();
-        assert_eq!(applied.len(), 3, "ServiceAccount, Role, RoleBinding");
-        let account = format!("{RELEASE}-resume-showcase-provisioner");
         let provisioner_kubeconfig = cluster
             .service_account_kubeconfig(NAMESPACE, &account)
             .await
@@ -197,8 +182,13 @@ async fn pool_fills_sessions_are_labelled_killed_replaced_and_capped() {
     assert_eq!(label(pod, JOB_NAME_LABEL), Some(session.pod.name.as_str()));
     assert!(pod.annotations().contains_key(SESSION_STARTED_ANNOTATION));
     assert_eq!(session.pod.node, pod.spec.as_ref().unwrap().node_name);
+    // The Job is relabelled just after the claim, off the request's path.
+    env.until("the Job relabelled", async |env| {
+        let job = env.jobs().get(&session.pod.name).await.unwrap();
+        job.labels().get(labels::SESSION_ID) == Some(&session.session_id)
+    })
+    .await;
     let job = env.jobs().get(&session.pod.name).await.unwrap();
-    assert_eq!(job.labels()[labels::SESSION_ID], session.session_id);
     let deadline = job.spec.unwrap().active_deadline_seconds.unwrap();
     assert!((3600..3600 + 120).contains(&deadline), "{deadline}");
 

@@ -264,6 +264,38 @@ impl Cluster {
         Ok(applied)
     }
 
+    /// Creates `namespace` with the Helm chart's provisioner RBAC (ServiceAccount, Role, RoleBinding of release
+    /// `release`, rendered by Helm from `chart`) and returns the ServiceAccount's name.
+    pub async fn with_provisioner_rbac(
+        &self,
+        namespace: &str,
+        release: &str,
+        chart: &Path,
+    ) -> anyhow::Result<String> {
+        self.create_namespace(namespace).await?;
+        let version = self.version().await?;
+        let chart = chart.display().to_string();
+        let rbac = self
+            .helm(&[
+                "template",
+                release,
+                &chart,
+                "--namespace",
+                namespace,
+                "--show-only",
+                "templates/provisioner-rbac.yaml",
+                "--kube-version",
+                &version,
+            ])
+            .await?;
+        let applied = self.apply_yaml(namespace, &rbac).await?;
+        anyhow::ensure!(
+            applied.len() == 3,
+            "expected ServiceAccount, Role and RoleBinding"
+        );
+        Ok(format!("{release}-resume-showcase-provisioner"))
+    }
+
     /// A client that authenticates as service account `namespace/name` (a short-lived bound token), so the
     /// code under test gets exactly the rights RBAC gives that account.
     pub async fn service_account_client(&self, namespace: &str, name: &str) -> anyhow::Result<Client> {

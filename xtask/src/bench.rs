@@ -4,17 +4,20 @@
 use crate::process;
 use crate::{setup, site};
 
-pub fn run() -> anyhow::Result<()> {
+pub fn run(only: &[String]) -> anyhow::Result<()> {
     let wasm = setup::ensure_site_tools()?;
     let root = process::workspace_root();
     let dist = root.join("target/bench/dist");
     site::build(&wasm, &dist, "/")?;
+    let k8s_bin = crate::cluster::ensure_binaries()?;
     process::build_release(&["server", "provisioner", "bench"])?;
     let bin_dir = root.join("target/release");
     process::run(
         std::process::Command::new(bin_dir.join("bench"))
+            .args(only)
             .env("BENCH_BIN_DIR", &bin_dir)
-            .env("BENCH_DIST", &dist),
+            .env("BENCH_DIST", &dist)
+            .env("SHOWCASE_K8S_BIN", k8s_bin),
     )
 }
 

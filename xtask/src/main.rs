@@ -33,8 +33,12 @@ enum Command {
     Test(test::Args),
     /// Only install the tools the tests need (idempotent).
     Setup,
-    /// Run every benchmark (release builds) and print a table.
-    Bench,
+    /// Run the benchmarks (release builds) and print a table: all, or those named (ping, memory, provision,
+    /// provision-k8s, page).
+    Bench {
+        /// Benchmarks to run.
+        only: Vec<String>,
+    },
     /// Soak the local demo: sessions pinging for minutes with periodic kills, then report leaks.
     Soak(bench::SoakArgs),
     /// Build (once, cached by version) the Kubernetes control-plane binaries for the cluster tests.
@@ -51,7 +55,7 @@ fn main() -> std::process::ExitCode {
             Command::Demo(args) => demo::run(&args),
             Command::Test(args) => test::run(&args),
             Command::Setup => setup::ensure_all().map(|_| ()),
-            Command::Bench => bench::run(),
+            Command::Bench { only } => bench::run(&only),
             Command::Soak(args) => bench::soak(&args),
             Command::Site(args) => site::run(&args),
             Command::ClusterTools => {

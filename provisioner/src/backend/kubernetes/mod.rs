@@ -336,15 +336,16 @@ impl Backend for KubernetesBackend {
             "metadata": {"labels": {labels::ASSIGNED: "true", labels::SESSION_ID: session}},
             "spec": {"activeDeadlineSeconds": deadline},
         });
-        if let Err(e) = bounded(self.inner.jobs.patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(&job_patch),
-        ))
-        .await
-        {
-            tracing::warn!(job = %name, error = %e, "cannot relabel the Job (the pod is claimed)");
-        }
+        // Off the session's critical path: the claim is decided; the browser need not wait for bookkeeping.
+        let jobs = self.inner.jobs.clone();
+        let name = name.to_owned();
+        tokio::spawn(async move {
+            let patched =
+                bounded(jobs.patch(&name, &PatchParams::default(), &Patch::Merge(&job_patch))).await;
+            if let Err(e) = patched {
+                tracing::warn!(job = %name, error = %e, "cannot relabel the Job (the pod is claimed)");
+            }
+        });
         Ok(())
     }
 
