@@ -245,17 +245,7 @@ impl Backend for LocalBackend {
 
     async fn activity(&self, name: &str) -> Result<ActivityBody, BackendError> {
         let port = self.port(name)?;
-        let unavailable = |e: reqwest::Error| BackendError::Unavailable(format!("pod {name}: {e}"));
-        self.inner
-            .http
-            .get(format!("http://127.0.0.1:{port}/activity"))
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(unavailable)?
-            .json()
-            .await
-            .map_err(unavailable)
+        super::fetch_activity(&self.inner.http, name, &format!("127.0.0.1:{port}")).await
     }
 
     fn websocket_url(&self, name: &str, _session: &str) -> Option<String> {

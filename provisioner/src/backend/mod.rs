@@ -100,5 +100,22 @@ pub trait Backend: Send + Sync + 'static {
     fn shutdown(&self) -> impl Future<Output = ()> + Send;
 }
 
+/// Asks the pod at `address` (`host:port`) for its `/activity` report: the one HTTP call both real backends make.
+pub async fn fetch_activity(
+    http: &reqwest::Client,
+    name: &str,
+    address: &str,
+) -> Result<ActivityBody, BackendError> {
+    let unavailable = |e: reqwest::Error| BackendError::Unavailable(format!("pod {name}: {e}"));
+    http.get(format!("http://{address}/activity"))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(unavailable)?
+        .json()
+        .await
+        .map_err(unavailable)
+}
+
 #[cfg(test)]
 pub mod fake;

@@ -355,17 +355,7 @@ impl Backend for KubernetesBackend {
             .ok_or_else(|| BackendError::NotFound(name.to_owned()))?;
         let address = pods::address(&pod, self.inner.settings.pod.port)
             .ok_or_else(|| BackendError::Unavailable(format!("pod {name} has no IP yet")))?;
-        let unavailable = |e: reqwest::Error| BackendError::Unavailable(format!("pod {name}: {e}"));
-        self.inner
-            .http
-            .get(format!("http://{address}/activity"))
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(unavailable)?
-            .json()
-            .await
-            .map_err(unavailable)
+        super::fetch_activity(&self.inner.http, name, &address).await
     }
 
     fn websocket_url(&self, name: &str, session: &str) -> Option<String> {
