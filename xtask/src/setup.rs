@@ -9,7 +9,8 @@
 //!   binaryen 108 rejects or breaks the bulk-memory and reference-types code of rustup's prebuilt std). The
 //!   sources come from `rustup component add rust-src` (with a timeout, since rustup's servers may be out of
 //!   reach); failing that, from Debian's `rustc-web` + `rust-web-src`, linked as the rustup toolchain
-//!   `debian-web`;
+//!   `debian-web`. The same build drops what the page never needs at run time: source locations
+//!   (`-Zlocation-detail=none`) and, where the compiler has it, panic machinery (`-Cpanic=immediate-abort`);
 //! - `wasm-bindgen-cli` at exactly the version in `Cargo.lock`, and `trunk`, with `cargo install`;
 //! - `wasm-opt` (binaryen), Chromium and ChromeDriver from the system's package manager (apt);
 //! - actionlint with `go install` (the Go toolchain is on the build machines).
@@ -27,24 +28,57 @@ pub const TRUNK_VERSION: &str = "0.21.14";
 /// How long to give `rustup target add` before deciding its servers are out of reach.
 const RUSTUP_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// Which compiler builds the wasm (std always from source).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WasmToolchain {
+/// Where the WASM standard library's sources (and the compiler that builds them) come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StdSource {
     /// The default rustup toolchain with its `rust-src` component.
     Rustup,
     /// Debian's rustc-web with rust-web-src, linked as the rustup toolchain `debian-web`.
     DebianWeb,
 }
 
+/// The compiler that builds the page's wasm (std always from source) and what it can do for size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WasmToolchain {
+    source: StdSource,
+    /// `-Cpanic=immediate-abort` (Rust 1.92 and later): a panic traps at once, so neither std's panic machinery
+    /// nor the messages and formatting code behind every `unwrap` and bounds check are linked.
+    immediate_abort: bool,
+}
+
 impl WasmToolchain {
+    fn new(source: StdSource) -> Self {
+        let mut probe = Command::new("rustc");
+        probe
+            .args(["-Zunstable-options", "-Cpanic=immediate-abort", "--print", "cfg"])
+            .args(["--target", "wasm32-unknown-unknown"])
+            .env("RUSTC_BOOTSTRAP", "1");
+        if source == StdSource::DebianWeb {
+            probe.env("RUSTUP_TOOLCHAIN", "debian-web");
+        }
+        let immediate_abort = output_of(&mut probe).is_some();
+        Self {
+            source,
+            immediate_abort,
+        }
+    }
+
     /// Environment variables a wasm build (cargo or trunk) needs with this toolchain.
-    pub fn env(&self) -> Vec<(&'static str, &'static str)> {
+    ///
+    /// The rustflags repeat `.cargo/config.toml`'s baseline CPU (this variable takes its place) and add the
+    /// size options: no source locations in the binary, and immediate-abort panics where the compiler has them.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let mut rustflags = "-C target-cpu=mvp -Zlocation-detail=none".to_owned();
+        if self.immediate_abort {
+            rustflags.push_str(" -Zunstable-options -Cpanic=immediate-abort");
+        }
         let mut env = vec![
-            ("RUSTC_BOOTSTRAP", "1"),
-            ("CARGO_UNSTABLE_BUILD_STD", "std,panic_abort"),
+            ("RUSTC_BOOTSTRAP", "1".to_owned()),
+            ("CARGO_UNSTABLE_BUILD_STD", "std,panic_abort".to_owned()),
+            ("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS", rustflags),
         ];
-        if *self == WasmToolchain::DebianWeb {
-            env.push(("RUSTUP_TOOLCHAIN", "debian-web"));
+        if self.source == StdSource::DebianWeb {
+            env.push(("RUSTUP_TOOLCHAIN", "debian-web".to_owned()));
         }
         env
     }
@@ -148,7 +182,7 @@ fn ensure_wasm_toolchain() -> anyhow::Result<WasmToolchain> {
         })
     };
     if rust_src() {
-        return Ok(WasmToolchain::Rustup);
+        return Ok(WasmToolchain::new(StdSource::Rustup));
     }
     let debian_linked = || {
         output_of(Command::new("rustup").args(["toolchain", "list"]))
@@ -156,7 +190,7 @@ fn ensure_wasm_toolchain() -> anyhow::Result<WasmToolchain> {
     };
     let debian_src = || Path::new("/usr/lib/rustlib/src/rust/library/std").is_dir();
     if debian_linked() && debian_src() {
-        return Ok(WasmToolchain::DebianWeb);
+        return Ok(WasmToolchain::new(StdSource::DebianWeb));
     }
     eprintln!("xtask: adding rust-src with rustup (timeout {RUSTUP_TIMEOUT:?})");
     if run_with_timeout(
@@ -164,7 +198,7 @@ fn ensure_wasm_toolchain() -> anyhow::Result<WasmToolchain> {
         RUSTUP_TIMEOUT,
     ) && rust_src()
     {
-        return Ok(WasmToolchain::Rustup);
+        return Ok(WasmToolchain::new(StdSource::Rustup));
     }
     eprintln!(
         "xtask: rustup cannot download rust-src here; using Debian's rustc-web and rust-web-src instead"
@@ -176,7 +210,7 @@ fn ensure_wasm_toolchain() -> anyhow::Result<WasmToolchain> {
     if !debian_src() {
         bail!("Debian's rust-web-src did not provide /usr/lib/rustlib/src/rust/library/std");
     }
-    Ok(WasmToolchain::DebianWeb)
+    Ok(WasmToolchain::new(StdSource::DebianWeb))
 }
 
 /// Runs a command, killing it after `timeout`; true if it finished successfully in time.
