@@ -5,13 +5,16 @@
 //! - [`stats`]: statistics over a window;
 //! - [`chart`]: the chart's layout and drawing, generic over the plotters backend;
 //! - [`session`]: the session state machine, failure sentences, the kill button's rules;
-//! - [`config`]: where the provisioner is.
+//! - [`config`]: where the provisioner is;
+//! - [`benchmark`]: the chart's benchmark workload (native and in the browser).
 //!
 //! Browser edges: [`api`] (fetch), [`driver`] (WebSocket and the async loops), [`browser`] (clock, download,
-//! theme), and the Leptos [`components`].
+//! theme), [`canvas`] (the chart's plotters backend), and the Leptos [`components`].
 
 pub mod api;
+pub mod benchmark;
 pub mod browser;
+pub mod canvas;
 pub mod chart;
 pub mod components;
 pub mod config;

@@ -4,8 +4,8 @@
 use std::io::Write;
 use std::time::Instant;
 
+use app::benchmark::hour_of_pings;
 use app::chart::{LIGHT, Layout, draw};
-use app::samples::{History, Sample};
 use plotters::prelude::*;
 
 use crate::{Paths, Row};
@@ -39,17 +39,7 @@ pub fn run(paths: &Paths) -> anyhow::Result<Vec<Row>> {
             against: "original React + Recharts: 162 KB gzipped; target < 100 KB".into(),
         });
     }
-    let mut history = History::default();
-    for i in 0..SAMPLES {
-        let wobble = ((i * 7919) % 100) as f64 / 50.0;
-        history.push(Sample {
-            seq: i as u64,
-            sent_at: i as f64 * 1000.0,
-            rtt: (i % 97 != 0).then_some(1.0 + wobble),
-            pod: "session-bench".into(),
-        });
-    }
-    let now = SAMPLES as f64 * 1000.0;
+    let (history, now) = hour_of_pings(SAMPLES);
     let started = Instant::now();
     let mut bytes = 0;
     for _ in 0..REDRAWS {

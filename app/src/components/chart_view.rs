@@ -4,9 +4,9 @@
 use leptos::html::Canvas;
 use leptos::prelude::*;
 use plotters::prelude::IntoDrawingArea;
-use plotters_canvas::CanvasBackend;
 
 use crate::browser;
+use crate::canvas::BatchedCanvas;
 use crate::chart::{DARK, LIGHT, Layout, draw};
 use crate::driver::Demo;
 
@@ -40,7 +40,7 @@ pub fn ChartView(demo: Demo, window_s: RwSignal<u32>, dark: RwSignal<bool>) -> i
             element.set_width(width);
             element.set_height(height);
         }
-        if let Some(backend) = CanvasBackend::with_canvas_object(element.clone()) {
+        if let Some(backend) = BatchedCanvas::new(element.clone()) {
             let _ = draw(&backend.into_drawing_area(), &layout, &palette, scale);
         }
         let elapsed = browser::now() - started;

@@ -1,0 +1,67 @@
+//! The chart's benchmark workload: an hour of one-per-second pings, drawn by the page's own code. The native
+//! benchmark (`cargo xtask bench page`) draws it into plotters' SVG backend; the browser test calls
+//! [`bench_chart_draw`] (exported to JavaScript) to time the same layout and drawing on a real canvas.
+
+use crate::samples::{History, Sample};
+
+/// `samples` pings one second apart (RTTs between 1 and 3 ms, every 97th lost), and the page-clock time just
+/// after the last one.
+pub fn hour_of_pings(samples: usize) -> (History, f64) {
+    let mut history = History::default();
+    for i in 0..samples {
+        let wobble = ((i * 7919) % 100) as f64 / 50.0;
+        history.push(Sample {
+            seq: i as u64,
+            sent_at: i as f64 * 1000.0,
+            rtt: (i % 97 != 0).then_some(1.0 + wobble),
+            pod: "session-bench".into(),
+        });
+    }
+    (history, samples as f64 * 1000.0)
+}
+
+/// Lays out and draws [`hour_of_pings`]`(samples)` over a one-hour window `redraws` times on a detached canvas
+/// the size of the page's chart (device pixels) and returns the median milliseconds per redraw, measured with
+/// `performance.now()` (the page keeps pinging meanwhile, hence the median); a negative value when there is no
+/// document to draw in.
+#[cfg(target_arch = "wasm32")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn bench_chart_draw(samples: u32, redraws: u32) -> f64 {
+    use plotters::prelude::IntoDrawingArea;
+    use wasm_bindgen::JsCast;
+
+    use crate::browser;
+    use crate::chart::{LIGHT, Layout, draw};
+
+    let Some(document) = web_sys::window().and_then(|w| w.document()) else {
+        return -1.0;
+    };
+    let Some(canvas) = document
+        .create_element("canvas")
+        .ok()
+        .and_then(|e| e.dyn_into::<web_sys::HtmlCanvasElement>().ok())
+    else {
+        return -1.0;
+    };
+    let scale = browser::device_pixel_ratio();
+    let (width, height) = document
+        .get_element_by_id("chart")
+        .map_or((1200, 340), |chart| (chart.client_width(), chart.client_height()));
+    canvas.set_width((f64::from(width.max(1)) * scale).round() as u32);
+    canvas.set_height((f64::from(height.max(1)) * scale).round() as u32);
+    let (history, now) = hour_of_pings(samples as usize);
+    let mut times = Vec::new();
+    for _ in 0..redraws.max(1) {
+        let started = browser::now();
+        let layout = Layout::compute(&history, now, 3_600_000.0);
+        let Some(backend) = crate::canvas::BatchedCanvas::new(canvas.clone()) else {
+            return -1.0;
+        };
+        if draw(&backend.into_drawing_area(), &layout, &LIGHT, scale).is_err() {
+            return -1.0;
+        }
+        times.push(browser::now() - started);
+    }
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
