@@ -11,6 +11,7 @@ use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::procs::{Service, us};
 use crate::{Paths, Row};
@@ -70,10 +71,13 @@ async fn tcp_client(address: String, rounds: usize) -> anyhow::Result<Histogram<
 }
 
 async fn ws_client(address: String, rounds: usize) -> anyhow::Result<Histogram<u64>> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{address}/ws")).await?;
-    if let tokio_tungstenite::MaybeTlsStream::Plain(stream) = ws.get_ref() {
-        stream.set_nodelay(true)?;
-    }
+    // tungstenite zero-fills its whole read buffer before every read: with the default 128 KiB that memset was a
+    // quarter of this benchmark's CPU (perf), a cost of the client harness, not of the server. The server reads
+    // into 2 KiB; the client gets 4 KiB (a pong is under 200 bytes), like the raw TCP client's small buffer.
+    let config = WebSocketConfig::default().read_buffer_size(4096);
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async_with_config(format!("ws://{address}/ws"), Some(config), true)
+            .await?;
     ws.next().await.context("no hello")??;
     let mut hist = histogram();
     for round in 0..WARMUP + rounds {
