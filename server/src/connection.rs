@@ -65,6 +65,9 @@ impl Connection {
         }
         let idle = tokio::time::sleep(self.idle_timeout);
         tokio::pin!(idle);
+        // Registered once: a fresh `cancelled()` per message would lock the token's waiter list twice per ping.
+        let shutdown = self.shutdown.cancelled();
+        tokio::pin!(shutdown);
         loop {
             let step = tokio::select! {
                 // Frames first: a ping that is already here is answered before anything else happens.
@@ -73,7 +76,7 @@ impl Connection {
                     idle.as_mut().reset(Instant::now() + self.idle_timeout);
                     self.handle(&mut socket, received).await
                 }
-                () = self.shutdown.cancelled() => return self.leave(socket).await,
+                () = &mut shutdown => return self.leave(socket).await,
                 () = &mut idle => {
                     goodbye(socket, GoodbyeReason::Idle, CLOSE_NORMAL, "idle").await;
                     return;

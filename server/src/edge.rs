@@ -22,11 +22,12 @@ use common::signing::{SigningError, SigningKey};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, protocol::frame::coding::CloseCode};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::routes::{AppState, Refusal, check_origin, error};
+use crate::routes::{AppState, HARD_MESSAGE_CEILING, READ_BUFFER_BYTES, Refusal, check_origin, error};
 
 /// How long the edge waits for a session pod to accept the upstream WebSocket.
 const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -102,6 +103,9 @@ pub async fn session_websocket(
     tracing::info!(session = %session_id, pod = %claims.pod, "routing session");
     let draining = state.draining().clone();
     upgrade
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .max_message_size(HARD_MESSAGE_CEILING)
+        .max_frame_size(HARD_MESSAGE_CEILING)
         .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
         .on_upgrade(move |browser| async move {
             // Held for the life of the relay: a connection slot, and shutdown waits for it.
@@ -127,7 +131,14 @@ fn verify(key: &SigningKey, token: &str, session_id: &str) -> Result<common::sig
 
 async fn connect_upstream(addr: &str) -> anyhow::Result<Upstream> {
     let url = format!("ws://{addr}/ws");
-    let (upstream, _) = tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, tokio_tungstenite::connect_async(url))
+    // Small reads, as on the browser side: tungstenite zero-fills its whole read buffer before every read, and
+    // its 128 KiB default cost both memory per relayed session and CPU per frame.
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .max_message_size(Some(HARD_MESSAGE_CEILING))
+        .max_frame_size(Some(HARD_MESSAGE_CEILING));
+    let connect = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
+    let (upstream, _) = tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, connect)
         .await
         .map_err(|_| anyhow::anyhow!("timed out after {UPSTREAM_CONNECT_TIMEOUT:?}"))??;
     Ok(upstream)
@@ -137,9 +148,12 @@ async fn connect_upstream(addr: &str) -> anyhow::Result<Upstream> {
 async fn relay(browser: WebSocket, upstream: Upstream, draining: CancellationToken) {
     let (mut to_browser, mut from_browser) = browser.split();
     let (mut to_pod, mut from_pod) = upstream.split();
+    // Registered once, not per frame (each registration locks the token shared by every connection).
+    let drained = draining.cancelled();
+    tokio::pin!(drained);
     loop {
         tokio::select! {
-            () = draining.cancelled() => {
+            () = &mut drained => {
                 let _ = to_browser.send(close(CloseCode::Away.into(), "edge shutting down")).await;
                 let _ = to_pod.close().await;
                 return;

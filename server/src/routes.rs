@@ -33,11 +33,11 @@ use crate::identity::Identity;
 /// Read buffer of each WebSocket. tungstenite's default (128 KiB) would make an idle connection cost more than
 /// 100 KiB; a message is at most 1 KiB, so 2 KiB reads any of them at once (measured: 7.1 KiB per idle
 /// connection in all, against 10.5 KiB with 4 KiB; see BENCHMARKS.md).
-const READ_BUFFER_BYTES: usize = 2 * 1024;
+pub(crate) const READ_BUFFER_BYTES: usize = 2 * 1024;
 
 /// Hard ceiling on what tungstenite buffers for one message. Messages between the protocol limit and this one
 /// get a clean close 1009 from [`crate::handler`]; anything beyond is cut off by tungstenite itself.
-const HARD_MESSAGE_CEILING: usize = 64 * 1024;
+pub(crate) const HARD_MESSAGE_CEILING: usize = 64 * 1024;
 
 /// State shared by every request.
 pub struct AppState {
