@@ -66,13 +66,7 @@ pub async fn session_websocket(
     };
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
-        Err(rejection) => {
-            return error(
-                rejection.status(),
-                "websocket_upgrade_required",
-                &rejection.body_text(),
-            );
-        }
+        Err(rejection) => return Refusal::from(rejection).into_response(),
     };
     let Some(token) = query.token else {
         return error(

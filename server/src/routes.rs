@@ -163,6 +163,18 @@ impl Refusal {
     }
 }
 
+impl From<WebSocketUpgradeRejection> for Refusal {
+    /// A request to a WebSocket route that is not a valid upgrade: the rejection's status and reason, in the
+    /// JSON error body every refusal has.
+    fn from(rejection: WebSocketUpgradeRejection) -> Self {
+        Self::new(
+            rejection.status(),
+            "websocket_upgrade_required",
+            rejection.body_text(),
+        )
+    }
+}
+
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         if self.retry_after {
@@ -198,13 +210,7 @@ async fn websocket(
     }
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
-        Err(rejection) => {
-            return error(
-                rejection.status(),
-                "websocket_upgrade_required",
-                &rejection.body_text(),
-            );
-        }
+        Err(rejection) => return Refusal::from(rejection).into_response(),
     };
     let admission = match state.admit() {
         Ok(admission) => admission,
@@ -307,6 +313,19 @@ mod tests {
         let status = response.status();
         let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
         (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn plain_requests_to_websocket_routes_get_a_json_refusal() {
+        let config = Config::parse_from(["server", "--pod-name", "edge-0"]);
+        let key = SigningKey::new(vec![7; 32]).unwrap();
+        let state = AppState::new(&config, Some(key), CancellationToken::new(), TaskTracker::new());
+        let app = router(Arc::new(state));
+        for uri in ["/ws", "/ws/session/s1?token=anything"] {
+            let (status, body) = get(app.clone(), uri).await;
+            assert!(status.is_client_error(), "{uri}: {status}");
+            assert_eq!(body["error"], "websocket_upgrade_required", "{uri}: {body}");
+        }
     }
 
     #[tokio::test]
