@@ -27,6 +27,21 @@ pub struct Row {
     pub against: String,
 }
 
+impl Row {
+    /// "`what`: p50 / p99 ms" of a latency histogram in nanoseconds.
+    pub fn latency_ms(what: String, hist: &hdrhistogram::Histogram<u64>, against: &str) -> Self {
+        Self {
+            what: format!("{what}: p50 / p99 ms"),
+            value: format!(
+                "{} / {}",
+                provision::ms(hist.value_at_quantile(0.5)),
+                provision::ms(hist.value_at_quantile(0.99))
+            ),
+            against: against.into(),
+        }
+    }
+}
+
 /// Where the release binaries and the built site are (set by `cargo xtask bench`).
 pub struct Paths {
     /// Directory with `server` and `provisioner`.

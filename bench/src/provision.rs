@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use common::api::{CreateSessionResponse, PoolStatus};
+use common::api::CreateSessionResponse;
 
 use crate::ping::histogram;
 use crate::procs::Service;
@@ -40,18 +40,13 @@ async fn start(paths: &Paths, warm: &str, max_sessions: &str) -> anyhow::Result<
 }
 
 async fn wait_warm(http: &reqwest::Client, base: &str, warm: u32) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let pool: PoolStatus = http.get(format!("{base}/pool")).send().await?.json().await?;
-        if pool.warm >= warm {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the pool never reached {warm} warm pods"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let what = format!("{warm} warm pods");
+    let every = Duration::from_millis(10);
+    testkit::pool::until(http, base, Duration::from_secs(30), every, &what, |pool| {
+        pool.warm >= warm
+    })
+    .await?;
+    Ok(())
 }
 
 /// Creates and deletes sessions, timing each creation; waits for `warm` pods before each.
@@ -111,24 +106,16 @@ pub async fn run(paths: &Paths) -> anyhow::Result<Vec<Row>> {
     }
     let rate = f64::from(created) / started.elapsed().as_secs_f64();
     Ok(vec![
-        Row {
-            what: format!("POST /session, warm pool ({WARM_ROUNDS}×): p50 / p99 ms"),
-            value: format!(
-                "{} / {}",
-                ms(warm_hist.value_at_quantile(0.5)),
-                ms(warm_hist.value_at_quantile(0.99))
-            ),
-            against: "target p99 < 50 ms".into(),
-        },
-        Row {
-            what: format!("POST /session, cold start ({COLD_ROUNDS}×): p50 / p99 ms"),
-            value: format!(
-                "{} / {}",
-                ms(cold_hist.value_at_quantile(0.5)),
-                ms(cold_hist.value_at_quantile(0.99))
-            ),
-            against: "a process start plus readiness".into(),
-        },
+        Row::latency_ms(
+            format!("POST /session, warm pool ({WARM_ROUNDS}×)"),
+            &warm_hist,
+            "target p99 < 50 ms",
+        ),
+        Row::latency_ms(
+            format!("POST /session, cold start ({COLD_ROUNDS}×)"),
+            &cold_hist,
+            "a process start plus readiness",
+        ),
         Row {
             what: "sessions/s from 0 to the cap of 20 (warm 2, then cold)".into(),
             value: format!("{rate:.1} ({created} sessions)"),

@@ -7,7 +7,7 @@
 use std::ffi::OsStr;
 
 use crate::procs::Service;
-use crate::provision::{ms, rounds};
+use crate::provision::rounds;
 use crate::{Paths, Row};
 
 const NAMESPACE: &str = "bench";
@@ -59,23 +59,15 @@ pub async fn run(paths: &Paths) -> anyhow::Result<Vec<Row>> {
     let cold_hist = rounds(&cold, COLD_ROUNDS, 0).await?;
     drop(cold);
     Ok(vec![
-        Row {
-            what: format!("Kubernetes: POST /session, warm pool ({WARM_ROUNDS}×): p50 / p99 ms"),
-            value: format!(
-                "{} / {}",
-                ms(warm_hist.value_at_quantile(0.5)),
-                ms(warm_hist.value_at_quantile(0.99))
-            ),
-            against: "target p99 < 50 ms (a claim is one conditional PATCH)".into(),
-        },
-        Row {
-            what: format!("Kubernetes: POST /session, empty pool ({COLD_ROUNDS}×): p50 / p99 ms"),
-            value: format!(
-                "{} / {}",
-                ms(cold_hist.value_at_quantile(0.5)),
-                ms(cold_hist.value_at_quantile(0.99))
-            ),
-            against: "Job → Pod → scheduled → Ready on kwok (no image pull)".into(),
-        },
+        Row::latency_ms(
+            format!("Kubernetes: POST /session, warm pool ({WARM_ROUNDS}×)"),
+            &warm_hist,
+            "target p99 < 50 ms (a claim is one conditional PATCH)",
+        ),
+        Row::latency_ms(
+            format!("Kubernetes: POST /session, empty pool ({COLD_ROUNDS}×)"),
+            &cold_hist,
+            "Job → Pod → scheduled → Ready on kwok (no image pull)",
+        ),
     ])
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use common::api::{CreateSessionResponse, PoolStatus, SessionState, SessionStatus};
+use common::api::{CreateSessionResponse, SessionState, SessionStatus};
 use common::protocol::{ClientMessage, ServerMessage};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
@@ -159,15 +159,13 @@ pub async fn run(
 
 /// Waits until the pool is back to its warm target with nothing assigned or starting.
 async fn settle(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let pool: PoolStatus = http.get(format!("{base}/pool")).send().await?.json().await?;
-        if pool.warm == WARM && pool.assigned == 0 && pool.starting == 0 {
-            return Ok(());
-        }
-        anyhow::ensure!(Instant::now() < deadline, "the pool did not settle: {pool:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let what = "the pool back to its warm target with nothing assigned or starting";
+    let every = Duration::from_millis(100);
+    testkit::pool::until(http, base, Duration::from_secs(60), every, what, |pool| {
+        pool.warm == WARM && pool.assigned == 0 && pool.starting == 0
+    })
+    .await?;
+    Ok(())
 }
 
 /// One visitor: ping its pod at 5 Hz; after a kill, find the replacement and reconnect.

@@ -30,6 +30,22 @@ const NAMESPACE: &str = "showcase";
 const RELEASE: &str = "demo";
 const EDGE: &str = "wss://edge.test";
 
+/// Objects of the pool (pods or Jobs) that are not being deleted.
+async fn live_pool_objects<K>(api: &Api<K>) -> Vec<K>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let listed = api
+        .list(&ListParams::default().labels(&labels::pool_selector()))
+        .await
+        .unwrap();
+    listed
+        .items
+        .into_iter()
+        .filter(|object| object.meta().deletion_timestamp.is_none())
+        .collect()
+}
+
 /// A cluster with the namespace and the chart's provisioner RBAC, and a client acting as that account.
 struct Env {
     cluster: Cluster,
@@ -92,30 +108,12 @@ impl Env {
 
     /// Live (not deleting) pods of the pool, by the admin's reading of the cluster.
     async fn pool_pods(&self) -> Vec<Pod> {
-        let listed = self
-            .pods()
-            .list(&ListParams::default().labels(&labels::pool_selector()))
-            .await
-            .unwrap();
-        listed
-            .items
-            .into_iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .collect()
+        live_pool_objects(&self.pods()).await
     }
 
     /// Jobs of the pool that are not being deleted.
     async fn pool_jobs(&self) -> Vec<Job> {
-        let listed = self
-            .jobs()
-            .list(&ListParams::default().labels(&labels::pool_selector()))
-            .await
-            .unwrap();
-        listed
-            .items
-            .into_iter()
-            .filter(|j| j.metadata.deletion_timestamp.is_none())
-            .collect()
+        live_pool_objects(&self.jobs()).await
     }
 
     /// The live pods labelled for `session`.
@@ -426,12 +424,7 @@ async fn the_binary_runs_in_cluster_mode_and_a_crashed_pod_is_replaced_and_colle
     let (mut child, address) = support::spawn_listening(command, "provisioner listening").await;
     let http = reqwest::Client::new();
     let url = |path: &str| format!("http://{address}{path}");
-    env.until("a warm pod", async |_| {
-        let pool: common::api::PoolStatus =
-            http.get(url("/pool")).send().await.unwrap().json().await.unwrap();
-        pool.warm == 1
-    })
-    .await;
+    support::until_pool(&http, &url(""), "a warm pod", |pool| pool.warm == 1).await;
     let response = http.post(url("/session")).send().await.unwrap();
     assert_eq!(response.status(), 201);
     let session: CreateSessionResponse = response.json().await.unwrap();
@@ -509,9 +502,7 @@ async fn a_provisioner_killed_mid_assignment_leaves_no_pod_twice_assigned_and_or
     };
     let (mut first, address) = spawn(&["--warm-pool-size", "3"]).await;
     let http = reqwest::Client::new();
-    let pool_url = format!("http://{address}/pool");
-    env.until("three warm pods", async |_| {
-        let pool: common::api::PoolStatus = http.get(&pool_url).send().await.unwrap().json().await.unwrap();
+    support::until_pool(&http, &format!("http://{address}"), "three warm pods", |pool| {
         pool.warm == 3
     })
     .await;

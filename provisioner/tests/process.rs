@@ -18,19 +18,10 @@ async fn start() -> (Child, String, Vec<u32>) {
         .arg(server_bin());
     let (child, address) = support::spawn_listening(command, "provisioner listening").await;
     let http = reqwest::Client::new();
-    let pool_url = format!("http://{address}/pool");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let pool: common::api::PoolStatus = http.get(&pool_url).send().await.unwrap().json().await.unwrap();
-        if pool.warm == 2 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "pool never filled: {pool:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    support::until_pool(&http, &format!("http://{address}"), "a full pool", |pool| {
+        pool.warm == 2
+    })
+    .await;
     let pods = children_of(child.id().unwrap());
     assert_eq!(pods.len(), 2, "expected two pod processes, found {pods:?}");
     (child, address, pods)

@@ -174,21 +174,9 @@ impl<B: provisioner::backend::Backend + Clone> TestProvisioner<B> {
             .unwrap()
     }
 
-    /// Waits until `GET /pool` satisfies `condition` (the pool changes on its own; this polls the API as a
-    /// browser would, bounded by [`WAIT`]).
+    /// Waits until `GET /pool` satisfies `condition` (polled every 20 ms, bounded by [`WAIT`]).
     pub async fn until_pool(&self, what: &str, condition: impl Fn(&common::api::PoolStatus) -> bool) {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let pool = self.pool().await;
-            if condition(&pool) {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {what}: {pool:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        until_pool(&self.http, &self.url(""), what, condition).await;
     }
 
     pub async fn create(&self) -> reqwest::Response {
@@ -330,4 +318,17 @@ pub fn alive(pid: u32) -> bool {
                 .map(|(_, rest)| rest.split_whitespace().next() != Some("Z"))
         })
         .unwrap_or(false)
+}
+
+/// Waits until the provisioner at `base` answers `GET /pool` with a status satisfying `condition` (polled every
+/// 20 ms, bounded by [`WAIT`]); returns it.
+pub async fn until_pool(
+    http: &reqwest::Client,
+    base: &str,
+    what: &str,
+    condition: impl Fn(&common::api::PoolStatus) -> bool,
+) -> common::api::PoolStatus {
+    testkit::pool::until(http, base, WAIT, Duration::from_millis(20), what, condition)
+        .await
+        .unwrap()
 }
