@@ -93,7 +93,22 @@ async fn start_provisioner() -> (Child, String) {
     (child, format!("http://{address}/"))
 }
 
-async fn start_browser() -> (Child, Client) {
+/// chromedriver and the Chromium it starts, in a process group of their own: dropping this kills the whole group,
+/// so a failing test (a panic) leaves no browser behind; killing chromedriver alone orphans Chromium.
+struct Browser {
+    driver: Child,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(pid) = self.driver.id() {
+            let group = nix::unistd::Pid::from_raw(pid as i32);
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+async fn start_browser() -> (Browser, Client) {
     // Several rustls back-ends are compiled into the workspace; say which one this process uses.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let port = free_port();
@@ -101,9 +116,11 @@ async fn start_browser() -> (Child, Client) {
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .expect("chromedriver on PATH (cargo xtask setup installs it)");
+    let driver = Browser { driver };
     let profile = std::env::temp_dir().join(format!("e2e-chromium-{}", std::process::id()));
     let mut options = serde_json::json!({
         "args": [
