@@ -106,6 +106,18 @@ impl Env {
         Api::namespaced(self.cluster.admin.clone(), NAMESPACE)
     }
 
+    /// The real provisioner binary in cluster mode as the chart's account (its kubeconfig), with the test key,
+    /// on a free loopback port, resyncing every 500 ms; callers add their own flags.
+    fn provisioner_binary(&self) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_provisioner"));
+        command
+            .env("KUBECONFIG", &self.provisioner_kubeconfig)
+            .env("SIGNING_KEY", SIGNING_KEY)
+            .args(["--backend", "kubernetes", "--bind", "127.0.0.1", "--port", "0"])
+            .args(["--edge-url", EDGE, "--resync-interval", "500ms"]);
+        command
+    }
+
     /// Live (not deleting) pods of the pool, by the admin's reading of the cluster.
     async fn pool_pods(&self) -> Vec<Pod> {
         live_pool_objects(&self.pods()).await
@@ -407,19 +419,9 @@ async fn two_replicas_racing_fifty_sessions_never_share_a_pod() {
 #[tokio::test]
 async fn the_binary_runs_in_cluster_mode_and_a_crashed_pod_is_replaced_and_collected() {
     let env = Env::start().await;
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_provisioner"));
+    let mut command = env.provisioner_binary();
     command
-        .env("KUBECONFIG", &env.provisioner_kubeconfig)
-        .env("SIGNING_KEY", SIGNING_KEY)
-        .args(["--backend", "kubernetes", "--bind", "127.0.0.1", "--port", "0"])
-        .args([
-            "--edge-url",
-            EDGE,
-            "--warm-pool-size",
-            "1",
-            "--resync-interval",
-            "500ms",
-        ])
+        .args(["--warm-pool-size", "1"])
         .args(["--session-ttl-after-finished", "1s"]);
     let (mut child, address) = support::spawn_listening(command, "provisioner listening").await;
     let http = reqwest::Client::new();
@@ -476,19 +478,9 @@ async fn the_binary_runs_in_cluster_mode_and_a_crashed_pod_is_replaced_and_colle
 async fn a_provisioner_killed_mid_assignment_leaves_no_pod_twice_assigned_and_orphans_are_collected() {
     let env = Env::start().await;
     let spawn = |extra: &'static [&'static str]| {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_provisioner"));
+        let mut command = env.provisioner_binary();
         command
-            .env("KUBECONFIG", &env.provisioner_kubeconfig)
-            .env("SIGNING_KEY", SIGNING_KEY)
-            .args(["--backend", "kubernetes", "--bind", "127.0.0.1", "--port", "0"])
-            .args([
-                "--edge-url",
-                EDGE,
-                "--resync-interval",
-                "500ms",
-                "--max-sessions",
-                "30",
-            ])
+            .args(["--max-sessions", "30"])
             .args([
                 "--sessions-per-minute",
                 "1000",
