@@ -16,7 +16,10 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-use crate::process;
+use crate::{disk, process};
+
+/// Free space a cold build needs for Go's module and build caches and the binaries (measured: 6.5 GiB).
+const BUILD_SPACE: u64 = 8 * disk::GIB;
 
 /// Kubernetes release of the test control plane (k8s-openapi's `v1_36` feature matches it).
 pub const KUBERNETES: &str = "v1.36.3";
@@ -71,6 +74,7 @@ pub fn ensure_binaries() -> anyhow::Result<PathBuf> {
     if output(Command::new("go").arg("version")).is_err() {
         bail!("the Go toolchain is needed to build the Kubernetes test binaries (install Go 1.26)");
     }
+    disk::ensure_free(&cache, BUILD_SPACE, "building the Kubernetes test binaries")?;
     std::fs::create_dir_all(&bin)?;
     build_kubernetes(&cache, &bin)?;
     build_etcd(&cache, &bin)?;

@@ -11,6 +11,7 @@
 mod bench;
 mod cluster;
 mod demo;
+mod disk;
 mod process;
 mod setup;
 mod site;

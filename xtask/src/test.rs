@@ -12,7 +12,7 @@ use std::process::Stdio;
 use anyhow::{Context, bail};
 
 use crate::process::{self, cargo};
-use crate::{cluster, setup, site};
+use crate::{cluster, disk, setup, site};
 
 /// Flags of `cargo xtask test`.
 #[derive(clap::Args)]
@@ -22,7 +22,12 @@ pub struct Args {
     pub no_lint: bool,
 }
 
+/// Free space a whole run needs in `target/` (measured from a fresh clone: 4.5 GiB).
+const TARGET_SPACE: u64 = 6 * disk::GIB;
+
 pub fn run(args: &Args) -> anyhow::Result<()> {
+    let target = process::workspace_root().join("target");
+    disk::ensure_room_to_grow(&target, TARGET_SPACE, disk::GIB, "`cargo xtask test`")?;
     let wasm = setup::ensure_all()?;
     let k8s_bin = cluster::ensure_binaries()?;
     if !args.no_lint {
