@@ -45,16 +45,23 @@ pub fn Controls(demo: Demo, window_s: RwSignal<u32>, dark: RwSignal<bool>) -> im
                 <select
                     id="rate"
                     on:change=move |ev| {
-                        if let Ok(rate) = event_target_value(&ev).parse::<f64>() {
-                            demo.rate_hz.set(rate);
+                        // Options carry their index: parsing a float here would link a float parser (and its
+                        // 10 KB table) into the page for five known numbers.
+                        if let Some(rate) = event_target_value(&ev)
+                            .parse::<usize>()
+                            .ok()
+                            .and_then(|index| RATES.get(index))
+                        {
+                            demo.rate_hz.set(*rate);
                         }
                     }
                 >
                     {RATES
                         .iter()
-                        .map(|rate| {
+                        .enumerate()
+                        .map(|(index, rate)| {
                             view! {
-                                <option value=rate.to_string() selected=*rate == 1.0>
+                                <option value=index.to_string() selected=*rate == 1.0>
                                     {format!("{rate} Hz")}
                                 </option>
                             }
