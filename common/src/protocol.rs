@@ -171,9 +171,18 @@ impl ClientMessage {
     }
 
     /// Serializes this message to the JSON text of one frame.
+    ///
+    /// Written out rather than through serde_json's serializer, because the web page sends nothing else: its
+    /// float printer and that printer's table would otherwise be linked into the page for this one number.
+    /// `f64`'s `Display` prints the shortest decimal that reads back to the same value, never with an exponent,
+    /// which is valid JSON; a non-finite value becomes `null`, as serde_json writes it.
     pub fn to_json(&self) -> String {
-        // Serializing these plain structs cannot fail: no maps with non-string keys, no custom serializers.
-        serde_json::to_string(self).unwrap_or_default()
+        match self {
+            ClientMessage::Ping { seq, sent_at } if sent_at.is_finite() => {
+                format!(r#"{{"type":"ping","seq":{seq},"sent_at":{sent_at}}}"#)
+            }
+            ClientMessage::Ping { seq, .. } => format!(r#"{{"type":"ping","seq":{seq},"sent_at":null}}"#),
+        }
     }
 }
 
@@ -280,8 +289,31 @@ mod tests {
     }
 
     #[test]
+    fn ping_json_is_what_serde_would_write() {
+        let ping = ClientMessage::Ping { seq: 7, sent_at: 0.5 };
+        assert_eq!(ping.to_json(), r#"{"type":"ping","seq":7,"sent_at":0.5}"#);
+        assert_eq!(ping.to_json(), serde_json::to_string(&ping).unwrap());
+        for sent_at in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let ping = ClientMessage::Ping { seq: 1, sent_at };
+            assert_eq!(ping.to_json(), serde_json::to_string(&ping).unwrap());
+            assert_eq!(ping.to_json(), r#"{"type":"ping","seq":1,"sent_at":null}"#);
+        }
+    }
+
+    #[test]
     fn ping_round_trips_and_keeps_sent_at_exact() {
-        for sent_at in [0.0, 1234.5678, 0.1 + 0.2, 1.0e15 + 0.5, f64::MIN_POSITIVE] {
+        for sent_at in [
+            0.0,
+            1234.5678,
+            0.1 + 0.2,
+            98_765.432_1_f64.next_up(),
+            1.0e15 + 0.5,
+            1.0e300,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            5.0e-324,
+            -17.25,
+        ] {
             let ping = ClientMessage::Ping {
                 seq: u64::MAX,
                 sent_at,
