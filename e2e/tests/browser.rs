@@ -260,6 +260,22 @@ async fn live_latency_kill_and_recovery_in_chromium() {
         killed_at.elapsed()
     );
 
+    // The rate control: at 10 Hz, 20 more samples come within 5 s (at the default 1 Hz they would take 20 s).
+    client
+        .find(Locator::Css("#rate"))
+        .await
+        .unwrap()
+        .select_by_label("10 Hz")
+        .await
+        .unwrap();
+    let before_rate = received(&client).await;
+    let faster = Instant::now();
+    eventually(Duration::from_secs(5), "20 samples at 10 Hz", async || {
+        (received(&client).await >= before_rate + 20).then_some(())
+    })
+    .await;
+    println!("e2e: 20 samples at 10 Hz in {:?}", faster.elapsed());
+
     let draw_ms = client
         .execute("return window.__chartDrawMs", vec![])
         .await
