@@ -89,15 +89,18 @@ async fn expect<T: DeserializeOwned>(
 ) -> Result<T, Failure> {
     let response = response.map_err(|_| Failure::Unreachable)?;
     if response.status() == status {
-        return response
-            .json()
-            .await
-            .map_err(|e| Failure::Other(format!("unexpected answer: {e}")));
+        let text = response.text().await.map_err(|_| Failure::Unreachable)?;
+        return crate::json::parse(&text).map_err(|e| Failure::Other(format!("unexpected answer: {e}")));
     }
     let retry_after = response
         .headers()
         .get("retry-after")
         .and_then(|v| v.trim().parse().ok());
-    let message = response.json::<ErrorBody>().await.ok().map(|body| body.message);
+    let message = match response.text().await {
+        Ok(text) => crate::json::parse::<ErrorBody>(&text)
+            .ok()
+            .map(|body| body.message),
+        Err(_) => None,
+    };
     Err(Failure::from_http(Some(response.status()), retry_after, message))
 }

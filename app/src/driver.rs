@@ -261,7 +261,7 @@ impl Demo {
             let (pinger, pod_name, demo) = (pinger.clone(), pod_name.clone(), *self);
             async move {
                 while let Some(Ok(Message::Text(text))) = read.next().await {
-                    match ServerMessage::parse(&text) {
+                    match crate::json::parse::<ServerMessage>(&text) {
                         Ok(ServerMessage::Hello { pod, .. }) => {
                             let at = now();
                             let recovery_ms = demo.outage_since.get_value().map(|since| at - since);

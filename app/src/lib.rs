@@ -8,7 +8,7 @@
 //! - [`config`]: where the provisioner is;
 //! - [`benchmark`]: the chart's benchmark workload (native and in the browser).
 //!
-//! Browser edges: [`api`] (fetch), [`driver`] (WebSocket and the async loops), [`browser`] (clock, download,
+//! Browser edges: [`api`] (fetch), [`json`] (the browser's JSON parser), [`driver`] (WebSocket and the async loops), [`browser`] (clock, download,
 //! theme), [`canvas`] (the chart's plotters backend), and the Leptos [`components`].
 
 pub mod api;
@@ -19,6 +19,7 @@ pub mod chart;
 pub mod components;
 pub mod config;
 pub mod driver;
+pub mod json;
 pub mod samples;
 pub mod session;
 pub mod stats;
@@ -27,6 +28,9 @@ pub mod stats;
 #[cfg(target_arch = "wasm32")]
 #[wasm_bindgen::prelude::wasm_bindgen(start)]
 pub fn start() {
+    // A panic hook only helps where panics unwind or abort through std's machinery; with immediate-abort
+    // panics (the page's release build, where the compiler has them) it would never run, so it is left out.
+    #[cfg(not(panic = "immediate-abort"))]
     console_error_panic_hook::set_once();
     leptos::mount::mount_to_body(components::App);
 }

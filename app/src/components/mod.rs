@@ -37,7 +37,10 @@ pub fn App() -> impl IntoView {
     let api = RwSignal::new(None::<Api>);
     leptos::task::spawn_local(async move {
         let config = match gloo_net::http::Request::get("config.json").send().await {
-            Ok(response) if response.ok() => response.json::<SiteConfig>().await.unwrap_or_default(),
+            Ok(response) if response.ok() => match response.text().await {
+                Ok(text) => crate::json::parse::<SiteConfig>(&text).unwrap_or_default(),
+                Err(_) => SiteConfig::default(),
+            },
             _ => SiteConfig::default(),
         };
         let (query, origin) = browser::location();
