@@ -22,12 +22,13 @@ pub struct Args {
     pub no_lint: bool,
 }
 
-/// Free space a whole run needs in `target/` (measured from a fresh clone: 4.5 GiB).
-const TARGET_SPACE: u64 = 6 * disk::GIB;
+/// Free space a whole run needs in `target/` (measured from a fresh clone: 4.5 GiB). Set a little below the
+/// measurement: the check is there to name a disk that is plainly too full, never to refuse a run that fits.
+const TARGET_SPACE: u64 = 4 * disk::GIB;
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let target = process::workspace_root().join("target");
-    disk::ensure_room_to_grow(&target, TARGET_SPACE, disk::GIB, "`cargo xtask test`")?;
+    disk::ensure_room_to_grow(&target, TARGET_SPACE, disk::GIB / 2, "`cargo xtask test`")?;
     let wasm = setup::ensure_all()?;
     let k8s_bin = cluster::ensure_binaries()?;
     if !args.no_lint {
