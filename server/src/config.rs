@@ -87,6 +87,12 @@ pub struct Config {
     /// session pods with this, so they can never outlive it, even if it is killed with SIGKILL.
     #[arg(long, env = "EXIT_ON_STDIN_EOF")]
     pub exit_on_stdin_eof: bool,
+
+    /// Once listening, print the port on standard output as one line. The provisioner's local backend starts
+    /// session pods with `--port 0` and this, and reads the port back: no free port is picked in advance, so no
+    /// two pods (or other programs) can race for one.
+    #[arg(long, env = "PRINT_PORT")]
+    pub print_port: bool,
 }
 
 impl Config {

@@ -1,6 +1,9 @@
-//! `server`: the WebSocket ping server binary. Parses flags, sets up logging, binds, and runs until SIGTERM,
+//! `server`: the WebSocket ping server binary. Parses flags, sets up logging, binds (printing the port with
+//! `--print-port`), and runs until SIGTERM,
 //! SIGINT or (with `--exit-on-stdin-eof`) the end of standard input; everything else lives in the library
 //! (`server::run`).
+
+use std::io::Write;
 
 use clap::Parser;
 use server::Config;
@@ -12,6 +15,11 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     let signal = common::runtime::shutdown_signal();
     let listener = tokio::net::TcpListener::bind((config.bind, config.port)).await?;
+    if config.print_port {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{}", listener.local_addr()?.port())?;
+        stdout.flush()?;
+    }
     let watch_stdin = config.exit_on_stdin_eof;
     let shutdown = async move {
         tokio::select! {

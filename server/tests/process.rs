@@ -81,6 +81,30 @@ async fn bad_flags_fail_fast_with_a_message() {
 }
 
 #[tokio::test]
+async fn prints_the_port_it_listens_on_if_asked() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
+        .args(["--bind", "127.0.0.1", "--port", "0", "--print-port"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    tokio::time::timeout(WAIT, stdout.read_line(&mut line))
+        .await
+        .expect("no port printed")
+        .unwrap();
+    let port: u16 = line.trim().parse().expect("a port number");
+    assert_ne!(port, 0);
+    // It is the port the server answers on.
+    let health = reqwest::get(format!("http://127.0.0.1:{port}/health"))
+        .await
+        .unwrap();
+    assert!(health.status().is_success());
+}
+
+#[tokio::test]
 async fn exits_when_stdin_closes_if_asked() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
         .args(["--bind", "127.0.0.1", "--port", "0", "--exit-on-stdin-eof"])

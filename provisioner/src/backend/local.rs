@@ -1,7 +1,8 @@
 //! The local backend: each pod is a real child process of the `server` binary on `127.0.0.1`.
 //!
-//! A pod is ready when its `/ready` answers 200; killing it kills the process; its exit is detected and reaped
-//! by a monitor task. Children never outlive the provisioner: they are started with `--exit-on-stdin-eof` and a
+//! A child listens on a port of its own choosing (`--port 0 --print-port`) and prints it; the pod is ready when
+//! `/ready` on that port answers 200. Killing it kills the process; its exit is detected and reaped by a monitor
+//! task. Children never outlive the provisioner: they are started with `--exit-on-stdin-eof` and a
 //! pipe on their standard input that only the provisioner holds, so when it dies in any way, even by SIGKILL,
 //! the pipe closes and they shut down. On a normal stop, [`Backend::shutdown`] kills and reaps them all.
 
@@ -12,7 +13,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use common::api::ActivityBody;
-use tokio::process::{Child, Command};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -53,7 +55,8 @@ impl LocalConfig {
 
 #[derive(Debug)]
 struct LocalPod {
-    port: u16,
+    /// Known once the child has printed it.
+    port: Option<u16>,
     pid: Option<u32>,
     ready: bool,
     session: Option<String>,
@@ -104,7 +107,7 @@ impl LocalBackend {
     fn port(&self, name: &str) -> Result<u16, BackendError> {
         self.pods()
             .get(name)
-            .map(|pod| pod.port)
+            .and_then(|pod| pod.port)
             .ok_or_else(|| BackendError::NotFound(name.to_owned()))
     }
 
@@ -124,24 +127,15 @@ impl LocalBackend {
     }
 }
 
-/// A free TCP port on loopback. Another process could take it before the child binds it; the child then exits
-/// at once and the pool starts another.
-fn free_port() -> Result<u16, BackendError> {
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .map_err(|e| BackendError::Unavailable(format!("no free port: {e}")))
-}
-
 impl Backend for LocalBackend {
     async fn create(&self, name: &str) -> Result<(), BackendError> {
-        let port = free_port()?;
         let child = Command::new(&self.inner.config.server_bin)
             .args([
                 "--bind",
                 "127.0.0.1",
                 "--port",
-                &port.to_string(),
+                "0",
+                "--print-port",
                 "--exit-on-stdin-eof",
             ])
             .env("POD_NAME", name)
@@ -154,12 +148,13 @@ impl Backend for LocalBackend {
             .env_remove("SESSION_ID")
             .env_remove("PORT")
             .env_remove("BIND")
+            .env_remove("PRINT_PORT")
             .env(
                 "RUST_LOG",
                 std::env::var("POD_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
@@ -175,7 +170,7 @@ impl Backend for LocalBackend {
             pods.insert(
                 name.to_owned(),
                 LocalPod {
-                    port,
+                    port: None,
                     pid: child.id(),
                     ready: false,
                     session: None,
@@ -191,7 +186,7 @@ impl Backend for LocalBackend {
         let name = name.to_owned();
         self.inner
             .monitors
-            .spawn(async move { backend.monitor(name, port, child, kill).await });
+            .spawn(async move { backend.monitor(name, child, kill).await });
         Ok(())
     }
 
@@ -269,11 +264,21 @@ impl Backend for LocalBackend {
 
 impl LocalBackend {
     /// Watches one child from start to exit: readiness, kill requests, and its exit (always reaped).
-    async fn monitor(self, name: String, port: u16, mut child: Child, kill: CancellationToken) {
+    async fn monitor(self, name: String, mut child: Child, kill: CancellationToken) {
         // Hold the write end of the child's stdin for as long as the child lives: `Child::wait` would close it,
         // and the child takes end-of-file as "the provisioner is gone".
         let _stdin = child.stdin.take();
-        let ready = wait_ready(&self.inner.http, port, self.inner.config.start_timeout);
+        let stdout = child.stdout.take();
+        let (backend, pod_name) = (&self, name.clone());
+        let ready = tokio::time::timeout(self.inner.config.start_timeout, async move {
+            let port = read_port(stdout).await?;
+            if let Some(pod) = backend.pods().get_mut(&pod_name) {
+                pod.port = Some(port);
+            }
+            wait_ready(&backend.inner.http, port).await;
+            Some(())
+        });
+        let ready = async { matches!(ready.await, Ok(Some(()))) };
         tokio::pin!(ready);
         let mut checking = true;
         loop {
@@ -310,20 +315,25 @@ impl LocalBackend {
     }
 }
 
-/// Polls `/ready` until it answers 200 (true) or `timeout` passes (false), like a kubelet readiness probe.
-async fn wait_ready(http: &reqwest::Client, port: u16, timeout: Duration) -> bool {
+/// The port a child printed on its first line of standard output (`--print-port`); `None` if it printed
+/// anything else or exited first.
+async fn read_port(stdout: Option<ChildStdout>) -> Option<u16> {
+    let mut line = String::new();
+    BufReader::new(stdout?).read_line(&mut line).await.ok()?;
+    line.trim().parse().ok()
+}
+
+/// Polls `/ready` until it answers 200, like a kubelet readiness probe (the caller bounds the wait).
+async fn wait_ready(http: &reqwest::Client, port: u16) {
     let url = format!("http://127.0.0.1:{port}/ready");
-    let probe = async {
-        let mut delay = Duration::from_millis(5);
-        loop {
-            if let Ok(response) = http.get(&url).send().await
-                && response.status().is_success()
-            {
-                return;
-            }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_millis(100));
+    let mut delay = Duration::from_millis(5);
+    loop {
+        if let Ok(response) = http.get(&url).send().await
+            && response.status().is_success()
+        {
+            return;
         }
-    };
-    tokio::time::timeout(timeout, probe).await.is_ok()
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(100));
+    }
 }
