@@ -13,16 +13,27 @@ use support::WAIT;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
+/// The binary on a port of its choosing on loopback, with `extra` flags; its standard streams are closed unless
+/// the test pipes them.
+fn server_on_loopback(extra: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_server"));
+    command
+        .args(["--bind", "127.0.0.1", "--port", "0"])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
 /// Starts the binary on a free port and waits until it logs that it listens.
 async fn spawn_server(env: &[(&str, &str)]) -> (tokio::process::Child, std::net::SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
-        .args(["--bind", "127.0.0.1", "--port", "0"])
+    let mut child = server_on_loopback(&[])
         .envs(env.iter().copied())
         .env("RUST_LOG", "info")
         .env("LOG_FORMAT", "json")
-        .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("spawn server binary");
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
@@ -82,11 +93,8 @@ async fn bad_flags_fail_fast_with_a_message() {
 
 #[tokio::test]
 async fn prints_the_port_it_listens_on_if_asked() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
-        .args(["--bind", "127.0.0.1", "--port", "0", "--print-port"])
+    let mut child = server_on_loopback(&["--print-port"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut line = String::new();
@@ -106,12 +114,8 @@ async fn prints_the_port_it_listens_on_if_asked() {
 
 #[tokio::test]
 async fn exits_when_stdin_closes_if_asked() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
-        .args(["--bind", "127.0.0.1", "--port", "0", "--exit-on-stdin-eof"])
+    let mut child = server_on_loopback(&["--exit-on-stdin-eof"])
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     // Closing our end of the pipe is what the parent dying does.
@@ -125,12 +129,9 @@ async fn exits_when_stdin_closes_if_asked() {
 
 #[tokio::test]
 async fn sigterm_still_exits_while_watching_stdin() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_server"))
-        .args(["--bind", "127.0.0.1", "--port", "0", "--exit-on-stdin-eof"])
+    let mut child = server_on_loopback(&["--exit-on-stdin-eof"])
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     // Wait until it listens (its first log line), with stdin held open.
