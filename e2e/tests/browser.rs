@@ -6,7 +6,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -51,14 +50,6 @@ fn binaries() -> (PathBuf, PathBuf) {
         .unwrap()
         .to_path_buf();
     (target.join("provisioner"), target.join("server"))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn start_provisioner() -> (Child, String) {
@@ -111,16 +102,29 @@ impl Drop for Browser {
 async fn start_browser() -> (Browser, Client) {
     // Several rustls back-ends are compiled into the workspace; say which one this process uses.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let port = free_port();
-    let driver = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
+    // Port 0: chromedriver picks a free port itself and says which once it listens, so no port is picked in
+    // advance for another program to take first.
+    let mut driver = Command::new("chromedriver")
+        .arg("--port=0")
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .expect("chromedriver on PATH (cargo xtask setup installs it)");
+    let mut lines = BufReader::new(driver.stdout.take().unwrap()).lines();
     let driver = Browser { driver };
+    let port: u16 = tokio::time::timeout(START, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some((_, port)) = line.split_once("started successfully on port ") {
+                return port.trim_end_matches('.').parse().unwrap();
+            }
+        }
+        panic!("chromedriver exited before listening");
+    })
+    .await
+    .expect("chromedriver did not start");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     let profile = std::env::temp_dir().join(format!("e2e-chromium-{}", std::process::id()));
     let mut options = serde_json::json!({
         "args": [
@@ -136,22 +140,12 @@ async fn start_browser() -> (Browser, Client) {
     let mut capabilities = serde_json::Map::new();
     capabilities.insert("goog:chromeOptions".into(), options);
     let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + START;
-    let client = loop {
-        match ClientBuilder::rustls()
-            .expect("rustls")
-            .capabilities(capabilities.clone())
-            .connect(&url)
-            .await
-        {
-            Ok(client) => break client,
-            Err(e) if Instant::now() < deadline => {
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("cannot start a browser session: {e}"),
-        }
-    };
+    let client = ClientBuilder::rustls()
+        .expect("rustls")
+        .capabilities(capabilities)
+        .connect(&url)
+        .await
+        .expect("a browser session");
     (driver, client)
 }
 
