@@ -8,8 +8,9 @@
 //! - [`config`]: where the provisioner is;
 //! - [`benchmark`]: the chart's benchmark workload (native and in the browser).
 //!
-//! Browser edges: [`api`] (fetch), [`json`] (the browser's JSON parser), [`driver`] (WebSocket and the async loops), [`browser`] (clock, download,
-//! theme), [`canvas`] (the chart's plotters backend), and the Leptos [`components`].
+//! Browser edges: [`api`] (fetch), [`json`] (the browser's JSON parser), [`driver`] (WebSocket and the async
+//! loops), [`browser`] (clock, download, theme), [`canvas`] (the chart's plotters backend), and the Leptos
+//! [`components`].
 
 pub mod api;
 pub mod benchmark;

@@ -316,7 +316,8 @@ impl LocalBackend {
 }
 
 /// The port a child printed on its first line of standard output (`--print-port`); `None` if it printed
-/// anything else or exited first.
+/// anything else or exited first. The pipe closes after that line: the server writes nothing else to stdout
+/// (its logs go to stderr).
 async fn read_port(stdout: Option<ChildStdout>) -> Option<u16> {
     let mut line = String::new();
     BufReader::new(stdout?).read_line(&mut line).await.ok()?;
