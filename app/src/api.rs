@@ -96,11 +96,9 @@ async fn expect<T: DeserializeOwned>(
         .headers()
         .get("retry-after")
         .and_then(|v| v.trim().parse().ok());
-    let message = match response.text().await {
-        Ok(text) => crate::json::parse::<ErrorBody>(&text)
-            .ok()
-            .map(|body| body.message),
+    let body = match response.text().await {
+        Ok(text) => crate::json::parse::<ErrorBody>(&text).ok(),
         Err(_) => None,
     };
-    Err(Failure::from_http(Some(response.status()), retry_after, message))
+    Err(Failure::from_http(Some(response.status()), retry_after, body))
 }

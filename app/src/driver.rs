@@ -120,8 +120,14 @@ impl Demo {
         };
         let at = now();
         if let Some(pod) = self.pod.get_untracked() {
-            self.history
-                .update(|h| h.mark(at, EventKind::Killed { pod: pod.name }));
+            self.history.update(|h| {
+                h.mark(
+                    at,
+                    EventKind::Killed {
+                        pod: pod.name.to_string(),
+                    },
+                )
+            });
         }
         self.outage_since.set_value(Some(at));
         self.kill.update(|k| k.in_flight = true);
@@ -173,7 +179,7 @@ impl Demo {
         }
         self.notice.set(None);
         self.session
-            .set_value(Some((session.session_id.clone(), session.token.clone())));
+            .set_value(Some((session.session_id.to_string(), session.token.clone())));
         self.pod.set(Some(session.pod.clone()));
         self.input(Input::Provisioned);
         let mut url = session.websocket_url;

@@ -1,8 +1,8 @@
 //! The page's session state machine and the sentences it shows, as plain Rust.
 //!
 //! [`Phase`] is where the page is (provisioning, live, recovering after a kill...); [`Phase::on`] applies one
-//! [`Input`] and returns the next phase. [`Failure`] turns an HTTP outcome into a human sentence and a retry
-//! delay. The browser code in `driver.rs` only feeds inputs in and acts on the phase.
+//! [`Input`] and returns the next phase. [`Failure`] turns an HTTP outcome (told apart by its typed error
+//! code, never by the message text) into a human sentence and a retry delay. The browser code in `driver.rs` only feeds inputs in and acts on the phase.
 
 /// Where the page is.
 #[derive(Debug, Clone, PartialEq)]
@@ -79,6 +79,8 @@ impl Phase {
     }
 }
 
+use common::api::{ApiErrorCode, ErrorBody};
+
 /// Why a request to the provisioner failed, from the user's point of view.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Failure {
@@ -101,20 +103,23 @@ pub enum Failure {
 }
 
 impl Failure {
-    /// Classifies an HTTP answer: `status` is `None` when the request never got one.
-    pub fn from_http(status: Option<u16>, retry_after: Option<u64>, message: Option<String>) -> Self {
-        match status {
-            None => Failure::Unreachable,
-            Some(429) if message.as_deref().is_some_and(|m| m.contains("capacity")) => Failure::AtCapacity {
-                retry_after_s: retry_after.unwrap_or(10),
-            },
-            Some(429) => Failure::RateLimited {
-                retry_after_s: retry_after.unwrap_or(10),
-            },
-            Some(504) => Failure::Timeout,
-            Some(code) => {
-                Failure::Other(message.unwrap_or_else(|| format!("the provisioner answered HTTP {code}")))
-            }
+    /// Classifies an HTTP answer: `status` is `None` when the request never got one; `body` is its error body,
+    /// when it had one.
+    pub fn from_http(status: Option<u16>, retry_after: Option<u64>, body: Option<ErrorBody>) -> Self {
+        let Some(status) = status else {
+            return Failure::Unreachable;
+        };
+        let retry_after_s = retry_after.unwrap_or(10);
+        match body.as_ref().map(|b| b.error) {
+            Some(ApiErrorCode::AtCapacity) => Failure::AtCapacity { retry_after_s },
+            Some(ApiErrorCode::RateLimited) => Failure::RateLimited { retry_after_s },
+            Some(ApiErrorCode::ColdStartTimeout) => Failure::Timeout,
+            _ if status == 429 => Failure::RateLimited { retry_after_s },
+            _ if status == 504 => Failure::Timeout,
+            _ => Failure::Other(
+                body.map(|b| b.message)
+                    .unwrap_or_else(|| format!("the provisioner answered HTTP {status}")),
+            ),
         }
     }
 
@@ -190,7 +195,7 @@ mod tests {
         let capacity = Failure::from_http(
             Some(429),
             Some(12),
-            Some("the demo is at capacity (20 sessions)".into()),
+            Some(ErrorBody::new(ApiErrorCode::AtCapacity, "no room")),
         );
         assert_eq!(capacity.message(), "The demo is at capacity, retrying in 12 s.");
         let phase = Phase::Provisioning.on(Input::Failed(capacity));
@@ -200,11 +205,24 @@ mod tests {
             Failure::from_http(None, None, None).message(),
             "The provisioner is unreachable, retrying in 5 s."
         );
+        // The code decides, not the sentence: a rate limit that talks about capacity is still a rate limit.
         assert_eq!(
-            Failure::from_http(Some(429), None, Some("slow down".into())),
+            Failure::from_http(
+                Some(429),
+                None,
+                Some(ErrorBody::new(ApiErrorCode::RateLimited, "over capacity"))
+            ),
             Failure::RateLimited { retry_after_s: 10 }
         );
         assert_eq!(Failure::from_http(Some(504), None, None), Failure::Timeout);
+        assert_eq!(
+            Failure::from_http(
+                Some(503),
+                None,
+                Some(ErrorBody::new(ApiErrorCode::ShuttingDown, "leaving"))
+            ),
+            Failure::Other("leaving".into())
+        );
     }
 
     #[test]

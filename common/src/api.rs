@@ -7,20 +7,138 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ids::{PodName, SessionId};
+
+/// Declares [`ApiErrorCode`]: each code with its wire string and its usual HTTP status, written once. The
+/// macro also lists every code in [`ApiErrorCode::ALL`], so documentation tests cannot miss one.
+macro_rules! api_error_codes {
+    ($($(#[$doc:meta])* $variant:ident = $wire:literal, $status:literal;)+) => {
+        /// The machine-readable code of every HTTP error answer of every service (the `error` field of an
+        /// [`ErrorBody`]). Clients tell errors apart by this code, never by the message text. `PROTOCOL.md`
+        /// lists them all.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum ApiErrorCode {
+            $($(#[$doc])* #[serde(rename = $wire)] $variant,)+
+            /// A code this build does not know (a newer service); only ever read, never sent.
+            #[serde(other, rename = "unknown")]
+            Unknown,
+        }
+
+        impl ApiErrorCode {
+            /// Every code a service sends.
+            pub const ALL: &[ApiErrorCode] = &[$(ApiErrorCode::$variant,)+];
+
+            /// The code as it travels (`snake_case`).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ApiErrorCode::$variant => $wire,)+
+                    ApiErrorCode::Unknown => "unknown",
+                }
+            }
+
+            /// The HTTP status this code is normally answered with.
+            pub fn status(self) -> u16 {
+                match self {
+                    $(ApiErrorCode::$variant => $status,)+
+                    ApiErrorCode::Unknown => 500,
+                }
+            }
+        }
+    };
+}
+
+api_error_codes! {
+    /// The request is malformed (bad JSON body, bad path, missing fields).
+    BadRequest = "bad_request", 400;
+    /// The session endpoint needs the session's bearer token, and this one is missing, malformed or wrong.
+    Unauthorized = "unauthorized", 401;
+    /// The token is right but the session is unknown (never existed here, or forgotten long ago).
+    SessionNotFound = "session_not_found", 404;
+    /// The request body is larger than the limit.
+    PayloadTooLarge = "payload_too_large", 413;
+    /// The request body did not arrive in time.
+    RequestTimeout = "request_timeout", 408;
+    /// Every session slot is taken.
+    AtCapacity = "at_capacity", 429;
+    /// Too many requests from this client; wait for `Retry-After`.
+    RateLimited = "rate_limited", 429;
+    /// No pod became ready within the cold-start timeout.
+    ColdStartTimeout = "cold_start_timeout", 504;
+    /// The session is over.
+    SessionEnded = "session_ended", 409;
+    /// The pod was killed moments ago; wait for `Retry-After`.
+    KillCooldown = "kill_cooldown", 429;
+    /// The session has no pod right now (its replacement is on its way).
+    NoPod = "no_pod", 409;
+    /// The provisioner is shutting down.
+    ShuttingDown = "shutting_down", 503;
+    /// Wherever pods run cannot be reached or refused.
+    BackendUnavailable = "backend_unavailable", 503;
+    /// No such endpoint (or file).
+    NotFound = "not_found", 404;
+    /// The endpoint exists but does not take this method.
+    MethodNotAllowed = "method_not_allowed", 405;
+    /// The body's content type is not accepted.
+    UnsupportedMediaType = "unsupported_media_type", 415;
+    /// Something failed inside the service.
+    InternalError = "internal_error", 500;
+    /// A WebSocket route was asked without a valid WebSocket upgrade.
+    WebsocketUpgradeRequired = "websocket_upgrade_required", 400;
+    /// The ping server is shutting down and takes no new WebSockets.
+    Draining = "draining", 503;
+    /// The ping server is at its connection limit.
+    TooManyConnections = "too_many_connections", 503;
+    /// The request comes from a browser page whose origin is not allowed.
+    OriginNotAllowed = "origin_not_allowed", 403;
+    /// This ping server is not an edge (it has no signing key).
+    EdgeDisabled = "edge_disabled", 404;
+    /// The edge route needs the `token` query parameter.
+    MissingToken = "missing_token", 401;
+    /// The route token is forged, malformed, or for another session.
+    InvalidToken = "invalid_token", 401;
+    /// The route token has expired.
+    TokenExpired = "token_expired", 401;
+    /// The session's pod does not answer at the routed address.
+    PodUnreachable = "pod_unreachable", 502;
+}
+
+impl ApiErrorCode {
+    /// The code for an error answer that carries only a status (from a layer that knows no code).
+    pub fn for_status(status: u16) -> Self {
+        match status {
+            400 => Self::BadRequest,
+            404 => Self::NotFound,
+            405 => Self::MethodNotAllowed,
+            408 => Self::RequestTimeout,
+            413 => Self::PayloadTooLarge,
+            415 => Self::UnsupportedMediaType,
+            429 => Self::RateLimited,
+            s if (400..500).contains(&s) => Self::BadRequest,
+            _ => Self::InternalError,
+        }
+    }
+}
+
+impl std::fmt::Display for ApiErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The JSON body of every HTTP error response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
-    /// Machine-readable code in `snake_case`, e.g. `at_capacity`.
-    pub error: String,
+    /// Machine-readable code, e.g. `at_capacity`.
+    pub error: ApiErrorCode,
     /// A sentence for humans.
     pub message: String,
 }
 
 impl ErrorBody {
     /// Builds an error body from a code and a message.
-    pub fn new(error: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(error: ApiErrorCode, message: impl Into<String>) -> Self {
         Self {
-            error: error.into(),
+            error,
             message: message.into(),
         }
     }
@@ -46,7 +164,7 @@ pub struct CreateSessionRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionPod {
     /// Pod name; the pod's WebSocket `hello` names exactly this.
-    pub name: String,
+    pub name: PodName,
     /// Friendly name derived from [`SessionPod::name`] by [`crate::names::display_name`].
     pub display_name: String,
     /// Node the pod runs on, when known.
@@ -67,7 +185,7 @@ pub enum ProvisionSource {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CreateSessionResponse {
     /// Identifies the session in the other endpoints.
-    pub session_id: String,
+    pub session_id: SessionId,
     /// Bearer token for `GET`/`DELETE /session/{id}` and `POST /session/{id}/kill`. Keep it secret.
     pub token: String,
     /// The session's own pod.
@@ -96,7 +214,7 @@ pub enum SessionState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionStatus {
     /// The session.
-    pub session_id: String,
+    pub session_id: SessionId,
     /// Where it is in its lifecycle.
     pub state: SessionState,
     /// Its current pod, `null` while replacing or once ended.
@@ -111,7 +229,7 @@ pub struct SessionStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KillResponse {
     /// Name of the pod that was terminated.
-    pub killed: String,
+    pub killed: PodName,
 }
 
 /// Body of `GET /pool`.
@@ -144,14 +262,37 @@ mod tests {
 
     #[test]
     fn error_body_json_shape() {
-        let body = ErrorBody::new("at_capacity", "the demo is full");
+        let body = ErrorBody::new(ApiErrorCode::AtCapacity, "the demo is full");
         assert_eq!(
             serde_json::to_value(&body).unwrap(),
             serde_json::json!({"error":"at_capacity","message":"the demo is full"})
         );
-        let back: ErrorBody = serde_json::from_str(r#"{"error":"x","message":"y"}"#).unwrap();
-        assert_eq!(back, ErrorBody::new("x", "y"));
-        assert!(serde_json::from_str::<ErrorBody>(r#"{"error":"x"}"#).is_err());
+        let back: ErrorBody = serde_json::from_str(r#"{"error":"no_pod","message":"y"}"#).unwrap();
+        assert_eq!(back, ErrorBody::new(ApiErrorCode::NoPod, "y"));
+        assert!(serde_json::from_str::<ErrorBody>(r#"{"error":"no_pod"}"#).is_err());
+        // A code from a newer service is read as `Unknown`, not refused.
+        let newer: ErrorBody = serde_json::from_str(r#"{"error":"brand_new","message":"y"}"#).unwrap();
+        assert_eq!(newer.error, ApiErrorCode::Unknown);
+    }
+
+    #[test]
+    fn every_error_code_is_snake_case_with_a_client_or_server_error_status() {
+        let mut seen = std::collections::HashSet::new();
+        for &code in ApiErrorCode::ALL {
+            let wire = serde_json::to_value(code).unwrap();
+            assert_eq!(wire, serde_json::json!(code.as_str()));
+            assert!(
+                code.as_str().chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{code}"
+            );
+            assert_eq!(serde_json::from_value::<ApiErrorCode>(wire).unwrap(), code);
+            assert!((400..600).contains(&code.status()), "{code}");
+            assert!(seen.insert(code.as_str()), "{code} twice");
+        }
+        assert!(!ApiErrorCode::ALL.contains(&ApiErrorCode::Unknown));
+        assert_eq!(ApiErrorCode::for_status(413), ApiErrorCode::PayloadTooLarge);
+        assert_eq!(ApiErrorCode::for_status(418), ApiErrorCode::BadRequest);
+        assert_eq!(ApiErrorCode::for_status(502), ApiErrorCode::InternalError);
     }
 
     #[test]

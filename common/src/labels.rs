@@ -1,5 +1,5 @@
-//! Kubernetes label keys and values of session pods: the provisioner writes them, selectors and the Helm chart
-//! (NetworkPolicy, cleanup on uninstall) read them. One place, so the three never disagree.
+//! Kubernetes label and annotation keys and values of session pods: the provisioner writes them, selectors and
+//! the Helm chart (NetworkPolicy, cleanup on uninstall) read them. One place, so they never disagree.
 
 /// `app.kubernetes.io/name`: the application.
 pub const APP_NAME: &str = "app.kubernetes.io/name";
@@ -21,6 +21,15 @@ pub const POOL_WARM: &str = "warm";
 pub const ASSIGNED: &str = "assigned";
 /// `session-id`: the session a pod serves (absent while unassigned).
 pub const SESSION_ID: &str = "session-id";
+
+/// Label the Job controller puts on a Job's pods: the pool names a pod after its Job.
+pub const JOB_NAME: &str = "batch.kubernetes.io/job-name";
+/// Label carrying the fingerprint of the pod template a pod was made from: pods of an older template (an
+/// upgrade changed the image, resources, origins…) are recycled while warm; assigned ones finish their session.
+pub const TEMPLATE: &str = "resume-showcase.dev/template";
+/// Annotation recording when the pod's session began (Unix milliseconds), so a restarted provisioner knows the
+/// session's age.
+pub const SESSION_STARTED_ANNOTATION: &str = "resume-showcase.dev/session-started-ms";
 
 /// The label selector of every pod and Job of the pool.
 pub fn pool_selector() -> String {

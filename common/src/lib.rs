@@ -5,24 +5,29 @@
 //!
 //! - [`protocol`]: the WebSocket ping protocol (JSON text frames tagged by `type`), versioned by
 //!   [`protocol::PROTOCOL_VERSION`] and documented in `PROTOCOL.md`.
-//! - [`api`]: the JSON error body every HTTP endpoint returns.
-//! - [`labels`]: the Kubernetes label keys of session pods and the pool's selectors.
+//! - [`api`]: the HTTP API bodies, and the one vocabulary of error codes ([`api::ApiErrorCode`]) every HTTP
+//!   endpoint answers with.
+//! - [`ids`]: the session id and pod name types.
+//! - [`labels`]: the Kubernetes label and annotation keys of session pods and the pool's selectors.
 //! - [`names`]: the friendly, stable display name derived from a pod name.
 //! - [`origin`]: which browser origins may use the services.
 //!
-//! - [`runtime`], [`serve`] (feature `runtime`): logging, the shutdown signal, HTTP serving with a header
-//!   deadline, for the two services.
+//! - [`runtime`], [`serve`], [`error`] (feature `runtime`): logging, the shutdown signal, the wall clock, HTTP
+//!   serving with a header deadline, and the one error response type of the two services.
 //! - [`signing`] (feature `signing`): HMAC session tokens and signed routes to session pods.
 //!
 //! It compiles for `wasm32-unknown-unknown` (the web page uses it); native-only helpers for the two services
 //! live behind the `runtime` feature.
 
 pub mod api;
+pub mod ids;
 pub mod labels;
 pub mod names;
 pub mod origin;
 pub mod protocol;
 
+#[cfg(feature = "runtime")]
+pub mod error;
 #[cfg(feature = "runtime")]
 pub mod runtime;
 #[cfg(feature = "runtime")]

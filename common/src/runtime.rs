@@ -1,5 +1,5 @@
-//! Native-only plumbing shared by the ping server and the provisioner: logging set-up and the shutdown
-//! signal. Enabled by the `runtime` feature; never built for the web page.
+//! Native-only plumbing shared by the ping server and the provisioner: logging set-up, the shutdown signal and
+//! the wall clock. Enabled by the `runtime` feature; never built for the web page.
 
 use std::io::IsTerminal;
 
@@ -52,4 +52,12 @@ pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'stat
     async {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// The wall clock in Unix milliseconds: the one clock the services share with each other (pods report
+/// activity on it, route tokens expire on it). Before 1970 reads as 0.
+pub fn unix_time_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use common::ids::{PodName, SessionId};
 use common::signing::SigningKey;
 
 /// Lowercase hex of `N` random bytes.
@@ -17,13 +18,13 @@ fn random_hex<const N: usize>() -> String {
 }
 
 /// A new session id: 128 random bits, hex.
-pub fn session_id() -> String {
-    random_hex::<16>()
+pub fn session_id() -> SessionId {
+    SessionId::new(random_hex::<16>())
 }
 
 /// A new pod name, `session-` plus 40 random bits: valid as a Kubernetes name and a process name.
-pub fn pod_name() -> String {
-    format!("session-{}", random_hex::<5>())
+pub fn pod_name() -> PodName {
+    PodName::new(format!("session-{}", random_hex::<5>()))
 }
 
 /// A session's bearer token.
@@ -32,8 +33,8 @@ pub struct Token(String);
 
 impl Token {
     /// Session `session_id`'s token under `key`.
-    pub fn for_session(key: &SigningKey, session_id: &str) -> Self {
-        Self(key.session_token(session_id))
+    pub fn for_session(key: &SigningKey, session_id: &SessionId) -> Self {
+        Self(key.session_token(session_id.as_str()))
     }
 
     /// The token as sent to its owner, once, in the `POST /session` answer.
@@ -67,19 +68,20 @@ mod tests {
     fn ids_are_random_and_well_formed() {
         let (a, b) = (session_id(), session_id());
         assert_ne!(a, b);
-        assert_eq!(a.len(), 32);
-        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
-        let pod = pod_name();
+        assert_eq!(a.as_str().len(), 32);
+        assert!(a.as_str().chars().all(|c| c.is_ascii_hexdigit()));
+        let pod = pod_name().to_string();
         assert!(pod.starts_with("session-") && pod.len() == 18, "{pod}");
     }
 
     #[test]
     fn tokens_depend_on_key_and_session_and_never_print() {
         let key = random_key();
-        let token = Token::for_session(&key, "s1");
+        let (s1, s2) = (SessionId::new("s1"), SessionId::new("s2"));
+        let token = Token::for_session(&key, &s1);
         assert!(key.verify_session_token("s1", token.expose()));
-        assert_ne!(token.expose(), Token::for_session(&key, "s2").expose());
-        assert_ne!(token.expose(), Token::for_session(&random_key(), "s1").expose());
+        assert_ne!(token.expose(), Token::for_session(&key, &s2).expose());
+        assert_ne!(token.expose(), Token::for_session(&random_key(), &s1).expose());
         assert!(!format!("{token:?}").contains(token.expose()));
     }
 }

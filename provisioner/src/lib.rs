@@ -28,6 +28,7 @@ use backend::Backend;
 use backend::kubernetes::manifest::SessionPodSpec;
 use backend::kubernetes::{KubeSettings, KubernetesBackend};
 use backend::local::{LocalBackend, LocalConfig};
+use common::signing::SigningKey;
 use config::BackendKind;
 pub use config::Config;
 
@@ -38,6 +39,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let key = config.signing_key()?;
     match config.backend {
         BackendKind::Local => {
             let server_bin = config
@@ -56,7 +58,7 @@ pub async fn run(
                 },
                 events,
             )?;
-            serve(config, listener, backend, receiver, shutdown).await
+            serve(config, key, listener, backend, receiver, shutdown).await
         }
         BackendKind::Kubernetes => {
             // kube's TLS uses rustls' process-wide provider; pick one explicitly, whatever features the
@@ -65,16 +67,20 @@ pub async fn run(
             let client = kube::Client::try_default()
                 .await
                 .context("cannot configure a Kubernetes client (in-cluster or KUBECONFIG)")?;
-            let settings = kube_settings(&config, client.default_namespace())?;
+            let settings = kube_settings(&config, client.default_namespace(), key.clone())?;
             let (events, receiver) = mpsc::unbounded_channel();
             let backend = KubernetesBackend::start(client, settings, events).await?;
-            serve(config, listener, backend, receiver, shutdown).await
+            serve(config, key, listener, backend, receiver, shutdown).await
         }
     }
 }
 
-/// The Kubernetes backend's settings from the flags.
-pub fn kube_settings(config: &Config, default_namespace: &str) -> anyhow::Result<KubeSettings> {
+/// The Kubernetes backend's settings from the flags; routes are signed with `key`.
+pub fn kube_settings(
+    config: &Config,
+    default_namespace: &str,
+    key: SigningKey,
+) -> anyhow::Result<KubeSettings> {
     let k = &config.kubernetes;
     let secs = |d: std::time::Duration| d.as_secs();
     Ok(KubeSettings {
@@ -100,28 +106,31 @@ pub fn kube_settings(config: &Config, default_namespace: &str) -> anyhow::Result
             .clone()
             .context("--edge-url is required with --backend kubernetes")?,
         route_ttl: k.route_ttl.unwrap_or(config.session_max_age),
-        key: config.signing_key()?,
+        key,
         start_timeout: config.pod_start_timeout,
         session_max_age: config.session_max_age,
         owner: k.session_owner.clone(),
     })
 }
 
-/// Serves the API over `backend` (generic, so every backend shares this wiring).
+/// Serves the API over `backend` (generic, so every backend shares this wiring); session tokens are derived
+/// with `key`.
 pub async fn serve<B: Backend>(
     config: Config,
+    key: SigningKey,
     listener: TcpListener,
     backend: B,
     events: mpsc::UnboundedReceiver<backend::PodEvent>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(metrics::Metrics::default());
-    let pool = pool::Pool::new(backend, config.pool(), config.signing_key()?, metrics.clone());
+    let pool = pool::Pool::new(backend, config.pool(), metrics.clone());
     let draining = CancellationToken::new();
     let pool_loop = tokio::spawn(pool.clone().run(events, draining.clone()));
     let state = Arc::new(api::ApiState::new(
         &config,
         pool.clone(),
+        key,
         metrics,
         draining.clone(),
     ));

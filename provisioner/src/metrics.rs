@@ -111,9 +111,13 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Counts a refused request.
-    pub fn reject(&self, reason: &'static str) {
-        self.rejections.get_or_create(&ReasonLabel { reason }).inc();
+    /// Counts a refused request, by its error code.
+    pub fn reject(&self, code: common::api::ApiErrorCode) {
+        self.rejections
+            .get_or_create(&ReasonLabel {
+                reason: code.as_str(),
+            })
+            .inc();
     }
 
     /// Publishes the pool's pod counts and session count.
@@ -149,7 +153,7 @@ mod tests {
     #[test]
     fn exposition_names_every_metric() {
         let metrics = Metrics::default();
-        metrics.reject("at_capacity");
+        metrics.reject(common::api::ApiErrorCode::AtCapacity);
         metrics
             .sessions_created
             .get_or_create(&SourceLabel { source: "warm" })

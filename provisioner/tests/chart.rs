@@ -283,7 +283,7 @@ async fn the_chart_installs_runs_sessions_and_uninstalls_without_leftovers() {
     ]);
     let mut config = config;
     config.signing_key = Some(common::signing::SecretArg(signing_key));
-    let settings = provisioner::kube_settings(&config, NAMESPACE).unwrap();
+    let settings = provisioner::kube_settings(&config, NAMESPACE, config.signing_key().unwrap()).unwrap();
     let (events, receiver) = mpsc::unbounded_channel();
     let backend = KubernetesBackend::start(client, settings, events).await.unwrap();
     let p = TestProvisioner::serve(config, backend, receiver).await;

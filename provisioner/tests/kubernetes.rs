@@ -14,13 +14,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use common::api::{CreateSessionResponse, ProvisionSource, SessionState};
 use common::labels;
+use common::labels::{JOB_NAME as JOB_NAME_LABEL, SESSION_STARTED_ANNOTATION};
 use common::signing::SigningKey;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use provisioner::backend::kubernetes::KubernetesBackend;
-use provisioner::backend::kubernetes::pods::{self, JOB_NAME_LABEL, SESSION_STARTED_ANNOTATION};
+use provisioner::backend::kubernetes::pods;
 use serde_json::json;
 use support::{SIGNING_KEY, TestProvisioner};
 use testkit::cluster::Cluster;
@@ -90,7 +91,7 @@ impl Env {
         ];
         all.extend_from_slice(flags);
         let config = support::config(&all);
-        let settings = provisioner::kube_settings(&config, "default").unwrap();
+        let settings = provisioner::kube_settings(&config, "default", config.signing_key().unwrap()).unwrap();
         let (events, receiver) = mpsc::unbounded_channel();
         let backend = KubernetesBackend::start(self.provisioner_client.clone(), settings, events)
             .await
@@ -195,7 +196,7 @@ async fn pool_fills_sessions_are_labelled_killed_replaced_and_capped() {
     // The Job is relabelled just after the claim, off the request's path.
     env.until("the Job relabelled", async |env| {
         let job = env.jobs().get(&session.pod.name).await.unwrap();
-        job.labels().get(labels::SESSION_ID) == Some(&session.session_id)
+        job.labels().get(labels::SESSION_ID).map(String::as_str) == Some(session.session_id.as_str())
     })
     .await;
     let job = env.jobs().get(&session.pod.name).await.unwrap();
@@ -209,7 +210,7 @@ async fn pool_fills_sessions_are_labelled_killed_replaced_and_capped() {
     let route = key.verify_route(token, &session.session_id, 0).unwrap();
     let ip = pod.status.as_ref().unwrap().pod_ip.clone().unwrap();
     assert_eq!(route.addr, format!("{ip}:8080"));
-    assert_eq!(route.pod, session.pod.name);
+    assert_eq!(route.pod, session.pod.name.as_str());
 
     until_pool(&p, "the pool refilled", |s| s.warm == 2 && s.assigned == 1).await;
 
@@ -342,7 +343,7 @@ async fn a_restarted_provisioner_adopts_sessions_collects_orphans_and_renews_old
     .await;
     let live: BTreeSet<String> = env.pool_jobs().await.iter().map(ResourceExt::name_any).collect();
     assert_eq!(live.len(), 2, "adopted, not duplicated: {live:?}");
-    assert!(live.contains(&session.pod.name));
+    assert!(live.contains(session.pod.name.as_str()));
     second.stop().await;
 }
 
@@ -389,8 +390,8 @@ async fn two_replicas_racing_fifty_sessions_never_share_a_pod() {
         .collect();
     for session in &sessions {
         assert_eq!(
-            labelled.get(&session.pod.name),
-            Some(&session.session_id),
+            labelled.get(session.pod.name.as_str()).map(String::as_str),
+            Some(session.session_id.as_str()),
             "pod {} in the cluster",
             session.pod.name
         );

@@ -49,7 +49,7 @@ async fn sigterm_stops_the_provisioner_and_all_its_pods() {
         .json()
         .await
         .unwrap();
-    assert!(!session.pod.name.is_empty());
+    assert!(!session.pod.name.as_str().is_empty());
     kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGTERM).unwrap();
     let status = tokio::time::timeout(WAIT, child.wait()).await.unwrap().unwrap();
     assert!(status.success(), "exit status {status}");

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use common::api::ActivityBody;
 
-use crate::identity::now_ms;
+use common::runtime::unix_time_ms as now_ms;
 
 /// Connection count and last-activity clock, shared by every connection.
 #[derive(Debug)]

@@ -16,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::activity::Activity;
 use crate::handler::{Action, Frame, Responder};
-use crate::identity::{Identity, now_ms};
+use crate::identity::Identity;
+use common::runtime::unix_time_ms as now_ms;
 
 /// Close code for a normal closure (idle timeout).
 const CLOSE_NORMAL: u16 = 1000;

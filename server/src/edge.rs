@@ -16,8 +16,10 @@ use std::time::Duration;
 
 use axum::extract::ws::{self, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use common::api::ApiErrorCode;
+use common::error::ApiError;
 use common::signing::{SigningError, SigningKey};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -27,7 +29,7 @@ use tokio_tungstenite::tungstenite::{self, protocol::frame::coding::CloseCode};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::routes::{AppState, HARD_MESSAGE_CEILING, READ_BUFFER_BYTES, Refusal, check_origin, error};
+use crate::admission::{AppState, HARD_MESSAGE_CEILING, READ_BUFFER_BYTES, not_an_upgrade};
 
 /// How long the edge waits for a session pod to accept the upstream WebSocket.
 const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -40,12 +42,6 @@ pub struct RouteQuery {
     token: Option<String>,
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// `GET /ws/session/{id}?token=…`.
 pub async fn session_websocket(
     State(state): State<Arc<AppState>>,
@@ -54,26 +50,26 @@ pub async fn session_websocket(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    if let Err(refused) = check_origin(&state, &headers) {
+    if let Err(refused) = state.check_origin(&headers) {
         return refused.into_response();
     }
     let Some(key) = state.edge_key() else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "edge_disabled",
+        return ApiError::new(
+            ApiErrorCode::EdgeDisabled,
             "this server does not route sessions (it has no signing key)",
-        );
+        )
+        .into_response();
     };
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
-        Err(rejection) => return Refusal::from(rejection).into_response(),
+        Err(rejection) => return not_an_upgrade(rejection).into_response(),
     };
     let Some(token) = query.token else {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "missing_token",
+        return ApiError::new(
+            ApiErrorCode::MissingToken,
             "this route needs the `token` the provisioner gave with the session",
-        );
+        )
+        .into_response();
     };
     let claims = match verify(key, &token, &session_id) {
         Ok(claims) => claims,
@@ -87,20 +83,17 @@ pub async fn session_websocket(
         Ok(upstream) => upstream,
         Err(e) => {
             tracing::info!(session = %session_id, pod = %claims.pod, error = %e, "session pod unreachable");
-            return error(
-                StatusCode::BAD_GATEWAY,
-                "pod_unreachable",
+            return ApiError::new(
+                ApiErrorCode::PodUnreachable,
                 "the session's pod does not answer; ask the provisioner for the session's current pod",
-            );
+            )
+            .into_response();
         }
     };
     tracing::info!(session = %session_id, pod = %claims.pod, "routing session");
     let draining = state.draining().clone();
-    upgrade
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .max_message_size(HARD_MESSAGE_CEILING)
-        .max_frame_size(HARD_MESSAGE_CEILING)
-        .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
+    state
+        .configure(upgrade, HARD_MESSAGE_CEILING)
         .on_upgrade(move |browser| async move {
             // Held for the life of the relay: a connection slot, and shutdown waits for it.
             let _admission = admission;
@@ -109,17 +102,21 @@ pub async fn session_websocket(
 }
 
 /// Checks the route token; refusals become 401 responses that say why.
-fn verify(key: &SigningKey, token: &str, session_id: &str) -> Result<common::signing::RouteClaims, Refusal> {
-    key.verify_route(token, session_id, now_secs()).map_err(|e| {
+fn verify(key: &SigningKey, token: &str, session_id: &str) -> Result<common::signing::RouteClaims, ApiError> {
+    let now_secs = common::runtime::unix_time_ms() / 1000;
+    key.verify_route(token, session_id, now_secs).map_err(|e| {
         let (code, message) = match e {
             SigningError::Expired => (
-                "token_expired",
+                ApiErrorCode::TokenExpired,
                 "the route token has expired; ask the provisioner again",
             ),
-            SigningError::WrongSession => ("invalid_token", "the route token is for another session"),
-            _ => ("invalid_token", "the route token is not valid"),
+            SigningError::WrongSession => (
+                ApiErrorCode::InvalidToken,
+                "the route token is for another session",
+            ),
+            _ => (ApiErrorCode::InvalidToken, "the route token is not valid"),
         };
-        Refusal::new(StatusCode::UNAUTHORIZED, code, message)
+        ApiError::new(code, message)
     })
 }
 

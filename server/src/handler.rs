@@ -10,7 +10,7 @@ use std::sync::Arc;
 use common::protocol::{ClientMessage, ErrorCode, ServerMessage};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
-use crate::identity::now_ms;
+use common::runtime::unix_time_ms as now_ms;
 
 /// WebSocket close code for "message too big" (RFC 6455 §7.4.1).
 pub const CLOSE_TOO_BIG: u16 = 1009;

@@ -30,12 +30,3 @@ impl Identity {
         }
     }
 }
-
-/// Milliseconds since the Unix epoch on the server's wall clock.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| {
-            u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
-        })
-}

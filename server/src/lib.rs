@@ -4,7 +4,9 @@
 //! the provisioner starts. Layering, outside in:
 //!
 //! - [`run`] owns the process lifecycle: accept loop, draining, graceful shutdown.
-//! - [`routes`] owns HTTP: `/ws` (upgrade, connection cap), `/health`, `/ready`.
+//! - [`admission`] says who gets a WebSocket and with which limits (origin, draining, connection cap, buffer
+//!   sizes), for both WebSocket routes.
+//! - [`routes`] owns HTTP: `/ws`, `/health`, `/ready`, `/activity`.
 //! - [`edge`] routes `/ws/session/{id}` to the session's own pod after checking the provisioner's signed route.
 //! - [`connection`] owns one WebSocket from `hello` to close (idle timeout, shutdown goodbye).
 //! - [`handler`] owns the protocol rules for one frame (size limit, rate limit, ping → pong), socket-free.
@@ -12,6 +14,7 @@
 //! - [`config`] and [`identity`] say how the process is configured and who it is.
 
 pub mod activity;
+pub mod admission;
 pub mod config;
 pub mod connection;
 pub mod edge;
@@ -28,8 +31,8 @@ use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use admission::AppState;
 pub use config::Config;
-pub use routes::AppState;
 
 /// Runs the server on `listener` until `shutdown` resolves, then shuts down gracefully:
 ///

@@ -1,189 +1,23 @@
 //! HTTP routes of the ping server: `/ws`, `/ws/session/{id}` (the edge role, in [`crate::edge`]), `/health`,
-//! `/ready`, `/activity` (for the provisioner), and JSON errors for everything else.
-//!
-//! `/ws` enforces the admission rules before upgrading: only allowed browser origins, no new connections while
-//! draining, and at most `max_connections` at once (each connection holds a semaphore permit until its task
-//! ends).
+//! `/ready`, `/activity` (for the provisioner), and JSON errors for everything else. Who may open a WebSocket,
+//! and with what limits, is [`crate::admission`]'s to say.
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use common::api::{ActivityBody, ErrorBody, HealthBody};
-use common::signing::SigningKey;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tokio_util::task::task_tracker::TaskTrackerToken;
+use common::api::{ActivityBody, ApiErrorCode, HealthBody};
+use common::error::ApiError;
 use tower_http::trace::TraceLayer;
 
-use crate::Config;
-use crate::activity::Activity;
+use crate::admission::{AppState, HARD_MESSAGE_CEILING, not_an_upgrade};
 use crate::connection::Connection;
 use crate::handler::Responder;
-use crate::identity::Identity;
-
-/// Read buffer of each WebSocket. tungstenite's default (128 KiB) would make an idle connection cost more than
-/// 100 KiB; a message is at most 1 KiB, so 2 KiB reads any of them at once (measured: 7.1 KiB per idle
-/// connection in all, against 10.5 KiB with 4 KiB; see BENCHMARKS.md).
-pub(crate) const READ_BUFFER_BYTES: usize = 2 * 1024;
-
-/// Hard ceiling on what tungstenite buffers for one message. Messages between the protocol limit and this one
-/// get a clean close 1009 from [`crate::handler`]; anything beyond is cut off by tungstenite itself.
-pub(crate) const HARD_MESSAGE_CEILING: usize = 64 * 1024;
-
-/// State shared by every request.
-pub struct AppState {
-    identity: Arc<Identity>,
-    max_message_bytes: usize,
-    max_pings_per_second: NonZeroU32,
-    idle_timeout: Duration,
-    connection_slots: Arc<Semaphore>,
-    draining: CancellationToken,
-    connections: TaskTracker,
-    activity: Arc<Activity>,
-    allowed_origins: Vec<String>,
-    localhost_origins: bool,
-    edge_key: Option<SigningKey>,
-}
-
-/// What an admitted WebSocket holds for its whole life: a connection slot (counted against
-/// `max_connections`) and a token shutdown waits for.
-pub struct Admission {
-    _slot: OwnedSemaphorePermit,
-    _tracked: TaskTrackerToken,
-}
-
-impl AppState {
-    /// Builds the state from the configuration; `draining` is cancelled when shutdown begins and
-    /// `connections` tracks every WebSocket task. `edge_key` enables the edge route.
-    pub fn new(
-        config: &Config,
-        edge_key: Option<SigningKey>,
-        draining: CancellationToken,
-        connections: TaskTracker,
-    ) -> Self {
-        Self {
-            edge_key,
-            identity: Arc::new(Identity::from_config(config)),
-            max_message_bytes: config.max_message_bytes,
-            max_pings_per_second: config.max_pings_per_second,
-            idle_timeout: config.idle_timeout,
-            connection_slots: Arc::new(Semaphore::new(config.max_connections)),
-            draining,
-            connections,
-            activity: Arc::default(),
-            allowed_origins: config.allowed_origins.clone(),
-            localhost_origins: !config.no_localhost_origins,
-        }
-    }
-}
-
-impl AppState {
-    /// The key that checks route tokens, when this server is an edge.
-    pub fn edge_key(&self) -> Option<&SigningKey> {
-        self.edge_key.as_ref()
-    }
-
-    /// Cancelled when shutdown begins.
-    pub fn draining(&self) -> &CancellationToken {
-        &self.draining
-    }
-
-    /// Admits one more WebSocket, or refuses with 503 + `Retry-After` (draining, or at the connection limit).
-    pub fn admit(&self) -> Result<Admission, Refusal> {
-        if self.draining.is_cancelled() {
-            return Err(Refusal::busy(
-                "draining",
-                "this server is shutting down; connect again to reach another one",
-            ));
-        }
-        let Ok(slot) = self.connection_slots.clone().try_acquire_owned() else {
-            return Err(Refusal::busy(
-                "too_many_connections",
-                "this server is at its connection limit; try again shortly",
-            ));
-        };
-        Ok(Admission {
-            _slot: slot,
-            _tracked: self.connections.token(),
-        })
-    }
-}
-
-/// Browsers apply no CORS to WebSockets: a page on any site could open one here with its user's network
-/// position. Only allowed origins may; clients that send no Origin are not browsers and pass.
-pub fn check_origin(state: &AppState, headers: &HeaderMap) -> Result<(), Refusal> {
-    if let Some(origin) = headers.get(header::ORIGIN) {
-        let origin = origin.to_str().unwrap_or_default();
-        if !common::origin::allowed(origin, &state.allowed_origins, state.localhost_origins) {
-            return Err(Refusal::new(
-                StatusCode::FORBIDDEN,
-                "origin_not_allowed",
-                format!("pages from {origin:?} may not open WebSockets here"),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// A refused request, answered as the JSON error body (small, so `Result`s carrying it stay cheap).
-#[derive(Debug)]
-pub struct Refusal {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    retry_after: bool,
-}
-
-impl Refusal {
-    /// A refusal with this status, error code and sentence.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            retry_after: false,
-        }
-    }
-
-    /// 503 with `Retry-After: 1`.
-    pub fn busy(code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            retry_after: true,
-            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
-        }
-    }
-}
-
-impl From<WebSocketUpgradeRejection> for Refusal {
-    /// A request to a WebSocket route that is not a valid upgrade: the rejection's status and reason, in the
-    /// JSON error body every refusal has.
-    fn from(rejection: WebSocketUpgradeRejection) -> Self {
-        Self::new(
-            rejection.status(),
-            "websocket_upgrade_required",
-            rejection.body_text(),
-        )
-    }
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        if self.retry_after {
-            busy(self.code, &self.message)
-        } else {
-            error(self.status, self.code, &self.message)
-        }
-    }
-}
 
 /// The router: `/ws`, `/ws/session/{id}` (edge), `/health`, `/ready`, `/activity`, JSON 404/405 for the
 /// rest, with request tracing.
@@ -205,12 +39,12 @@ async fn websocket(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    if let Err(refused) = check_origin(&state, &headers) {
+    if let Err(refused) = state.check_origin(&headers) {
         return refused.into_response();
     }
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
-        Err(rejection) => return Refusal::from(rejection).into_response(),
+        Err(rejection) => return not_an_upgrade(rejection).into_response(),
     };
     let admission = match state.admit() {
         Ok(admission) => admission,
@@ -224,14 +58,11 @@ async fn websocket(
             state.max_pings_per_second,
         ),
         idle_timeout: state.idle_timeout,
-        shutdown: state.draining.clone(),
+        shutdown: state.draining().clone(),
         activity: state.activity.clone(),
     };
-    upgrade
-        .read_buffer_size(READ_BUFFER_BYTES)
-        .max_message_size(HARD_MESSAGE_CEILING.max(state.max_message_bytes))
-        .max_frame_size(HARD_MESSAGE_CEILING.max(state.max_message_bytes))
-        .on_failed_upgrade(|e| tracing::debug!(error = %e, "websocket upgrade failed"))
+    state
+        .configure(upgrade, HARD_MESSAGE_CEILING.max(state.max_message_bytes))
         .on_upgrade(move |socket| async move {
             let _admission = admission;
             connection.run(socket).await;
@@ -243,7 +74,7 @@ async fn health() -> Json<HealthBody> {
 }
 
 async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Json<HealthBody>) {
-    if state.draining.is_cancelled() {
+    if state.draining().is_cancelled() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(HealthBody {
@@ -259,34 +90,15 @@ async fn activity(State(state): State<Arc<AppState>>) -> Json<ActivityBody> {
     Json(state.activity.report())
 }
 
-async fn not_found() -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        "not_found",
+async fn not_found() -> ApiError {
+    ApiError::new(
+        ApiErrorCode::NotFound,
         "no such endpoint; try /ws, /health, /ready or /activity",
     )
 }
 
-async fn method_not_allowed() -> Response {
-    error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "this endpoint only answers GET",
-    )
-}
-
-/// A JSON error response.
-pub fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, Json(ErrorBody::new(code, message))).into_response()
-}
-
-/// 503 with `Retry-After: 1`.
-pub fn busy(code: &str, message: &str) -> Response {
-    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, code, message);
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    response
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(ApiErrorCode::MethodNotAllowed, "this endpoint only answers GET")
 }
 
 #[cfg(test)]
@@ -296,7 +108,12 @@ mod tests {
     use axum::body::{Body, to_bytes};
     use axum::http::Request;
     use clap::Parser;
+    use common::signing::SigningKey;
+    use tokio_util::sync::CancellationToken;
+    use tokio_util::task::TaskTracker;
     use tower::ServiceExt;
+
+    use crate::Config;
 
     fn app() -> (Router, CancellationToken) {
         let config = Config::parse_from(["server", "--pod-name", "test-pod"]);

@@ -25,7 +25,7 @@ pub fn PodPanel(demo: Demo) -> impl IntoView {
             <p class="display-name" id="pod-display">{field(|p| Some(p.display_name.clone()))}</p>
             <dl>
                 <dt>"Name"</dt>
-                <dd id="pod-name">{field(|p| Some(p.name.clone()))}</dd>
+                <dd id="pod-name">{field(|p| Some(p.name.to_string()))}</dd>
                 <dt>"Node"</dt>
                 <dd>{field(|p| p.node.clone())}</dd>
                 <dt>"Provisioned"</dt>

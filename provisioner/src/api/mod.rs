@@ -2,7 +2,8 @@
 //!
 //! - [`session`]: `POST /session`, `GET|DELETE /session/{id}`, `POST /session/{id}/kill`.
 //! - [`ops`]: `GET /pool`, `/health`, `/ready`, `/metrics`.
-//! - [`auth`]: the bearer-token extractor; [`error`]: the one error type and JSON error bodies.
+//! - [`auth`]: who may act on a session (the token check); [`error`]: how the pool's refusals become the
+//!   shared error answers.
 //!
 //! Layers, outermost first: request tracing, CORS (origin allowlist), JSON-ifying of layer errors, the request
 //! body limit.
@@ -19,8 +20,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::routing::{get, post};
+use common::api::ApiErrorCode;
+use common::signing::SigningKey;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -39,6 +42,8 @@ use error::ApiError;
 pub struct ApiState<B> {
     /// The warm pool.
     pub pool: Arc<Pool<B>>,
+    /// The key session tokens are derived with (shared by every replica).
+    pub key: SigningKey,
     /// Metrics for `/metrics` and rejections.
     pub metrics: Arc<Metrics>,
     /// Per-client-IP limiter for `POST /session`.
@@ -54,6 +59,7 @@ impl<B: Backend> ApiState<B> {
     pub fn new(
         config: &Config,
         pool: Arc<Pool<B>>,
+        key: SigningKey,
         metrics: Arc<Metrics>,
         draining: CancellationToken,
     ) -> Self {
@@ -63,6 +69,7 @@ impl<B: Backend> ApiState<B> {
             .allow_burst(config.session_burst);
         Self {
             pool,
+            key,
             metrics,
             session_limiter: RateLimiter::keyed(quota),
             trust_forwarded_for: config.trust_forwarded_for,
@@ -152,13 +159,7 @@ impl<B: Backend> FromRequestParts<Arc<ApiState<B>>> for ClientIp {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(address)| Self(address.ip()))
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
-                    "no peer address",
-                )
-            })
+            .ok_or_else(|| ApiError::new(ApiErrorCode::InternalError, "no peer address"))
     }
 }
 
@@ -169,7 +170,7 @@ mod router_tests {
     use crate::backend::fake::FakeBackend;
     use crate::pool::PoolConfig;
     use axum::body::{Body, to_bytes};
-    use axum::http::Request;
+    use axum::http::{Request, StatusCode};
     use clap::Parser;
     use tower::ServiceExt;
 
@@ -177,17 +178,108 @@ mod router_tests {
         let mut args = vec!["provisioner"];
         args.extend_from_slice(flags);
         let config = Config::try_parse_from(args).unwrap();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let metrics = Arc::new(Metrics::default());
+        let pool = Pool::new(FakeBackend::new(tx), PoolConfig::default(), metrics.clone());
+        let draining = CancellationToken::new();
+        tokio::spawn(pool.clone().run(rx, draining.clone()));
+        let key = crate::ids::random_key();
+        let state = Arc::new(ApiState::new(&config, pool, key, metrics, draining.clone()));
+        (router(state, &config), draining)
+    }
+
+    /// Sends a request from 127.0.0.1 with an optional bearer token; returns the status and the JSON body.
+    async fn send(
+        app: &Router,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+    ) -> (StatusCode, serde_json::Value) {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request
+            .extension(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 9))))
+            .body(Body::empty())
+            .unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (
+            status,
+            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn only_a_sessions_own_token_opens_it_and_unknown_ids_stay_hidden() {
+        let (app, _) = app(&[]);
+        let (status, a) = send(&app, Method::POST, "/session", None).await;
+        assert_eq!(status, StatusCode::CREATED, "{a}");
+        let (_, b) = send(&app, Method::POST, "/session", None).await;
+        let (a_id, a_token) = (a["session_id"].as_str().unwrap(), a["token"].as_str().unwrap());
+        let b_token = b["token"].as_str().unwrap();
+        let a_path = format!("/session/{a_id}");
+        let a_kill = format!("/session/{a_id}/kill");
+        // Another session's token, no token, a blank or malformed header: 401 on every endpoint.
+        for (method, uri) in [
+            (Method::GET, &a_path),
+            (Method::POST, &a_kill),
+            (Method::DELETE, &a_path),
+        ] {
+            for token in [Some(b_token), None, Some(""), Some("x".repeat(300).as_str())] {
+                let (status, body) = send(&app, method.clone(), uri, token).await;
+                assert_eq!(
+                    status,
+                    StatusCode::UNAUTHORIZED,
+                    "{method} {uri} with {token:?}: {body}"
+                );
+                assert_eq!(body["error"], "unauthorized");
+            }
+        }
+        // Without the right token nobody learns whether a session exists; with it, an unknown id is 404.
+        let (status, _) = send(&app, Method::GET, "/session/nope", Some(a_token)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, body) = send(&app, Method::GET, &a_path, Some(a_token)).await;
+        assert_eq!((status, body["state"].as_str()), (StatusCode::OK, Some("active")));
+        let (status, _) = send(&app, Method::DELETE, &a_path, Some(a_token)).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let (status, body) = send(&app, Method::POST, &a_kill, Some(a_token)).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (StatusCode::CONFLICT, Some("session_ended"))
+        );
+    }
+
+    #[tokio::test]
+    async fn with_its_token_an_unknown_session_is_not_found() {
+        let config = Config::try_parse_from(["provisioner"]).unwrap();
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
         let metrics = Arc::new(Metrics::default());
-        let pool = Pool::new(
-            FakeBackend::new(tx),
-            PoolConfig::default(),
-            crate::ids::random_key(),
-            metrics.clone(),
-        );
-        let draining = CancellationToken::new();
-        let state = Arc::new(ApiState::new(&config, pool, metrics, draining.clone()));
-        (router(state, &config), draining)
+        let pool = Pool::new(FakeBackend::new(tx), PoolConfig::default(), metrics.clone());
+        let key = crate::ids::random_key();
+        let token = key.session_token("nope");
+        let state = Arc::new(ApiState::new(
+            &config,
+            pool,
+            key,
+            metrics,
+            CancellationToken::new(),
+        ));
+        let app = router(state, &config);
+        for (method, uri) in [
+            (Method::GET, "/session/nope"),
+            (Method::POST, "/session/nope/kill"),
+            (Method::DELETE, "/session/nope"),
+        ] {
+            let (status, body) = send(&app, method, uri, Some(&token)).await;
+            assert_eq!(
+                (status, body["error"].as_str()),
+                (StatusCode::NOT_FOUND, Some("session_not_found")),
+                "{uri}"
+            );
+        }
     }
 
     async fn get(app: &Router, uri: &str) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use common::api::{HealthBody, PoolStatus};
+use common::api::{ApiErrorCode, HealthBody, PoolStatus};
 
 use super::ApiState;
 use super::error::ApiError;
@@ -48,8 +48,7 @@ pub async fn metrics<B: Backend>(State(state): State<Arc<ApiState<B>>>) -> impl 
 /// Unknown path.
 pub async fn not_found() -> ApiError {
     ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
+        ApiErrorCode::NotFound,
         "no such endpoint; see the API in the README (POST /session, GET /pool, ...)",
     )
 }
@@ -57,8 +56,7 @@ pub async fn not_found() -> ApiError {
 /// Known path, wrong method.
 pub async fn method_not_allowed() -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ApiErrorCode::MethodNotAllowed,
         "this endpoint does not take that method",
     )
 }

@@ -1,21 +1,22 @@
-//! The session endpoints: create (rate-limited per client), read, kill, end. Authorization is by bearer token,
-//! checked by the pool in constant time.
+//! The session endpoints: create (rate-limited per client), read, kill, end. Who may read, kill or end a
+//! session is decided before the handler runs, by the [`SessionAuth`] extractor.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use common::api::{CreateSessionRequest, CreateSessionResponse, KillResponse, SessionStatus};
+use common::api::{ApiErrorCode, CreateSessionRequest, CreateSessionResponse, KillResponse, SessionStatus};
 use governor::clock::{Clock, DefaultClock};
 
-use super::auth::Bearer;
+use super::auth::SessionAuth;
 use super::error::ApiError;
 use super::{ApiState, ClientIp};
 use crate::backend::Backend;
+use crate::ids::Token;
 
 /// Longest `client` name accepted in `POST /session`.
 const MAX_CLIENT_LEN: usize = 64;
@@ -27,13 +28,12 @@ pub async fn create<B: Backend>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<CreateSessionResponse>), ApiError> {
     let started = Instant::now();
-    let request = parse_body(body).inspect_err(|_| state.metrics.reject("bad_request"))?;
+    let request = parse_body(body).inspect_err(|e| state.metrics.reject(e.code()))?;
     if let Err(not_until) = state.session_limiter.check_key(&ip) {
-        state.metrics.reject("rate_limited");
+        state.metrics.reject(ApiErrorCode::RateLimited);
         let wait = not_until.wait_time_from(DefaultClock::default().now());
         return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
+            ApiErrorCode::RateLimited,
             "too many new sessions from your address; wait a moment",
         )
         .retry_after(wait));
@@ -52,8 +52,10 @@ pub async fn create<B: Backend>(
     Ok((
         StatusCode::CREATED,
         Json(CreateSessionResponse {
+            token: Token::for_session(&state.key, &created.session_id)
+                .expose()
+                .to_owned(),
             session_id: created.session_id,
-            token: created.token.expose().to_owned(),
             pod: created.pod,
             websocket_url: created.websocket_url,
             source: created.source,
@@ -66,26 +68,22 @@ pub async fn create<B: Backend>(
 fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<CreateSessionRequest, ApiError> {
     let bytes = body.map_err(|rejection| {
         let status = rejection.status();
-        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            "payload_too_large"
-        } else {
-            "bad_request"
-        };
-        ApiError::new(status, code, rejection.body_text())
+        ApiError::new(ApiErrorCode::for_status(status.as_u16()), rejection.body_text()).with_status(status)
     })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(CreateSessionRequest::default());
     }
     let request: CreateSessionRequest = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+        .map_err(|e| ApiError::new(ApiErrorCode::BadRequest, format!("invalid JSON body: {e}")))?;
     if request
         .client
         .as_ref()
         .is_some_and(|c| c.chars().count() > MAX_CLIENT_LEN)
     {
-        return Err(ApiError::bad_request(format!(
-            "`client` is longer than {MAX_CLIENT_LEN} characters"
-        )));
+        return Err(ApiError::new(
+            ApiErrorCode::BadRequest,
+            format!("`client` is longer than {MAX_CLIENT_LEN} characters"),
+        ));
     }
     Ok(request)
 }
@@ -93,19 +91,17 @@ fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<CreateSessionReques
 /// `GET /session/{id}`.
 pub async fn get<B: Backend>(
     State(state): State<Arc<ApiState<B>>>,
-    Path(id): Path<String>,
-    Bearer(token): Bearer,
+    SessionAuth(id): SessionAuth,
 ) -> Result<Json<SessionStatus>, ApiError> {
-    Ok(Json(state.pool.session(&id, &token)?))
+    Ok(Json(state.pool.session(&id)?))
 }
 
 /// `POST /session/{id}/kill`: terminate the session's pod; a replacement follows.
 pub async fn kill<B: Backend>(
     State(state): State<Arc<ApiState<B>>>,
-    Path(id): Path<String>,
-    Bearer(token): Bearer,
+    SessionAuth(id): SessionAuth,
 ) -> Result<(StatusCode, Json<KillResponse>), ApiError> {
-    let killed = state.pool.kill(&id, &token).await.map_err(|e| {
+    let killed = state.pool.kill(&id).await.map_err(|e| {
         let error = ApiError::from(e);
         state.metrics.reject(error.code());
         error
@@ -116,9 +112,8 @@ pub async fn kill<B: Backend>(
 /// `DELETE /session/{id}`: end the session and terminate its pod.
 pub async fn end<B: Backend>(
     State(state): State<Arc<ApiState<B>>>,
-    Path(id): Path<String>,
-    Bearer(token): Bearer,
+    SessionAuth(id): SessionAuth,
 ) -> Result<StatusCode, ApiError> {
-    state.pool.end(&id, &token).await?;
+    state.pool.end(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use common::api::ActivityBody;
+use common::ids::{PodName, SessionId};
 use tokio::sync::mpsc;
 
 use super::{Backend, BackendError, PodEvent, PodPhase, PodRecord};
@@ -14,13 +15,13 @@ use super::{Backend, BackendError, PodEvent, PodPhase, PodRecord};
 #[derive(Debug, Clone)]
 struct FakePod {
     phase: PodPhase,
-    session: Option<String>,
+    session: Option<SessionId>,
 }
 
 /// The fake backend; clones share state.
 #[derive(Clone)]
 pub struct FakeBackend {
-    pods: Arc<Mutex<HashMap<String, FakePod>>>,
+    pods: Arc<Mutex<HashMap<PodName, FakePod>>>,
     events: mpsc::UnboundedSender<PodEvent>,
     /// Pods become ready as soon as they are created.
     pub auto_ready: Arc<AtomicBool>,
@@ -48,7 +49,7 @@ impl FakeBackend {
         }
     }
 
-    fn pods(&self) -> std::sync::MutexGuard<'_, HashMap<String, FakePod>> {
+    fn pods(&self) -> std::sync::MutexGuard<'_, HashMap<PodName, FakePod>> {
         self.pods.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -58,7 +59,7 @@ impl FakeBackend {
             pod.phase = PodPhase::Ready;
         }
         let _ = self.events.send(PodEvent::Ready {
-            name: name.to_owned(),
+            name: name.into(),
             node: Some("fake-node".into()),
         });
     }
@@ -66,9 +67,7 @@ impl FakeBackend {
     /// Makes a pod die on its own.
     pub fn crash(&self, name: &str) {
         self.pods().remove(name);
-        let _ = self.events.send(PodEvent::Exited {
-            name: name.to_owned(),
-        });
+        let _ = self.events.send(PodEvent::Exited { name: name.into() });
     }
 
     /// Another provisioner claims the pod behind our back.
@@ -79,8 +78,8 @@ impl FakeBackend {
     }
 
     /// Names of pods in a phase.
-    pub fn names(&self, phase: PodPhase) -> Vec<String> {
-        let mut names: Vec<String> = self
+    pub fn names(&self, phase: PodPhase) -> Vec<PodName> {
+        let mut names: Vec<PodName> = self
             .pods()
             .iter()
             .filter(|(_, p)| p.phase == phase)
@@ -97,14 +96,14 @@ impl FakeBackend {
 }
 
 impl Backend for FakeBackend {
-    async fn create(&self, name: &str) -> Result<(), BackendError> {
+    async fn create(&self, name: &PodName) -> Result<(), BackendError> {
         if self.fail_create.load(Ordering::SeqCst) {
             return Err(BackendError::Unavailable("injected failure".into()));
         }
         let count = {
             let mut pods = self.pods();
             pods.insert(
-                name.to_owned(),
+                name.clone(),
                 FakePod {
                     phase: PodPhase::Starting,
                     session: None,
@@ -114,23 +113,21 @@ impl Backend for FakeBackend {
         };
         self.max_pods.fetch_max(count, Ordering::SeqCst);
         if self.auto_ready.load(Ordering::SeqCst) {
-            self.make_ready(name);
+            self.make_ready(name.as_str());
         }
         Ok(())
     }
 
-    async fn terminate(&self, name: &str) -> Result<(), BackendError> {
+    async fn terminate(&self, name: &PodName) -> Result<(), BackendError> {
         if self.pods().remove(name).is_some() {
-            let _ = self.events.send(PodEvent::Exited {
-                name: name.to_owned(),
-            });
+            let _ = self.events.send(PodEvent::Exited { name: name.clone() });
         }
         Ok(())
     }
 
-    async fn retire(&self, name: &str) -> Result<(), BackendError> {
+    async fn retire(&self, name: &PodName) -> Result<(), BackendError> {
         if self.pods().get(name).is_some_and(|p| p.session.is_some()) {
-            return Err(BackendError::Conflict(name.to_owned()));
+            return Err(BackendError::Conflict(name.to_string()));
         }
         self.terminate(name).await
     }
@@ -150,40 +147,38 @@ impl Backend for FakeBackend {
             .collect())
     }
 
-    async fn claim(&self, name: &str, session: &str) -> Result<(), BackendError> {
+    async fn claim(&self, name: &PodName, session: &SessionId) -> Result<(), BackendError> {
         match self.pods().get_mut(name) {
             Some(pod) if pod.phase == PodPhase::Ready && pod.session.is_none() => {
-                pod.session = Some(session.to_owned());
+                pod.session = Some(session.clone());
                 Ok(())
             }
-            Some(_) => Err(BackendError::Conflict(name.to_owned())),
-            None => Err(BackendError::NotFound(name.to_owned())),
+            Some(_) => Err(BackendError::Conflict(name.to_string())),
+            None => Err(BackendError::NotFound(name.to_string())),
         }
     }
 
-    async fn activity(&self, name: &str) -> Result<ActivityBody, BackendError> {
-        if !self.exists(name) {
-            return Err(BackendError::NotFound(name.to_owned()));
+    async fn activity(&self, name: &PodName) -> Result<ActivityBody, BackendError> {
+        if !self.exists(name.as_str()) {
+            return Err(BackendError::NotFound(name.to_string()));
         }
         if self.fail_activity.load(Ordering::SeqCst) {
             return Err(BackendError::Unavailable(format!("pod {name} unreachable")));
         }
         let configured = self.last_activity_ms.load(Ordering::SeqCst);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now = common::runtime::unix_time_ms();
         Ok(ActivityBody {
             connections: 0,
             last_activity_ms: if configured == 0 { now } else { configured },
         })
     }
 
-    fn websocket_url(&self, name: &str, _session: &str) -> Option<String> {
+    fn websocket_url(&self, name: &PodName, _session: &SessionId) -> Option<String> {
         Some(format!("ws://fake/{name}/ws"))
     }
 
     async fn shutdown(&self) {
-        let names: Vec<String> = self.pods().keys().cloned().collect();
+        let names: Vec<PodName> = self.pods().keys().cloned().collect();
         for name in names {
             let _ = self.terminate(&name).await;
         }

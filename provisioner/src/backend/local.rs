@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use common::api::ActivityBody;
+use common::ids::{PodName, SessionId};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdout, Command};
 use tokio::sync::mpsc;
@@ -59,13 +60,13 @@ struct LocalPod {
     port: Option<u16>,
     pid: Option<u32>,
     ready: bool,
-    session: Option<String>,
+    session: Option<SessionId>,
     kill: CancellationToken,
 }
 
 struct Inner {
     config: LocalConfig,
-    pods: Mutex<HashMap<String, LocalPod>>,
+    pods: Mutex<HashMap<PodName, LocalPod>>,
     events: mpsc::UnboundedSender<PodEvent>,
     http: reqwest::Client,
     monitors: TaskTracker,
@@ -100,15 +101,15 @@ impl LocalBackend {
         })
     }
 
-    fn pods(&self) -> MutexGuard<'_, HashMap<String, LocalPod>> {
+    fn pods(&self) -> MutexGuard<'_, HashMap<PodName, LocalPod>> {
         self.inner.pods.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn port(&self, name: &str) -> Result<u16, BackendError> {
+    fn port(&self, name: &PodName) -> Result<u16, BackendError> {
         self.pods()
             .get(name)
             .and_then(|pod| pod.port)
-            .ok_or_else(|| BackendError::NotFound(name.to_owned()))
+            .ok_or_else(|| BackendError::NotFound(name.to_string()))
     }
 
     /// Live children.
@@ -128,7 +129,7 @@ impl LocalBackend {
 }
 
 impl Backend for LocalBackend {
-    async fn create(&self, name: &str) -> Result<(), BackendError> {
+    async fn create(&self, name: &PodName) -> Result<(), BackendError> {
         let child = Command::new(&self.inner.config.server_bin)
             .args([
                 "--bind",
@@ -138,7 +139,7 @@ impl Backend for LocalBackend {
                 "--print-port",
                 "--exit-on-stdin-eof",
             ])
-            .env("POD_NAME", name)
+            .env("POD_NAME", name.as_str())
             .env("NODE_NAME", "localhost")
             .env("ALLOWED_ORIGINS", self.inner.config.allowed_origins.join(","))
             .env(
@@ -168,7 +169,7 @@ impl Backend for LocalBackend {
         let alive = {
             let mut pods = self.pods();
             pods.insert(
-                name.to_owned(),
+                name.clone(),
                 LocalPod {
                     port: None,
                     pid: child.id(),
@@ -183,23 +184,23 @@ impl Backend for LocalBackend {
             .peak
             .fetch_max(alive, std::sync::atomic::Ordering::SeqCst);
         let backend = self.clone();
-        let name = name.to_owned();
+        let name = name.clone();
         self.inner
             .monitors
             .spawn(async move { backend.monitor(name, child, kill).await });
         Ok(())
     }
 
-    async fn terminate(&self, name: &str) -> Result<(), BackendError> {
+    async fn terminate(&self, name: &PodName) -> Result<(), BackendError> {
         if let Some(pod) = self.pods().get(name) {
             pod.kill.cancel();
         }
         Ok(())
     }
 
-    async fn retire(&self, name: &str) -> Result<(), BackendError> {
+    async fn retire(&self, name: &PodName) -> Result<(), BackendError> {
         match self.pods().get(name) {
-            Some(pod) if pod.session.is_some() => Err(BackendError::Conflict(name.to_owned())),
+            Some(pod) if pod.session.is_some() => Err(BackendError::Conflict(name.to_string())),
             Some(pod) => {
                 pod.kill.cancel();
                 Ok(())
@@ -227,23 +228,23 @@ impl Backend for LocalBackend {
             .collect())
     }
 
-    async fn claim(&self, name: &str, session: &str) -> Result<(), BackendError> {
+    async fn claim(&self, name: &PodName, session: &SessionId) -> Result<(), BackendError> {
         match self.pods().get_mut(name) {
             Some(pod) if pod.ready && pod.session.is_none() && !pod.kill.is_cancelled() => {
-                pod.session = Some(session.to_owned());
+                pod.session = Some(session.clone());
                 Ok(())
             }
-            Some(_) => Err(BackendError::Conflict(name.to_owned())),
-            None => Err(BackendError::NotFound(name.to_owned())),
+            Some(_) => Err(BackendError::Conflict(name.to_string())),
+            None => Err(BackendError::NotFound(name.to_string())),
         }
     }
 
-    async fn activity(&self, name: &str) -> Result<ActivityBody, BackendError> {
+    async fn activity(&self, name: &PodName) -> Result<ActivityBody, BackendError> {
         let port = self.port(name)?;
         super::fetch_activity(&self.inner.http, name, &format!("127.0.0.1:{port}")).await
     }
 
-    fn websocket_url(&self, name: &str, _session: &str) -> Option<String> {
+    fn websocket_url(&self, name: &PodName, _session: &SessionId) -> Option<String> {
         let port = self.port(name).ok()?;
         Some(format!("ws://{}:{port}/ws", self.inner.config.public_host))
     }
@@ -264,7 +265,7 @@ impl Backend for LocalBackend {
 
 impl LocalBackend {
     /// Watches one child from start to exit: readiness, kill requests, and its exit (always reaped).
-    async fn monitor(self, name: String, mut child: Child, kill: CancellationToken) {
+    async fn monitor(self, name: PodName, mut child: Child, kill: CancellationToken) {
         // Hold the write end of the child's stdin for as long as the child lives: `Child::wait` would close it,
         // and the child takes end-of-file as "the provisioner is gone".
         let _stdin = child.stdin.take();

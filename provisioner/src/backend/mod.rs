@@ -11,6 +11,7 @@ pub mod local;
 use std::future::Future;
 
 use common::api::ActivityBody;
+use common::ids::{PodName, SessionId};
 
 /// Lifecycle phase of a pod as the backend sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,11 +26,11 @@ pub enum PodPhase {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodRecord {
     /// The pod's name (unique in the backend).
-    pub name: String,
+    pub name: PodName,
     /// Whether it is ready.
     pub phase: PodPhase,
     /// The session it is claimed for, if any.
-    pub session: Option<String>,
+    pub session: Option<SessionId>,
     /// How long that session has existed, when the backend records it (so a restarted provisioner that
     /// adopts the session keeps its age).
     pub session_age: Option<std::time::Duration>,
@@ -45,14 +46,14 @@ pub enum PodEvent {
     /// The pod passed its readiness check.
     Ready {
         /// Pod name.
-        name: String,
+        name: PodName,
         /// Node it runs on, when known.
         node: Option<String>,
     },
     /// The pod is gone (killed, crashed, failed to start, finished).
     Exited {
         /// Pod name.
-        name: String,
+        name: PodName,
     },
 }
 
@@ -73,28 +74,32 @@ pub enum BackendError {
 /// Where session pods run. Implementations are cheap to share (`Arc` inside).
 pub trait Backend: Send + Sync + 'static {
     /// Starts a pod called `name`. Returns once it is created; readiness arrives later as [`PodEvent::Ready`].
-    fn create(&self, name: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn create(&self, name: &PodName) -> impl Future<Output = Result<(), BackendError>> + Send;
 
     /// Terminates a pod. Idempotent; its exit arrives as [`PodEvent::Exited`].
-    fn terminate(&self, name: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn terminate(&self, name: &PodName) -> impl Future<Output = Result<(), BackendError>> + Send;
 
     /// Terminates a pod only if it is still unclaimed (trimming the warm pool). Fails with
     /// [`BackendError::Conflict`] when someone claimed it meanwhile — another replica may have, with a view
     /// newer than ours — and then leaves it alone.
-    fn retire(&self, name: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn retire(&self, name: &PodName) -> impl Future<Output = Result<(), BackendError>> + Send;
 
     /// Every pod of this pool that exists now.
     fn list(&self) -> impl Future<Output = Result<Vec<PodRecord>, BackendError>> + Send;
 
     /// Records that `name` now serves `session`. Fails with [`BackendError::Conflict`] if the pod is no longer
     /// ready and unclaimed, so two claimants can never both win.
-    fn claim(&self, name: &str, session: &str) -> impl Future<Output = Result<(), BackendError>> + Send;
+    fn claim(
+        &self,
+        name: &PodName,
+        session: &SessionId,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
 
     /// The pod's own report of WebSocket activity.
-    fn activity(&self, name: &str) -> impl Future<Output = Result<ActivityBody, BackendError>> + Send;
+    fn activity(&self, name: &PodName) -> impl Future<Output = Result<ActivityBody, BackendError>> + Send;
 
     /// The absolute WebSocket URL a browser uses to reach this pod for `session`.
-    fn websocket_url(&self, name: &str, session: &str) -> Option<String>;
+    fn websocket_url(&self, name: &PodName, session: &SessionId) -> Option<String>;
 
     /// Terminates every pod and waits until they are gone (provisioner shutdown).
     fn shutdown(&self) -> impl Future<Output = ()> + Send;
@@ -103,7 +108,7 @@ pub trait Backend: Send + Sync + 'static {
 /// Asks the pod at `address` (`host:port`) for its `/activity` report: the one HTTP call both real backends make.
 pub async fn fetch_activity(
     http: &reqwest::Client,
-    name: &str,
+    name: &PodName,
     address: &str,
 ) -> Result<ActivityBody, BackendError> {
     let unavailable = |e: reqwest::Error| BackendError::Unavailable(format!("pod {name}: {e}"));

@@ -1,8 +1,9 @@
 //! The warm pool: the one algorithm of the provisioner, independent of where pods run.
 //!
 //! [`Pool`] keeps [`state::State`] behind a mutex that is never held across an `await`, and drives a
-//! [`Backend`]. Work happens in three places, all funnelled through the same two steps — *dispatch* (give warm
-//! pods to waiting sessions) and *reconcile* (start or trim pods to meet the target within the caps):
+//! [`Backend`]. The rules live in `state.rs`; this module carries out their outcomes (backend calls, events,
+//! metrics, timers). Work happens in three places, all funnelled through the same two steps — *dispatch* (give
+//! warm pods to waiting sessions) and *reconcile* (start or trim pods to meet the target within the caps):
 //!
 //! - API calls (`create_session`, `kill`, `end`) change the state, dispatch at once (the warm path needs no
 //!   extra hop), and wake the loop;
@@ -10,10 +11,15 @@
 //! - a periodic resync re-reads the backend's list, ends idle and too-old sessions, and repairs anything an
 //!   event missed.
 //!
+//! The pool knows sessions by id only; who may act on a session (its token) is the API's check, made before
+//! the pool is called.
+//!
 //! Invariants (tested in `tests.rs` against a fake backend): pods never exceed `warm_target + max_sessions`;
 //! only ready pods are handed out; no pod serves two sessions; a session that loses its pod gets the next warm
 //! one before any new session does.
 
+#[cfg(test)]
+pub mod fixtures;
 pub mod state;
 #[cfg(test)]
 mod tests;
@@ -22,15 +28,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use common::api::{ProvisionSource, SessionPod, SessionState, SessionStatus};
-use common::signing::SigningKey;
+use common::ids::{PodName, SessionId};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{Backend, BackendError, PodEvent};
-use crate::ids::{self, Token};
+use crate::ids;
 use crate::metrics::{Metrics, ReasonLabel, SourceLabel};
-use state::{Session, State};
-
+use state::{AdmitRefused, ClaimOutcome, EndOutcome, KillRefused, Lookup, PodGone, State};
 /// Tuning of the pool algorithm.
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
@@ -83,12 +88,9 @@ pub enum PoolError {
     /// No pod became ready within the cold-start timeout.
     #[error("no pod became ready within {0:?}")]
     ColdStartTimeout(Duration),
-    /// No such session, or the token does not match (the API tells these apart before calling).
+    /// No such session.
     #[error("unknown session")]
     UnknownSession,
-    /// The token does not belong to this session.
-    #[error("invalid token")]
-    Unauthorized,
     /// The session is over.
     #[error("the session has ended")]
     Ended,
@@ -110,9 +112,7 @@ pub enum PoolError {
 #[derive(Debug)]
 pub struct Created {
     /// Its id.
-    pub session_id: String,
-    /// Its token.
-    pub token: Token,
+    pub session_id: SessionId,
     /// Its pod.
     pub pod: SessionPod,
     /// How the browser reaches the pod.
@@ -125,7 +125,6 @@ pub struct Created {
 pub struct Pool<B> {
     backend: B,
     config: PoolConfig,
-    key: SigningKey,
     metrics: Arc<Metrics>,
     state: Mutex<State>,
     wake: Notify,
@@ -137,12 +136,11 @@ pub struct Pool<B> {
 }
 
 impl<B: Backend> Pool<B> {
-    /// A pool with no pods yet; [`Pool::run`] fills it. Session tokens are derived with `key`.
-    pub fn new(backend: B, config: PoolConfig, key: SigningKey, metrics: Arc<Metrics>) -> Arc<Self> {
+    /// A pool with no pods yet; [`Pool::run`] fills it.
+    pub fn new(backend: B, config: PoolConfig, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Self {
             backend,
             config,
-            key,
             metrics,
             state: Mutex::new(State::default()),
             wake: Notify::new(),
@@ -203,15 +201,14 @@ impl<B: Backend> Pool<B> {
         match event {
             PodEvent::Ready { name, node } => {
                 tracing::debug!(pod = %name, "pod ready");
-                state.mark_ready(&name, node, Instant::now());
+                state.mark_ready(name.as_str(), node, Instant::now());
             }
-            PodEvent::Exited { name } => {
-                if let Some(session) = state.remove_pod(&name) {
+            PodEvent::Exited { name } => match state.forget_pod(name.as_str()) {
+                PodGone::Orphaned(session) => {
                     tracing::info!(pod = %name, %session, "session pod exited; replacing it");
-                } else {
-                    tracing::debug!(pod = %name, "pod exited");
                 }
-            }
+                PodGone::Free | PodGone::Unknown => tracing::debug!(pod = %name, "pod exited"),
+            },
         }
     }
 
@@ -225,15 +222,11 @@ impl<B: Backend> Pool<B> {
             } else {
                 state.pods_to_create(&self.config)
             };
-            let names: Vec<String> = (0..count).map(|_| ids::pod_name()).collect();
+            let names: Vec<PodName> = (0..count).map(|_| ids::pod_name()).collect();
             for name in &names {
                 state.add_starting(name.clone());
             }
-            let surplus = state.surplus_warm(&self.config);
-            for name in &surplus {
-                state.start_retiring(name);
-            }
-            (names, surplus)
+            (names, state.trim_surplus(&self.config))
         };
         for (i, name) in to_create.iter().enumerate() {
             let created = self.backend.create(name).await;
@@ -246,7 +239,7 @@ impl<B: Backend> Pool<B> {
                 // spin on a failing backend: the next resync tick tries again.
                 let mut state = self.lock();
                 for name in &to_create[i..] {
-                    state.pods.remove(name);
+                    state.forget_pod(name.as_str());
                 }
                 break;
             }
@@ -260,36 +253,30 @@ impl<B: Backend> Pool<B> {
     /// Hands warm pods to waiting sessions, one claim at a time, until either runs out.
     async fn dispatch(&self) {
         loop {
-            let Some((session_id, pod_name)) = self.lock().next_match() else {
+            let Some(m) = self.lock().next_match() else {
                 return;
             };
-            match self.backend.claim(&pod_name, &session_id).await {
+            match self.backend.claim(&m.pod, &m.session).await {
                 Ok(()) => {
-                    let now = Instant::now();
-                    let (kept, replacement) = {
-                        let mut state = self.lock();
-                        let before = state.sessions.get(&session_id).map(|s| s.replacements);
-                        let kept = state.complete_claim(&session_id, &pod_name, now);
-                        let after = state.sessions.get(&session_id).map(|s| s.replacements);
-                        if !kept {
-                            state.start_terminating(&pod_name);
+                    let outcome = self.lock().complete_claim(&m, Instant::now());
+                    match outcome {
+                        ClaimOutcome::First(_) | ClaimOutcome::Replacement => {
+                            let replacement = outcome == ClaimOutcome::Replacement;
+                            tracing::info!(session = %m.session, pod = %m.pod, replacement, "pod assigned");
+                            if replacement {
+                                self.metrics.replacements.inc();
+                            }
                         }
-                        (kept, after > before)
-                    };
-                    if kept {
-                        tracing::info!(session = %session_id, pod = %pod_name, replacement, "pod assigned");
-                        if replacement {
-                            self.metrics.replacements.inc();
+                        ClaimOutcome::Unwanted => {
+                            tracing::info!(session = %m.session, pod = %m.pod, "claimed pod no longer wanted");
+                            self.terminate(&m.pod).await;
                         }
-                    } else {
-                        // The session ended while the claim was in flight.
-                        self.terminate(&pod_name).await;
                     }
                 }
                 Err(e) => {
                     let conflict = matches!(e, BackendError::Conflict(_) | BackendError::NotFound(_));
-                    tracing::info!(pod = %pod_name, error = %e, "claim failed; trying another pod");
-                    self.lock().fail_claim(&session_id, &pod_name, conflict);
+                    tracing::info!(pod = %m.pod, error = %e, "claim failed; trying another pod");
+                    self.lock().fail_claim(&m, conflict);
                     if !conflict {
                         return;
                     }
@@ -299,19 +286,19 @@ impl<B: Backend> Pool<B> {
     }
 
     /// Trims a warm pod unless someone claimed it meanwhile.
-    async fn retire(&self, name: &str) {
+    async fn retire(&self, name: &PodName) {
         match self.backend.retire(name).await {
             Ok(()) => {}
             Err(BackendError::Conflict(_)) => {
                 // Claimed elsewhere meanwhile: forget it; the next resync reads who has it.
                 tracing::debug!(pod = %name, "surplus pod was claimed meanwhile; keeping it");
-                self.lock().pods.remove(name);
+                self.lock().forget_pod(name.as_str());
             }
             Err(e) => tracing::warn!(pod = %name, error = %e, "cannot trim pod; the resync will retry"),
         }
     }
 
-    async fn terminate(&self, pod: &str) {
+    async fn terminate(&self, pod: &PodName) {
         if let Err(e) = self.backend.terminate(pod).await {
             tracing::warn!(%pod, error = %e, "cannot terminate pod; the resync will retry");
         }
@@ -352,30 +339,20 @@ impl<B: Backend> Pool<B> {
     /// Sessions whose pod reports no WebSocket activity for the idle timeout. A pod that cannot be asked
     /// counts as quiet since the last activity it did report (or its assignment): a session nobody can see
     /// being used — its pod unreachable, or adopted after a crash with no client — ends like an idle one.
-    async fn idle_sessions(&self) -> Vec<String> {
-        let assigned: Vec<(String, String, Instant)> = self
-            .lock()
-            .sessions
-            .iter()
-            .filter_map(|(id, s)| {
-                let assigned_at = s.assigned_at?;
-                let evidence = s.active_at.map_or(assigned_at, |active| active.max(assigned_at));
-                Some((id.clone(), s.pod.clone()?, evidence))
-            })
-            .collect();
-        let checks = assigned.into_iter().map(|(session, pod, evidence)| async move {
-            let quiet = match self.backend.activity(&pod).await {
+    async fn idle_sessions(&self) -> Vec<SessionId> {
+        let candidates = self.lock().idle_candidates();
+        let checks = candidates.into_iter().map(|candidate| async move {
+            let quiet = match self.backend.activity(&candidate.pod).await {
                 Ok(report) => {
-                    let quiet_ms = common_now_ms().saturating_sub(report.last_activity_ms);
-                    let quiet = Duration::from_millis(quiet_ms).min(evidence.elapsed());
-                    if let Some(s) = self.lock().sessions.get_mut(&session) {
-                        s.active_at = Instant::now().checked_sub(quiet);
-                    }
+                    let quiet_ms = common::runtime::unix_time_ms().saturating_sub(report.last_activity_ms);
+                    let quiet = Duration::from_millis(quiet_ms).min(candidate.evidence.elapsed());
+                    self.lock()
+                        .record_activity(candidate.session.as_str(), Instant::now().checked_sub(quiet));
                     quiet
                 }
-                Err(_) => evidence.elapsed(),
+                Err(_) => candidate.evidence.elapsed(),
             };
-            (quiet >= self.config.idle_timeout).then_some(session)
+            (quiet >= self.config.idle_timeout).then_some(candidate.session)
         });
         futures_util::future::join_all(checks)
             .await
@@ -385,15 +362,15 @@ impl<B: Backend> Pool<B> {
     }
 
     /// Ends a session for `reason` and terminates its pod.
-    async fn finish(&self, session_id: &str, reason: &'static str) {
-        let pod = self.lock().end_session(session_id, Instant::now());
-        if let Some(pod) = pod {
+    async fn finish(&self, session_id: &SessionId, reason: &'static str) {
+        let outcome = self.lock().end_session(session_id.as_str(), Instant::now());
+        if let EndOutcome::Ended { pods } = outcome {
             tracing::info!(session = %session_id, reason, "session ended");
             self.metrics
                 .sessions_ended
                 .get_or_create(&ReasonLabel { reason })
                 .inc();
-            if let Some(pod) = pod {
+            for pod in pods {
                 self.terminate(&pod).await;
             }
         }
@@ -403,7 +380,7 @@ impl<B: Backend> Pool<B> {
     fn publish(&self) {
         let (counts, sessions) = {
             let state = self.lock();
-            (state.counts(), state.sessions.len())
+            (state.counts(), state.session_count())
         };
         self.metrics.set_pool(counts, sessions);
         self.counts.send_replace(counts);
@@ -424,57 +401,35 @@ impl<B: Backend> Pool<B> {
             return Err(PoolError::Backend(BackendError::Unavailable(failure)));
         }
         let session_id = ids::session_id();
-        let token = Token::for_session(&self.key, &session_id);
         let (tx, rx) = oneshot::channel();
-        {
-            let mut state = self.lock();
-            if state.sessions.len() >= self.config.max_sessions as usize {
-                return Err(PoolError::AtCapacity(self.config.max_sessions));
-            }
-            state.sessions.insert(
-                session_id.clone(),
-                Session {
-                    pod: None,
-                    created_at: started,
-                    assigned_at: None,
-                    replacements: 0,
-                    last_kill: None,
-                    active_at: None,
-                    source: None,
-                    waiter: Some(tx),
-                },
-            );
-            state.waiting.push_back(session_id.clone());
-        }
+        self.lock()
+            .admit(session_id.clone(), started, tx, &self.config)
+            .map_err(|refused| match refused {
+                AdmitRefused::AtCapacity => PoolError::AtCapacity(self.config.max_sessions),
+            })?;
         self.dispatch().await;
         // Refill behind us (warm path) or start our pod (cold path).
         self.wake.notify_one();
 
         let outcome = tokio::time::timeout(self.config.cold_start_timeout, rx).await;
-        let state = self.lock();
-        let assigned = state
-            .sessions
-            .get(&session_id)
-            .and_then(|s| Some((s.pod.clone()?, s.source?)));
-        let Some((pod_name, source)) = assigned else {
-            drop(state);
+        let view = match self.lock().lookup(session_id.as_str()) {
+            Lookup::Live(view) => view,
+            Lookup::Ended { .. } | Lookup::Unknown => return Err(PoolError::ShuttingDown),
+        };
+        let (Some((pod_name, node)), Some(source)) = (view.pod, view.source) else {
             return Err(match outcome {
                 Err(_elapsed) => {
                     // Give the slot back; a pod started for us joins the warm pool.
-                    let mut state = self.lock();
-                    state.sessions.remove(&session_id);
-                    state.waiting.retain(|id| id != &session_id);
+                    self.lock().abandon(session_id.as_str());
                     PoolError::ColdStartTimeout(self.config.cold_start_timeout)
                 }
                 Ok(_) => PoolError::ShuttingDown,
             });
         };
-        let node = state.pods.get(&pod_name).and_then(|p| p.node.clone());
-        drop(state);
         let websocket_url = self
             .backend
             .websocket_url(&pod_name, &session_id)
-            .ok_or_else(|| PoolError::Backend(BackendError::NotFound(pod_name.clone())))?;
+            .ok_or_else(|| PoolError::Backend(BackendError::NotFound(pod_name.to_string())))?;
         let label = match source {
             ProvisionSource::Warm => "warm",
             ProvisionSource::Cold => "cold",
@@ -490,7 +445,6 @@ impl<B: Backend> Pool<B> {
         tracing::info!(session = %session_id, pod = %pod_name, source = label, "session created");
         Ok(Created {
             session_id,
-            token,
             pod: session_pod(&pod_name, node),
             websocket_url,
             source,
@@ -509,82 +463,42 @@ impl<B: Backend> Pool<B> {
         (recent && self.lock().counts().warm == 0).then_some(message)
     }
 
-    /// Checks `token` against session `id` first (so nobody without it learns whether `id` exists): wrong →
-    /// `Unauthorized`; then unknown → `UnknownSession`; recently ended → `Ok(None)`.
-    fn authorize<'s>(
-        &self,
-        state: &'s mut State,
-        id: &str,
-        token: &str,
-    ) -> Result<Option<&'s mut Session>, PoolError> {
-        if !self.key.verify_session_token(id, token) {
-            return Err(PoolError::Unauthorized);
-        }
-        if state.ended.contains_key(id) {
-            return Ok(None);
-        }
-        state
-            .sessions
-            .get_mut(id)
-            .map(Some)
-            .ok_or(PoolError::UnknownSession)
-    }
-
     /// The state of session `id`, for its owner.
-    pub fn session(&self, id: &str, token: &str) -> Result<SessionStatus, PoolError> {
-        let mut state = self.lock();
-        let ended_replacements = state.ended.get(id).map(|t| t.replacements);
-        let Some(session) = self.authorize(&mut state, id, token)? else {
-            return Ok(SessionStatus {
-                session_id: id.to_owned(),
+    pub fn session(&self, id: &SessionId) -> Result<SessionStatus, PoolError> {
+        let lookup = self.lock().lookup(id.as_str());
+        match lookup {
+            Lookup::Unknown => Err(PoolError::UnknownSession),
+            Lookup::Ended { replacements } => Ok(SessionStatus {
+                session_id: id.clone(),
                 state: SessionState::Ended,
                 pod: None,
                 websocket_url: None,
-                replacements: ended_replacements.unwrap_or(0),
-            });
-        };
-        let status_state = State::session_state(session);
-        let replacements = session.replacements;
-        let pod_name = session.pod.clone();
-        let node = pod_name
-            .as_ref()
-            .and_then(|name| state.pods.get(name))
-            .and_then(|p| p.node.clone());
-        drop(state);
-        Ok(SessionStatus {
-            session_id: id.to_owned(),
-            state: status_state,
-            websocket_url: pod_name
-                .as_ref()
-                .and_then(|name| self.backend.websocket_url(name, id)),
-            pod: pod_name.map(|name| session_pod(&name, node)),
-            replacements,
-        })
+                replacements,
+            }),
+            Lookup::Live(view) => Ok(SessionStatus {
+                session_id: id.clone(),
+                state: view.state,
+                websocket_url: view
+                    .pod
+                    .as_ref()
+                    .and_then(|(name, _)| self.backend.websocket_url(name, id)),
+                pod: view.pod.map(|(name, node)| session_pod(&name, node)),
+                replacements: view.replacements,
+            }),
+        }
     }
 
     /// Kills session `id`'s pod; the session then gets a replacement. Returns the killed pod's name.
-    pub async fn kill(&self, id: &str, token: &str) -> Result<String, PoolError> {
-        let now = Instant::now();
-        let pod = {
-            let mut state = self.lock();
-            let Some(session) = self.authorize(&mut state, id, token)? else {
-                return Err(PoolError::Ended);
-            };
-            if let Some(last) = session.last_kill {
-                let since = now.saturating_duration_since(last);
-                if since < self.config.kill_cooldown {
-                    return Err(PoolError::KillCooldown(self.config.kill_cooldown - since));
-                }
-            }
-            let Some(pod) = session.pod.take() else {
-                return Err(PoolError::NoPod);
-            };
-            session.last_kill = Some(now);
-            session.assigned_at = None;
-            state.start_terminating(&pod);
-            state.waiting.push_front(id.to_owned());
-            pod
-        };
+    pub async fn kill(&self, id: &SessionId) -> Result<PodName, PoolError> {
+        let killed = self
+            .lock()
+            .kill(id.as_str(), Instant::now(), self.config.kill_cooldown);
+        let pod = killed.map_err(|refused| match refused {
+            KillRefused::Unknown => PoolError::UnknownSession,
+            KillRefused::Ended => PoolError::Ended,
+            KillRefused::Cooldown(wait) => PoolError::KillCooldown(wait),
+            KillRefused::NoPod => PoolError::NoPod,
+        })?;
         self.metrics.kills.inc();
         tracing::info!(session = %id, %pod, "killing session pod on request");
         self.terminate(&pod).await;
@@ -593,16 +507,17 @@ impl<B: Backend> Pool<B> {
         Ok(pod)
     }
 
-    /// Ends session `id` and terminates its pod.
-    pub async fn end(&self, id: &str, token: &str) -> Result<(), PoolError> {
-        {
-            let mut state = self.lock();
-            if self.authorize(&mut state, id, token)?.is_none() {
-                return Ok(());
+    /// Ends session `id` and terminates its pod. Ending an ended session is fine; an unknown one is not.
+    pub async fn end(&self, id: &SessionId) -> Result<(), PoolError> {
+        let lookup = self.lock().lookup(id.as_str());
+        match lookup {
+            Lookup::Unknown => Err(PoolError::UnknownSession),
+            Lookup::Ended { .. } => Ok(()),
+            Lookup::Live(_) => {
+                self.finish(id, "deleted").await;
+                Ok(())
             }
         }
-        self.finish(id, "deleted").await;
-        Ok(())
     }
 
     /// Pod counts for `GET /pool`.
@@ -626,9 +541,9 @@ impl<B: Backend> Pool<B> {
     /// Stops handing out pods and terminates every pod.
     pub async fn shutdown(&self) {
         self.closing.cancel();
-        let ended: Vec<String> = self.lock().sessions.keys().cloned().collect();
-        for id in ended {
-            self.lock().end_session(&id, Instant::now());
+        let live = self.lock().live_sessions();
+        for id in live {
+            self.lock().end_session(id.as_str(), Instant::now());
             self.metrics
                 .sessions_ended
                 .get_or_create(&ReasonLabel { reason: "shutdown" })
@@ -638,17 +553,10 @@ impl<B: Backend> Pool<B> {
     }
 }
 
-fn session_pod(name: &str, node: Option<String>) -> SessionPod {
+fn session_pod(name: &PodName, node: Option<String>) -> SessionPod {
     SessionPod {
-        name: name.to_owned(),
-        display_name: common::names::display_name(name),
+        name: name.clone(),
+        display_name: common::names::display_name(name.as_str()),
         node,
     }
-}
-
-/// Wall clock in Unix milliseconds (the pods report activity on the same clock).
-fn common_now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

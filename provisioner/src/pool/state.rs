@@ -1,11 +1,17 @@
-//! The pool's bookkeeping: every pod and session the provisioner knows, and the pure decisions made from them
-//! (how many pods to start, which pod goes to which session, what to trim). No I/O and no clocks of its own:
-//! callers pass `now`, so every rule is unit-testable.
+//! Every rule of the warm pool, and the bookkeeping they decide on: every pod and session the provisioner
+//! knows. Which pod goes to which session, when a session is replaced, when a pod is trimmed, who may kill what,
+//! and what a backend's list means are each one method here, returning a named outcome; `pool/mod.rs` only
+//! carries outcomes out (backend calls, events, timers). No I/O and no clocks of its own: callers pass `now`,
+//! so every rule is unit-tested below.
+//!
+//! Invariants the types keep: a pod is in exactly one [`PodState`], and only a warm pod can be claimed; a
+//! session has at most one pod ([`Assignment`]), and a session without one is queued (or being claimed for).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use common::api::{ProvisionSource, SessionState};
+use common::ids::{PodName, SessionId};
 use tokio::sync::oneshot;
 
 use super::PoolConfig;
@@ -16,62 +22,111 @@ const TOMBSTONE_TTL: Duration = Duration::from_secs(600);
 /// Most ended sessions remembered at once (bounds memory whatever the churn).
 const MAX_TOMBSTONES: usize = 1024;
 
-/// Phase of a pod in the pool's view.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
+/// What a pod is doing, in the pool's view. Each variant is a legal state; nothing else can be expressed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodState {
     /// Created, not ready yet.
     Starting,
-    /// Ready: warm if unassigned.
-    Ready,
+    /// Ready and unassigned: can be handed out.
+    Warm {
+        /// When it became ready (the oldest warm pod goes first).
+        since: Instant,
+    },
+    /// Being claimed for `session` with the backend right now.
+    Claiming {
+        /// The session it is being claimed for.
+        session: SessionId,
+        /// When it became ready (back to [`PodState::Warm`] if the claim fails).
+        warm_since: Instant,
+    },
+    /// Serves `session`.
+    Assigned {
+        /// The session it serves.
+        session: SessionId,
+    },
+    /// Surplus being trimmed, only while still unclaimed (see `Backend::retire`).
+    Retiring,
     /// Termination requested; still counted until its exit is seen.
     Terminating,
 }
 
 /// A pod the pool knows about.
 #[derive(Debug, Clone)]
-pub struct Pod {
-    /// Lifecycle phase.
-    pub phase: Phase,
-    /// The session it serves (or is being claimed for).
-    pub session: Option<String>,
-    /// Set while a claim for [`Pod::session`] is in flight with the backend.
-    pub claiming: bool,
-    /// Terminating as surplus: only while still unclaimed (see `Backend::retire`).
-    pub retiring: bool,
+struct Pod {
+    state: PodState,
     /// Node it runs on, when known.
-    pub node: Option<String>,
-    /// When it became ready, if it did.
-    pub ready_at: Option<Instant>,
+    node: Option<String>,
+}
+
+/// A session's current pod.
+#[derive(Debug, Clone)]
+struct Assignment {
+    pod: PodName,
+    /// When the pod was assigned.
+    at: Instant,
 }
 
 /// A live session.
 #[derive(Debug)]
-pub struct Session {
-    /// Its pod, once assigned.
-    pub pod: Option<String>,
+struct Session {
     /// When it was created.
-    pub created_at: Instant,
-    /// When its current pod was assigned.
-    pub assigned_at: Option<Instant>,
+    created_at: Instant,
+    /// Its pod; `None` while it waits for one (first, or a replacement).
+    pod: Option<Assignment>,
+    /// Whether its first pod came warm or cold; `None` until it has had one.
+    source: Option<ProvisionSource>,
     /// How many replacement pods it received.
-    pub replacements: u32,
+    replacements: u32,
     /// When it was last killed on purpose.
-    pub last_kill: Option<Instant>,
+    last_kill: Option<Instant>,
     /// The latest WebSocket activity its pod reported (kept for when the pod cannot be asked).
-    pub active_at: Option<Instant>,
-    /// Whether its first pod came warm or cold (set on first assignment).
-    pub source: Option<ProvisionSource>,
+    active_at: Option<Instant>,
     /// Woken when the session gets a pod (only while `POST /session` waits).
-    pub waiter: Option<oneshot::Sender<()>>,
+    waiter: Option<oneshot::Sender<()>>,
+}
+
+impl Session {
+    fn new(created_at: Instant, waiter: Option<oneshot::Sender<()>>) -> Self {
+        Self {
+            created_at,
+            pod: None,
+            source: None,
+            replacements: 0,
+            last_kill: None,
+            active_at: None,
+            waiter,
+        }
+    }
+
+    /// Gives the session `pod`: its first (warm or cold, from when the pod became ready) or a replacement.
+    fn assign(&mut self, pod: &PodName, warm_since: Option<Instant>, now: Instant) -> ClaimOutcome {
+        self.pod = Some(Assignment {
+            pod: pod.clone(),
+            at: now,
+        });
+        if let Some(waiter) = self.waiter.take() {
+            let _ = waiter.send(());
+        }
+        if self.source.is_some() {
+            self.replacements += 1;
+            return ClaimOutcome::Replacement;
+        }
+        let warm = warm_since.is_none_or(|ready| ready <= self.created_at);
+        let source = if warm {
+            ProvisionSource::Warm
+        } else {
+            ProvisionSource::Cold
+        };
+        self.source = Some(source);
+        ClaimOutcome::First(source)
+    }
 }
 
 /// An ended session, remembered for a while.
 #[derive(Debug)]
-pub struct Tombstone {
-    /// How many replacements it had.
-    pub replacements: u32,
-    /// When it ended.
-    pub ended_at: Instant,
+struct Tombstone {
+    replacements: u32,
+    ended_at: Instant,
 }
 
 /// Pod counts, as `GET /pool` and the metrics report them.
@@ -94,31 +149,136 @@ impl Counts {
     }
 }
 
+/// Why [`State::admit`] refused a new session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdmitRefused {
+    /// Every session slot is taken.
+    AtCapacity,
+}
+
+/// What [`State::forget_pod`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodGone {
+    /// The pool did not know the pod.
+    Unknown,
+    /// It served nobody.
+    Free,
+    /// It served this session, which now waits for a replacement (at the front of the queue).
+    Orphaned(SessionId),
+}
+
+/// A waiting session and the warm pod it gets: claim it with the backend, then [`State::complete_claim`] or
+/// [`State::fail_claim`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Match {
+    /// The session.
+    pub session: SessionId,
+    /// The pod being claimed for it.
+    pub pod: PodName,
+}
+
+/// What a confirmed claim meant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// The session's first pod, warm or cold.
+    First(ProvisionSource),
+    /// A replacement for a pod the session lost.
+    Replacement,
+    /// Nobody wants the pod any more (the session ended, gave up waiting, or got another pod meanwhile): the
+    /// caller terminates it.
+    Unwanted,
+}
+
+/// Why [`State::kill`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillRefused {
+    /// No such session.
+    Unknown,
+    /// The session is over.
+    Ended,
+    /// Killed too recently; this much longer to wait.
+    Cooldown(Duration),
+    /// The session has no pod right now (a replacement is on its way).
+    NoPod,
+}
+
+/// What [`State::end_session`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndOutcome {
+    /// The session was not live (unknown or already ended): nothing changed.
+    NotLive,
+    /// The session ended; these pods (its pod, or one being claimed for it) must be terminated.
+    Ended {
+        /// Pods to terminate.
+        pods: Vec<PodName>,
+    },
+}
+
+/// A live session as the API reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionView {
+    /// Active or replacing.
+    pub state: SessionState,
+    /// Its pod and the pod's node, while it has one.
+    pub pod: Option<(PodName, Option<String>)>,
+    /// Where its first pod came from, once it has had one.
+    pub source: Option<ProvisionSource>,
+    /// Replacement pods it received.
+    pub replacements: u32,
+}
+
+/// What [`State::lookup`] knows of a session id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// A live session.
+    Live(SessionView),
+    /// Recently ended, after this many replacements.
+    Ended {
+        /// Replacement pods it received.
+        replacements: u32,
+    },
+    /// Never known, or forgotten.
+    Unknown,
+}
+
+/// A session to check for idleness: its pod, and the latest evidence that it was in use (the activity its pod
+/// last reported, or its assignment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdleCandidate {
+    /// The session.
+    pub session: SessionId,
+    /// Its pod, to be asked for its activity.
+    pub pod: PodName,
+    /// The latest known use.
+    pub evidence: Instant,
+}
+
 /// What a [`State::resync`] found.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Resync {
     /// Sessions that lost their pod (they now wait for a replacement).
-    pub orphaned: Vec<String>,
+    pub orphaned: Vec<SessionId>,
     /// Sessions learned from pod labels.
-    pub adopted: Vec<String>,
+    pub adopted: Vec<SessionId>,
     /// Pods to terminate (labelled for an ended session, a session's second pod, or a termination that did
     /// not take).
-    pub terminate: Vec<String>,
-    /// Surplus pods whose trimming did not take: trim again, if still unclaimed.
-    pub retire: Vec<String>,
+    pub terminate: Vec<PodName>,
+    /// Surplus pods whose trimming did not take, and warm pods of an older template: trim them, if still
+    /// unclaimed.
+    pub retire: Vec<PodName>,
 }
 
 /// Everything the pool knows.
 #[derive(Debug, Default)]
 pub struct State {
     /// Pods by name.
-    pub pods: HashMap<String, Pod>,
+    pods: HashMap<PodName, Pod>,
     /// Live sessions by id.
-    pub sessions: HashMap<String, Session>,
+    sessions: HashMap<SessionId, Session>,
     /// Sessions waiting for a pod, served first come first served (replacements go to the front).
-    pub waiting: VecDeque<String>,
+    waiting: VecDeque<SessionId>,
     /// Ended sessions by id.
-    pub ended: HashMap<String, Tombstone>,
+    ended: HashMap<SessionId, Tombstone>,
 }
 
 impl State {
@@ -126,14 +286,29 @@ impl State {
     pub fn counts(&self) -> Counts {
         let mut counts = Counts::default();
         for pod in self.pods.values() {
-            match (pod.phase, &pod.session) {
-                (Phase::Terminating, _) => counts.terminating += 1,
-                (_, Some(_)) => counts.assigned += 1,
-                (Phase::Starting, None) => counts.starting += 1,
-                (Phase::Ready, None) => counts.warm += 1,
+            match pod.state {
+                PodState::Starting => counts.starting += 1,
+                PodState::Warm { .. } => counts.warm += 1,
+                PodState::Claiming { .. } | PodState::Assigned { .. } => counts.assigned += 1,
+                PodState::Retiring | PodState::Terminating => counts.terminating += 1,
             }
         }
         counts
+    }
+
+    /// Live sessions.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// The ids of every live session.
+    pub fn live_sessions(&self) -> Vec<SessionId> {
+        self.sessions.keys().cloned().collect()
+    }
+
+    /// A pod's state, if the pool knows it.
+    pub fn pod_state(&self, name: &str) -> Option<&PodState> {
+        self.pods.get(name).map(|pod| &pod.state)
     }
 
     /// How many pods to start now: enough for the warm target plus every waiting session, minus what is
@@ -150,165 +325,237 @@ impl State {
     }
 
     /// Records a pod this pool just asked the backend to create.
-    pub fn add_starting(&mut self, name: String) {
+    pub fn add_starting(&mut self, name: PodName) {
         self.pods.insert(
             name,
             Pod {
-                phase: Phase::Starting,
-                session: None,
-                claiming: false,
-                retiring: false,
+                state: PodState::Starting,
                 node: None,
-                ready_at: None,
             },
         );
     }
 
-    /// The pod passed its readiness check.
+    /// The pod passed its readiness check: a starting pod turns warm.
     pub fn mark_ready(&mut self, name: &str, node: Option<String>, now: Instant) {
         if let Some(pod) = self.pods.get_mut(name)
-            && pod.phase == Phase::Starting
+            && pod.state == PodState::Starting
         {
-            pod.phase = Phase::Ready;
-            pod.ready_at = Some(now);
+            pod.state = PodState::Warm { since: now };
             if node.is_some() {
                 pod.node = node;
             }
         }
     }
 
-    /// The pod is gone. If it served a live session, that session now waits for a replacement (at the front of
-    /// the queue). Returns the session that lost its pod, if any.
-    pub fn remove_pod(&mut self, name: &str) -> Option<String> {
-        let pod = self.pods.remove(name)?;
-        let session_id = pod.session?;
-        let session = self.sessions.get_mut(&session_id)?;
-        if session.pod.as_deref() == Some(name) {
-            session.pod = None;
-            session.assigned_at = None;
-            if !self.waiting.contains(&session_id) {
-                self.waiting.push_front(session_id.clone());
-            }
-            return Some(session_id);
+    /// The pod is gone (it exited, the backend no longer lists it, or it could not be created). If it served a
+    /// live session, that session now waits for a replacement, at the front of the queue.
+    pub fn forget_pod(&mut self, name: &str) -> PodGone {
+        let Some(pod) = self.pods.remove(name) else {
+            return PodGone::Unknown;
+        };
+        let PodState::Assigned { session: session_id } = pod.state else {
+            return PodGone::Free;
+        };
+        let Some(session) = self.sessions.get_mut(&session_id) else {
+            return PodGone::Free;
+        };
+        if session.pod.as_ref().is_none_or(|a| a.pod != name) {
+            return PodGone::Free;
         }
-        None
+        session.pod = None;
+        if !self.waiting.contains(&session_id) {
+            self.waiting.push_front(session_id.clone());
+        }
+        PodGone::Orphaned(session_id)
+    }
+
+    /// A new session `id`, created `now`, waiting for a pod (at the back of the queue); `waiter` is woken when
+    /// it gets one. Refused when every session slot is taken.
+    pub fn admit(
+        &mut self,
+        id: SessionId,
+        now: Instant,
+        waiter: oneshot::Sender<()>,
+        config: &PoolConfig,
+    ) -> Result<(), AdmitRefused> {
+        if self.sessions.len() >= config.max_sessions as usize {
+            return Err(AdmitRefused::AtCapacity);
+        }
+        self.sessions.insert(id.clone(), Session::new(now, Some(waiter)));
+        self.waiting.push_back(id);
+        Ok(())
+    }
+
+    /// A new session gave up waiting for its first pod (the cold-start timeout): its slot is free again, and a
+    /// pod started for it joins the warm pool. No tombstone: the session never started.
+    pub fn abandon(&mut self, id: &str) {
+        if self.sessions.get(id).is_some_and(|s| s.pod.is_none()) {
+            self.sessions.remove(id);
+            self.waiting.retain(|waiting| waiting != id);
+        }
     }
 
     /// Takes the next (waiting session, warm pod) pair and marks the pod as being claimed. The oldest warm pod
     /// goes first. Returns `None` when nobody waits or no pod is warm.
-    pub fn next_match(&mut self) -> Option<(String, String)> {
-        let pod_name = self
+    pub fn next_match(&mut self) -> Option<Match> {
+        let (pod_name, warm_since) = self
             .pods
             .iter()
-            .filter(|(_, pod)| pod.phase == Phase::Ready && pod.session.is_none())
-            .min_by_key(|(name, pod)| (pod.ready_at, (*name).clone()))
-            .map(|(name, _)| name.clone())?;
-        let session_id = loop {
+            .filter_map(|(name, pod)| match pod.state {
+                PodState::Warm { since } => Some((name, since)),
+                _ => None,
+            })
+            .min_by_key(|(name, since)| (*since, *name))
+            .map(|(name, since)| (name.clone(), since))?;
+        let session = loop {
             let candidate = self.waiting.pop_front()?;
             if self.sessions.get(&candidate).is_some_and(|s| s.pod.is_none()) {
                 break candidate;
             }
         };
         if let Some(pod) = self.pods.get_mut(&pod_name) {
-            pod.session = Some(session_id.clone());
-            pod.claiming = true;
+            pod.state = PodState::Claiming {
+                session: session.clone(),
+                warm_since,
+            };
         }
-        Some((session_id, pod_name))
+        Some(Match {
+            session,
+            pod: pod_name,
+        })
     }
 
-    /// The backend confirmed a claim: the session has its pod. Returns false if the session ended meanwhile
-    /// (the caller then terminates the pod).
-    pub fn complete_claim(&mut self, session_id: &str, pod_name: &str, now: Instant) -> bool {
-        let ready_at = match self.pods.get_mut(pod_name) {
-            Some(pod) => {
-                pod.claiming = false;
-                pod.ready_at
+    /// The backend confirmed the claim of `m`: the session has its pod, unless nobody wants it any more.
+    pub fn complete_claim(&mut self, m: &Match, now: Instant) -> ClaimOutcome {
+        let warm_since = match self.pods.get(&m.pod).map(|pod| &pod.state) {
+            Some(PodState::Claiming { session, warm_since }) if *session == m.session => *warm_since,
+            // Ended meanwhile (its pods were set terminating), or forgotten by a resync: the session, if it
+            // still waits, goes back to the front of the queue.
+            _ => {
+                self.requeue(&m.session);
+                self.set_pod_state(&m.pod, PodState::Terminating);
+                return ClaimOutcome::Unwanted;
             }
-            None => return false,
         };
-        let Some(session) = self.sessions.get_mut(session_id) else {
-            return false;
+        let Some(session) = self.sessions.get_mut(&m.session).filter(|s| s.pod.is_none()) else {
+            self.set_pod_state(&m.pod, PodState::Terminating);
+            return ClaimOutcome::Unwanted;
         };
-        session.pod = Some(pod_name.to_owned());
-        session.assigned_at = Some(now);
-        match session.source {
-            // A replacement.
-            Some(_) => session.replacements += 1,
-            None => {
-                let warm = ready_at.is_some_and(|ready| ready <= session.created_at);
-                session.source = Some(if warm {
-                    ProvisionSource::Warm
-                } else {
-                    ProvisionSource::Cold
-                });
-            }
-        }
-        if let Some(waiter) = session.waiter.take() {
-            let _ = waiter.send(());
-        }
-        true
+        let outcome = session.assign(&m.pod, Some(warm_since), now);
+        self.set_pod_state(
+            &m.pod,
+            PodState::Assigned {
+                session: m.session.clone(),
+            },
+        );
+        outcome
     }
 
-    /// The backend refused a claim. On conflict the pod belongs to someone else: forget it (the next resync
-    /// shows its real state). Either way the session waits again, at the front.
-    pub fn fail_claim(&mut self, session_id: &str, pod_name: &str, conflict: bool) {
+    /// The backend refused the claim of `m`. On conflict the pod belongs to someone else: forget it (the next
+    /// resync shows its real state); otherwise it is warm again. Either way the session waits again, at the
+    /// front.
+    pub fn fail_claim(&mut self, m: &Match, conflict: bool) {
         if conflict {
-            self.pods.remove(pod_name);
-        } else if let Some(pod) = self.pods.get_mut(pod_name) {
-            pod.session = None;
-            pod.claiming = false;
-        }
-        if self.sessions.get(session_id).is_some_and(|s| s.pod.is_none()) {
-            self.waiting.push_front(session_id.to_owned());
-        }
-    }
-
-    /// Marks a surplus warm pod as terminating, to be trimmed only while unclaimed.
-    pub fn start_retiring(&mut self, name: &str) {
-        if self.start_terminating(name)
-            && let Some(pod) = self.pods.get_mut(name)
+            self.pods.remove(&m.pod);
+        } else if let Some(pod) = self.pods.get_mut(&m.pod)
+            && let PodState::Claiming { warm_since, .. } = pod.state
         {
-            pod.retiring = true;
+            pod.state = PodState::Warm { since: warm_since };
+        }
+        self.requeue(&m.session);
+    }
+
+    /// Puts a live session without a pod back at the front of the queue.
+    fn requeue(&mut self, id: &SessionId) {
+        if self.sessions.get(id).is_some_and(|s| s.pod.is_none()) && !self.waiting.contains(id) {
+            self.waiting.push_front(id.clone());
         }
     }
 
-    /// Marks a pod as terminating and detaches it from its session. Returns whether it was known.
-    pub fn start_terminating(&mut self, name: &str) -> bool {
-        match self.pods.get_mut(name) {
-            Some(pod) => {
-                pod.phase = Phase::Terminating;
-                pod.session = None;
-                pod.claiming = false;
-                true
-            }
-            None => false,
+    fn set_pod_state(&mut self, name: &(impl std::borrow::Borrow<str> + ?Sized), state: PodState) {
+        if let Some(pod) = self.pods.get_mut(name.borrow()) {
+            pod.state = state;
         }
     }
 
-    /// Ends a live session: it becomes a tombstone and its pod (returned) must be terminated.
-    pub fn end_session(&mut self, session_id: &str, now: Instant) -> Option<Option<String>> {
-        let session = self.sessions.remove(session_id)?;
-        self.waiting.retain(|id| id != session_id);
-        let pod = session.pod.clone();
-        // A pod being claimed for it right now is also released to termination.
-        let claimed: Vec<String> = self
+    /// Warm pods beyond the target while nobody waits, newest first: marks them retiring and returns them, to
+    /// be trimmed only while unclaimed.
+    pub fn trim_surplus(&mut self, config: &PoolConfig) -> Vec<PodName> {
+        if !self.waiting.is_empty() {
+            return Vec::new();
+        }
+        let mut warm: Vec<(&PodName, Instant)> = self
             .pods
             .iter()
-            .filter(|(_, p)| p.session.as_deref() == Some(session_id))
+            .filter_map(|(name, pod)| match pod.state {
+                PodState::Warm { since } => Some((name, since)),
+                _ => None,
+            })
+            .collect();
+        let surplus = warm.len().saturating_sub(config.warm_target as usize);
+        warm.sort_by_key(|(name, since)| (std::cmp::Reverse(*since), *name));
+        let trimmed: Vec<PodName> = warm
+            .into_iter()
+            .take(surplus)
             .map(|(name, _)| name.clone())
             .collect();
-        for name in &claimed {
-            self.start_terminating(name);
+        for name in &trimmed {
+            self.set_pod_state(name, PodState::Retiring);
+        }
+        trimmed
+    }
+
+    /// The session's owner kills its pod: the pod is to be terminated (returned), and the session waits for a
+    /// replacement at the front of the queue. At most one kill per `cooldown`.
+    pub fn kill(&mut self, id: &str, now: Instant, cooldown: Duration) -> Result<PodName, KillRefused> {
+        if self.ended.contains_key(id) {
+            return Err(KillRefused::Ended);
+        }
+        let session = self.sessions.get_mut(id).ok_or(KillRefused::Unknown)?;
+        if let Some(last) = session.last_kill {
+            let since = now.saturating_duration_since(last);
+            if since < cooldown {
+                return Err(KillRefused::Cooldown(cooldown - since));
+            }
+        }
+        let Some(assignment) = session.pod.take() else {
+            return Err(KillRefused::NoPod);
+        };
+        session.last_kill = Some(now);
+        let id = SessionId::new(id);
+        self.set_pod_state(&assignment.pod, PodState::Terminating);
+        self.waiting.push_front(id);
+        Ok(assignment.pod)
+    }
+
+    /// Ends a live session: it becomes a tombstone, and its pod (or a pod being claimed for it) is to be
+    /// terminated.
+    pub fn end_session(&mut self, id: &str, now: Instant) -> EndOutcome {
+        let Some((id, session)) = self.sessions.remove_entry(id) else {
+            return EndOutcome::NotLive;
+        };
+        self.waiting.retain(|waiting| *waiting != id);
+        let pods: Vec<PodName> = self
+            .pods
+            .iter()
+            .filter(|(_, pod)| match &pod.state {
+                PodState::Assigned { session } | PodState::Claiming { session, .. } => *session == id,
+                _ => false,
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in &pods {
+            self.set_pod_state(name, PodState::Terminating);
         }
         self.ended.insert(
-            session_id.to_owned(),
+            id,
             Tombstone {
                 replacements: session.replacements,
                 ended_at: now,
             },
         );
         self.prune_tombstones(now);
-        Some(pod.or_else(|| claimed.into_iter().next()))
+        EndOutcome::Ended { pods }
     }
 
     /// Forgets old tombstones, and the oldest ones beyond [`MAX_TOMBSTONES`].
@@ -328,31 +575,64 @@ impl State {
         }
     }
 
-    /// Warm pods beyond the target while nobody waits: the newest ones are trimmed first.
-    pub fn surplus_warm(&self, config: &PoolConfig) -> Vec<String> {
-        if !self.waiting.is_empty() {
-            return Vec::new();
+    /// What is known of session `id`.
+    pub fn lookup(&self, id: &str) -> Lookup {
+        if let Some(tombstone) = self.ended.get(id) {
+            return Lookup::Ended {
+                replacements: tombstone.replacements,
+            };
         }
-        let mut warm: Vec<(&String, &Pod)> = self
-            .pods
-            .iter()
-            .filter(|(_, pod)| pod.phase == Phase::Ready && pod.session.is_none())
-            .collect();
-        let surplus = warm.len().saturating_sub(config.warm_target as usize);
-        warm.sort_by_key(|(name, pod)| (std::cmp::Reverse(pod.ready_at), (*name).clone()));
-        warm.into_iter()
-            .take(surplus)
-            .map(|(name, _)| name.clone())
-            .collect()
+        let Some(session) = self.sessions.get(id) else {
+            return Lookup::Unknown;
+        };
+        let pod = session.pod.as_ref().map(|a| {
+            let node = self.pods.get(&a.pod).and_then(|p| p.node.clone());
+            (a.pod.clone(), node)
+        });
+        Lookup::Live(SessionView {
+            state: if pod.is_some() {
+                SessionState::Active
+            } else {
+                SessionState::Replacing
+            },
+            pod,
+            source: session.source,
+            replacements: session.replacements,
+        })
     }
 
     /// Live sessions older than `max_age`.
-    pub fn expired_sessions(&self, max_age: Duration, now: Instant) -> Vec<String> {
+    pub fn expired_sessions(&self, max_age: Duration, now: Instant) -> Vec<SessionId> {
         self.sessions
             .iter()
             .filter(|(_, s)| now.saturating_duration_since(s.created_at) >= max_age)
             .map(|(id, _)| id.clone())
             .collect()
+    }
+
+    /// Sessions with a pod, to be checked for idleness.
+    pub fn idle_candidates(&self) -> Vec<IdleCandidate> {
+        self.sessions
+            .iter()
+            .filter_map(|(id, s)| {
+                let assignment = s.pod.as_ref()?;
+                let evidence = s
+                    .active_at
+                    .map_or(assignment.at, |active| active.max(assignment.at));
+                Some(IdleCandidate {
+                    session: id.clone(),
+                    pod: assignment.pod.clone(),
+                    evidence,
+                })
+            })
+            .collect()
+    }
+
+    /// Session `id`'s pod reported its last WebSocket activity at `at`.
+    pub fn record_activity(&mut self, id: &str, at: Option<Instant>) {
+        if let Some(session) = self.sessions.get_mut(id) {
+            session.active_at = at;
+        }
     }
 
     /// Brings the pool's view in line with the backend's list: adopts pods it did not know, drops pods that
@@ -368,67 +648,73 @@ impl State {
     /// - a warm pod of an older template (the deployment was upgraded) is trimmed, to be replaced.
     pub fn resync(&mut self, listed: &[PodRecord], now: Instant) -> Resync {
         let mut outcome = Resync::default();
-        let gone: Vec<String> = self
+        let gone: Vec<PodName> = self
             .pods
             .iter()
             // A pod this pool is creating may not be listed yet; it reports itself with events.
-            .filter(|(name, pod)| pod.phase != Phase::Starting && !listed.iter().any(|r| &r.name == *name))
+            .filter(|(name, pod)| pod.state != PodState::Starting && !listed.iter().any(|r| r.name == **name))
             .map(|(name, _)| name.clone())
             .collect();
         for name in gone {
-            outcome.orphaned.extend(self.remove_pod(&name));
+            if let PodGone::Orphaned(session) = self.forget_pod(name.as_str()) {
+                outcome.orphaned.push(session);
+            }
         }
         for record in listed {
             match self.pods.get_mut(&record.name) {
                 Some(pod) => {
-                    // Still there after we asked for its end (a failed call, or a provisioner killed midway):
-                    // ask again. Backends list a pod as gone as soon as its termination is under way.
-                    if pod.phase == Phase::Terminating {
-                        if pod.retiring {
-                            outcome.retire.push(record.name.clone());
-                        } else {
+                    match pod.state {
+                        // Still there after we asked for its end (a failed call, or a provisioner killed
+                        // midway): ask again. Backends list a pod as gone as soon as its termination is under
+                        // way.
+                        PodState::Terminating => {
                             outcome.terminate.push(record.name.clone());
+                            continue;
                         }
-                        continue;
+                        PodState::Retiring => {
+                            outcome.retire.push(record.name.clone());
+                            continue;
+                        }
+                        PodState::Starting if record.phase == PodPhase::Ready => {
+                            pod.state = PodState::Warm { since: now };
+                            pod.node = record.node.clone();
+                        }
+                        _ => {}
                     }
-                    if pod.phase == Phase::Starting && record.phase == PodPhase::Ready {
-                        pod.phase = Phase::Ready;
-                        pod.ready_at = Some(now);
-                        pod.node = record.node.clone();
-                    }
-                    // Claimed elsewhere. (The reverse — labelled here, unlabelled in the list — is a list that
+                    // Claimed elsewhere. (The reverse, labelled here and unlabelled in the list, is a list that
                     // lags behind a claim of ours, and is ignored.)
-                    if pod.phase != Phase::Terminating && !pod.claiming && pod.session.is_none() {
-                        pod.session = record.session.clone();
+                    if let Some(session) = &record.session
+                        && matches!(pod.state, PodState::Starting | PodState::Warm { .. })
+                    {
+                        pod.state = PodState::Assigned {
+                            session: session.clone(),
+                        };
                     }
                 }
                 None => {
+                    let state = match (&record.session, record.phase) {
+                        (Some(session), _) => PodState::Assigned {
+                            session: session.clone(),
+                        },
+                        (None, PodPhase::Ready) => PodState::Warm { since: now },
+                        (None, PodPhase::Starting) => PodState::Starting,
+                    };
                     self.pods.insert(
                         record.name.clone(),
                         Pod {
-                            phase: match record.phase {
-                                PodPhase::Starting => Phase::Starting,
-                                PodPhase::Ready => Phase::Ready,
-                            },
-                            session: record.session.clone(),
-                            claiming: false,
-                            retiring: false,
+                            state,
                             node: record.node.clone(),
-                            ready_at: (record.phase == PodPhase::Ready).then_some(now),
                         },
                     );
                 }
             }
-            if let Some(session_id) = &record.session {
-                self.reconcile_label(&record.name, session_id, record.session_age, now, &mut outcome);
+            if let Some(session) = &record.session {
+                self.reconcile_label(&record.name, session, record.session_age, now, &mut outcome);
             } else if record.outdated
-                && self
-                    .pods
-                    .get(&record.name)
-                    .is_some_and(|p| p.phase == Phase::Ready && p.session.is_none() && !p.claiming)
+                && matches!(self.pod_state(record.name.as_str()), Some(PodState::Warm { .. }))
             {
                 // A warm pod of an older template (an upgrade): replace it. Assigned ones finish their session.
-                self.start_retiring(&record.name);
+                self.set_pod_state(&record.name, PodState::Retiring);
                 outcome.retire.push(record.name.clone());
             }
         }
@@ -438,75 +724,49 @@ impl State {
     /// One pod labelled for `session_id`: see [`State::resync`].
     fn reconcile_label(
         &mut self,
-        pod_name: &str,
-        session_id: &str,
+        pod_name: &PodName,
+        session_id: &SessionId,
         age: Option<Duration>,
         now: Instant,
         outcome: &mut Resync,
     ) {
-        if self
-            .pods
-            .get(pod_name)
-            .is_none_or(|p| p.claiming || p.phase == Phase::Terminating)
-        {
-            return;
+        match self.pod_state(pod_name.as_str()) {
+            // Ours, for this session (or a list that lags behind our own claim of it for another one).
+            Some(PodState::Assigned { session }) if session == session_id => {}
+            _ => return,
         }
         if self.ended.contains_key(session_id) {
-            self.start_terminating(pod_name);
-            outcome.terminate.push(pod_name.to_owned());
+            self.set_pod_state(pod_name, PodState::Terminating);
+            outcome.terminate.push(pod_name.clone());
             return;
         }
         let Some(session) = self.sessions.get_mut(session_id) else {
-            self.sessions.insert(
-                session_id.to_owned(),
-                Session {
-                    pod: Some(pod_name.to_owned()),
-                    created_at: age.and_then(|age| now.checked_sub(age)).unwrap_or(now),
-                    assigned_at: Some(now),
-                    replacements: 0,
-                    last_kill: None,
-                    active_at: None,
-                    source: Some(ProvisionSource::Warm),
-                    waiter: None,
-                },
-            );
-            outcome.adopted.push(session_id.to_owned());
+            let created_at = age.and_then(|age| now.checked_sub(age)).unwrap_or(now);
+            let mut session = Session::new(created_at, None);
+            session.assign(pod_name, None, now);
+            self.sessions.insert(session_id.clone(), session);
+            outcome.adopted.push(session_id.clone());
             return;
         };
-        match session.pod.clone() {
-            Some(current) if current == pod_name => {}
+        match session.pod.as_ref().map(|a| a.pod.clone()) {
+            Some(current) if current == *pod_name => {}
             None => {
-                session.pod = Some(pod_name.to_owned());
-                session.assigned_at = Some(now);
-                if session.source.is_some() {
-                    session.replacements += 1;
-                } else {
-                    session.source = Some(ProvisionSource::Warm);
-                }
-                if let Some(waiter) = session.waiter.take() {
-                    let _ = waiter.send(());
-                }
+                session.assign(pod_name, None, now);
                 self.waiting.retain(|id| id != session_id);
             }
             Some(current) => {
-                let loser = if pod_name < current.as_str() {
-                    session.pod = Some(pod_name.to_owned());
+                let loser = if *pod_name < current {
+                    session.pod = Some(Assignment {
+                        pod: pod_name.clone(),
+                        at: now,
+                    });
                     current
                 } else {
-                    pod_name.to_owned()
+                    pod_name.clone()
                 };
-                self.start_terminating(&loser);
+                self.set_pod_state(&loser, PodState::Terminating);
                 outcome.terminate.push(loser);
             }
-        }
-    }
-
-    /// The API's view of a live session.
-    pub fn session_state(session: &Session) -> SessionState {
-        if session.pod.is_some() {
-            SessionState::Active
-        } else {
-            SessionState::Replacing
         }
     }
 }
@@ -514,33 +774,7 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn config(warm: u32, max_sessions: u32, max_starting: u32) -> PoolConfig {
-        PoolConfig {
-            warm_target: warm,
-            max_sessions,
-            max_starting,
-            ..PoolConfig::default()
-        }
-    }
-
-    fn session(now: Instant) -> Session {
-        Session {
-            pod: None,
-            created_at: now,
-            assigned_at: None,
-            replacements: 0,
-            last_kill: None,
-            active_at: None,
-            source: None,
-            waiter: None,
-        }
-    }
-
-    fn ready_pod(state: &mut State, name: &str, now: Instant) {
-        state.add_starting(name.into());
-        state.mark_ready(name, None, now);
-    }
+    use crate::pool::fixtures::{Given, RecordExt, config, record};
 
     #[test]
     fn fills_to_target_counting_starting_pods() {
@@ -559,77 +793,69 @@ mod tests {
 
     #[test]
     fn waiting_sessions_add_demand_within_the_starting_cap() {
-        let now = Instant::now();
-        let mut state = State::default();
-        for i in 0..5 {
-            state.sessions.insert(format!("s{i}"), session(now));
-            state.waiting.push_back(format!("s{i}"));
-        }
-        assert_eq!(state.pods_to_create(&config(2, 10, 3)), 3, "starting cap");
-        assert_eq!(state.pods_to_create(&config(2, 10, 100)), 7);
+        let given = Given::new().waiting(&["s0", "s1", "s2", "s3", "s4"]);
+        assert_eq!(given.state.pods_to_create(&config(2, 10, 3)), 3, "starting cap");
+        assert_eq!(given.state.pods_to_create(&config(2, 10, 100)), 7);
     }
 
     #[test]
     fn total_cap_is_never_exceeded() {
-        let now = Instant::now();
-        let mut state = State::default();
         let c = config(2, 3, 100);
-        for i in 0..10 {
-            state.sessions.insert(format!("s{i}"), session(now));
-            state.waiting.push_back(format!("s{i}"));
-        }
-        assert_eq!(state.pods_to_create(&c), 5);
+        let mut given = Given::with(c.clone()).waiting(&["s0", "s1", "s2"]);
+        // Sessions beyond the cap are refused; the three admitted ones add demand.
+        assert_eq!(given.try_admit("s3"), Err(AdmitRefused::AtCapacity));
+        assert_eq!(given.state.pods_to_create(&c), 5);
         for i in 0..5 {
-            state.add_starting(format!("p{i}"));
+            given.state.add_starting(format!("p{i}").into());
         }
         // Terminating pods still count.
-        state.start_terminating("p0");
-        assert_eq!(state.counts().total(), 5);
-        assert_eq!(state.pods_to_create(&c), 0);
+        given.state.set_pod_state("p0", PodState::Terminating);
+        assert_eq!(given.state.counts().total(), 5);
+        assert_eq!(given.state.pods_to_create(&c), 0);
     }
 
     #[test]
     fn matches_oldest_warm_pod_to_first_waiting_session() {
-        let now = Instant::now();
-        let mut state = State::default();
-        ready_pod(&mut state, "young", now + Duration::from_secs(2));
-        ready_pod(&mut state, "old", now + Duration::from_secs(1));
-        state.add_starting("cold".into());
-        state.sessions.insert("s1".into(), session(now));
-        state.sessions.insert("s2".into(), session(now));
-        state.waiting.extend(["s1".to_owned(), "s2".to_owned()]);
-        assert_eq!(state.next_match(), Some(("s1".into(), "old".into())));
-        assert_eq!(state.next_match(), Some(("s2".into(), "young".into())));
-        assert_eq!(state.next_match(), None, "starting pods are never handed out");
+        let mut state = Given::new()
+            .warm("young", 2)
+            .warm("old", 1)
+            .starting("cold")
+            .waiting(&["s1", "s2"])
+            .state;
+        let next = |state: &mut State| {
+            state
+                .next_match()
+                .map(|m| (m.session.to_string(), m.pod.to_string()))
+        };
+        assert_eq!(next(&mut state), Some(("s1".into(), "old".into())));
+        assert_eq!(next(&mut state), Some(("s2".into(), "young".into())));
+        assert_eq!(next(&mut state), None, "starting pods are never handed out");
         assert_eq!(state.counts().assigned, 2);
     }
 
     #[test]
     fn claim_completion_sets_source_and_counts_replacements() {
-        let now = Instant::now();
-        let mut state = State::default();
-        ready_pod(&mut state, "warm", now);
-        state
-            .sessions
-            .insert("s".into(), session(now + Duration::from_millis(1)));
-        state.waiting.push_back("s".into());
-        let (s, p) = state.next_match().unwrap();
-        assert!(state.complete_claim(&s, &p, now));
-        assert_eq!(state.sessions["s"].source, Some(ProvisionSource::Warm));
-        assert_eq!(state.sessions["s"].replacements, 0);
+        let mut given = Given::new().warm("warm", 0).waiting_at("s", 1);
+        let m = given.state.next_match().unwrap();
+        assert_eq!(
+            given.state.complete_claim(&m, given.now),
+            ClaimOutcome::First(ProvisionSource::Warm)
+        );
+        assert_eq!(given.view("s").source, Some(ProvisionSource::Warm));
+        assert_eq!(given.view("s").replacements, 0);
 
         // The pod dies: the session waits at the front and the next pod is a replacement.
-        assert_eq!(state.remove_pod("warm"), Some("s".into()));
+        assert_eq!(given.state.forget_pod("warm"), PodGone::Orphaned("s".into()));
+        assert_eq!(given.view("s").state, SessionState::Replacing);
+        given = given.warm("next", 5);
+        let m = given.state.next_match().unwrap();
         assert_eq!(
-            State::session_state(&state.sessions["s"]),
-            SessionState::Replacing
+            given.state.complete_claim(&m, given.now),
+            ClaimOutcome::Replacement
         );
-        ready_pod(&mut state, "next", now + Duration::from_secs(5));
-        let (s, p) = state.next_match().unwrap();
-        assert!(state.complete_claim(&s, &p, now));
-        assert_eq!(state.sessions["s"].replacements, 1);
+        assert_eq!(given.view("s").replacements, 1);
         assert_eq!(
-            state.sessions["s"].source,
+            given.view("s").source,
             Some(ProvisionSource::Warm),
             "source is the first pod's"
         );
@@ -637,217 +863,288 @@ mod tests {
 
     #[test]
     fn pod_ready_after_session_creation_is_cold() {
-        let now = Instant::now();
-        let mut state = State::default();
-        state.sessions.insert("s".into(), session(now));
-        state.waiting.push_back("s".into());
-        ready_pod(&mut state, "p", now + Duration::from_millis(300));
-        let (s, p) = state.next_match().unwrap();
-        state.complete_claim(&s, &p, now);
-        assert_eq!(state.sessions["s"].source, Some(ProvisionSource::Cold));
+        let mut given = Given::new().waiting_at("s", 0).warm_ms("p", 300);
+        let m = given.state.next_match().unwrap();
+        assert_eq!(
+            given.state.complete_claim(&m, given.now),
+            ClaimOutcome::First(ProvisionSource::Cold)
+        );
     }
 
     #[test]
     fn conflict_forgets_the_pod_and_requeues_the_session() {
-        let now = Instant::now();
-        let mut state = State::default();
-        ready_pod(&mut state, "p", now);
-        state.sessions.insert("s".into(), session(now));
-        state.waiting.push_back("s".into());
-        let (s, p) = state.next_match().unwrap();
-        state.fail_claim(&s, &p, true);
-        assert!(!state.pods.contains_key("p"));
-        assert_eq!(state.waiting.front().map(String::as_str), Some("s"));
+        let mut given = Given::new().warm("p", 0).waiting(&["other", "s"]);
+        let first = given.state.next_match().unwrap();
+        given.state.fail_claim(&first, true);
+        assert!(given.state.pod_state("p").is_none());
+        // A failed claim without conflict makes the pod warm again; the session is first in line either way.
+        given = given.warm("q", 1);
+        let again = given.state.next_match().unwrap();
+        assert_eq!((again.session.as_str(), again.pod.as_str()), ("other", "q"));
+        given.state.fail_claim(&again, false);
+        assert!(matches!(given.state.pod_state("q"), Some(PodState::Warm { .. })));
+        assert_eq!(given.state.next_match().map(|m| m.session), Some("other".into()));
+    }
+
+    #[test]
+    fn a_claim_nobody_wants_any_more_releases_the_pod() {
+        // The session ended while its claim was in flight.
+        let mut given = Given::new().warm("p", 0).waiting(&["s"]);
+        let m = given.state.next_match().unwrap();
+        assert_eq!(
+            given.state.end_session("s", given.now),
+            EndOutcome::Ended {
+                pods: vec!["p".into()]
+            }
+        );
+        assert_eq!(given.state.complete_claim(&m, given.now), ClaimOutcome::Unwanted);
+        assert_eq!(given.state.pod_state("p"), Some(&PodState::Terminating));
+
+        // The session gave up waiting.
+        let mut given = Given::new().warm("p", 0).waiting(&["s"]);
+        let m = given.state.next_match().unwrap();
+        given.state.abandon("s");
+        assert_eq!(given.state.complete_claim(&m, given.now), ClaimOutcome::Unwanted);
+        assert_eq!(given.state.lookup("s"), Lookup::Unknown, "no tombstone");
+
+        // A resync forgot the pod mid-claim: the session waits again, first in line.
+        let mut given = Given::new().warm("p", 0).waiting(&["s", "later"]);
+        let m = given.state.next_match().unwrap();
+        given.state.forget_pod("p");
+        assert_eq!(given.state.complete_claim(&m, given.now), ClaimOutcome::Unwanted);
+        given = given.warm("q", 1);
+        assert_eq!(given.state.next_match().map(|m| m.session), Some("s".into()));
     }
 
     #[test]
     fn ending_a_session_terminates_its_pod_and_leaves_a_tombstone() {
-        let now = Instant::now();
-        let mut state = State::default();
-        ready_pod(&mut state, "p", now);
-        state.sessions.insert("s".into(), session(now));
-        state.waiting.push_back("s".into());
-        let (s, p) = state.next_match().unwrap();
-        state.complete_claim(&s, &p, now);
-        assert_eq!(state.end_session("s", now), Some(Some("p".into())));
-        assert_eq!(state.counts().terminating, 1);
-        assert!(state.ended.contains_key("s"));
-        assert_eq!(state.end_session("s", now), None);
-        state.prune_tombstones(now + TOMBSTONE_TTL);
-        assert!(state.ended.is_empty());
+        let mut given = Given::new().assigned("s", "p");
+        assert_eq!(
+            given.state.end_session("s", given.now),
+            EndOutcome::Ended {
+                pods: vec!["p".into()]
+            }
+        );
+        assert_eq!(given.state.counts().terminating, 1);
+        assert_eq!(given.state.lookup("s"), Lookup::Ended { replacements: 0 });
+        assert_eq!(given.state.end_session("s", given.now), EndOutcome::NotLive);
+        given.state.prune_tombstones(given.now + TOMBSTONE_TTL);
+        assert_eq!(given.state.lookup("s"), Lookup::Unknown);
     }
 
     #[test]
-    fn surplus_warm_pods_are_trimmed_only_when_nobody_waits() {
-        let now = Instant::now();
-        let mut state = State::default();
-        for (i, name) in ["a", "b", "c"].iter().enumerate() {
-            ready_pod(&mut state, name, now + Duration::from_secs(i as u64));
-        }
-        assert_eq!(state.surplus_warm(&config(2, 10, 4)), vec!["c".to_owned()]);
-        state.sessions.insert("s".into(), session(now));
-        state.waiting.push_back("s".into());
-        assert!(state.surplus_warm(&config(2, 10, 4)).is_empty());
+    fn kills_queue_a_replacement_first_and_cool_down() {
+        let cooldown = Duration::from_secs(5);
+        let mut given = Given::new().assigned("s", "p").waiting(&["newcomer"]);
+        let now = given.now;
+        assert_eq!(given.state.kill("s", now, cooldown), Ok("p".into()));
+        assert_eq!(given.state.pod_state("p"), Some(&PodState::Terminating));
+        assert_eq!(given.view("s").state, SessionState::Replacing);
+        assert_eq!(
+            given.state.kill("s", now + Duration::from_secs(2), cooldown),
+            Err(KillRefused::Cooldown(Duration::from_secs(3)))
+        );
+        assert_eq!(
+            given.state.kill("s", now + cooldown, cooldown),
+            Err(KillRefused::NoPod)
+        );
+        // The killed session is served before the newcomer.
+        given = given.warm("q", 1);
+        let m = given.state.next_match().unwrap();
+        assert_eq!(m.session, "s");
+        assert_eq!(given.state.complete_claim(&m, now), ClaimOutcome::Replacement);
+        assert_eq!(given.state.kill("s", now + cooldown, cooldown), Ok("q".into()));
+        assert_eq!(given.state.kill("nope", now, cooldown), Err(KillRefused::Unknown));
+        given.state.end_session("s", now);
+        assert_eq!(given.state.kill("s", now, cooldown), Err(KillRefused::Ended));
+    }
+
+    #[test]
+    fn surplus_warm_pods_are_trimmed_newest_first_only_when_nobody_waits() {
+        let mut given = Given::new().warm("a", 0).warm("b", 1).warm("c", 2);
+        assert_eq!(
+            given.state.trim_surplus(&config(2, 10, 4)),
+            vec![PodName::from("c")]
+        );
+        assert_eq!(given.state.pod_state("c"), Some(&PodState::Retiring));
+        assert_eq!(given.state.counts().warm, 2);
+        given = given.warm("d", 3).waiting(&["s"]);
+        assert!(given.state.trim_surplus(&config(2, 10, 4)).is_empty());
+    }
+
+    #[test]
+    fn idle_candidates_carry_the_latest_evidence_of_use() {
+        let mut given = Given::new().assigned("s", "p").waiting(&["w"]);
+        let candidates = given.state.idle_candidates();
+        assert_eq!(candidates.len(), 1, "only sessions with a pod: {candidates:?}");
+        assert_eq!(candidates[0].evidence, given.now, "the assignment");
+        let later = given.now + Duration::from_secs(9);
+        given.state.record_activity("s", Some(later));
+        assert_eq!(given.state.idle_candidates()[0].evidence, later);
     }
 
     #[test]
     fn resync_adopts_unknown_pods_and_drops_vanished_ones() {
-        let now = Instant::now();
-        let mut state = State::default();
-        ready_pod(&mut state, "vanished", now);
-        state.add_starting("creating".into());
-        let listed = vec![PodRecord {
-            name: "adopted".into(),
-            phase: PodPhase::Ready,
-            session: None,
-            session_age: None,
-            node: Some("n1".into()),
-            outdated: false,
-        }];
-        state.resync(&listed, now);
-        assert!(!state.pods.contains_key("vanished"));
-        assert!(state.pods.contains_key("creating"), "a pod being created is kept");
-        assert_eq!(state.pods["adopted"].phase, Phase::Ready);
+        let mut state = Given::new().warm("vanished", 0).starting("creating").state;
+        let listed = vec![record("adopted").ready().node("n1")];
+        state.resync(&listed, Instant::now());
+        assert!(state.pod_state("vanished").is_none());
+        assert_eq!(
+            state.pod_state("creating"),
+            Some(&PodState::Starting),
+            "a pod being created is kept"
+        );
+        assert!(matches!(state.pod_state("adopted"), Some(PodState::Warm { .. })));
         assert_eq!(state.counts().warm, 1);
-    }
-
-    fn labelled(name: &str, session: &str, age: Option<Duration>) -> PodRecord {
-        PodRecord {
-            name: name.into(),
-            phase: PodPhase::Ready,
-            session: Some(session.into()),
-            session_age: age,
-            node: None,
-            outdated: false,
-        }
     }
 
     #[test]
     fn resync_adopts_sessions_from_labels_keeping_their_age() {
         let now = Instant::now() + Duration::from_secs(100);
         let mut state = State::default();
-        let outcome = state.resync(&[labelled("p1", "s1", Some(Duration::from_secs(30)))], now);
-        assert_eq!(outcome.adopted, ["s1"]);
-        let session = &state.sessions["s1"];
-        assert_eq!(session.pod.as_deref(), Some("p1"));
-        assert_eq!(now - session.created_at, Duration::from_secs(30));
+        let outcome = state.resync(
+            &[record("p1").ready().session("s1").age(Duration::from_secs(30))],
+            now,
+        );
+        assert_eq!(outcome.adopted, [SessionId::from("s1")]);
+        assert_eq!(
+            state.lookup("s1"),
+            Lookup::Live(SessionView {
+                state: SessionState::Active,
+                pod: Some(("p1".into(), None)),
+                source: Some(ProvisionSource::Warm),
+                replacements: 0,
+            })
+        );
+        let expired = state.expired_sessions(Duration::from_secs(30), now);
+        assert_eq!(expired, [SessionId::from("s1")], "its age is kept");
+        assert!(state.expired_sessions(Duration::from_secs(31), now).is_empty());
         assert_eq!(state.counts().assigned, 1);
         // Adopted once only.
         assert_eq!(
-            state.resync(&[labelled("p1", "s1", None)], now),
+            state.resync(&[record("p1").ready().session("s1")], now),
             Resync::default()
         );
     }
 
     #[test]
     fn resync_gives_a_waiting_session_the_pod_labelled_for_it() {
-        let now = Instant::now();
-        let mut state = State::default();
-        let mut s = session(now);
-        s.source = Some(ProvisionSource::Warm);
-        state.sessions.insert("s1".into(), s);
-        state.waiting.push_back("s1".into());
-        ready_pod(&mut state, "p1", now);
-        let outcome = state.resync(&[labelled("p1", "s1", None)], now);
+        // A session that had a pod and lost it (so its next pod is a replacement).
+        let mut given = Given::new().assigned("s1", "old");
+        given.state.forget_pod("old");
+        given = given.warm("p1", 0);
+        let outcome = given
+            .state
+            .resync(&[record("p1").ready().session("s1")], given.now);
         assert!(outcome.terminate.is_empty() && outcome.adopted.is_empty());
-        assert_eq!(state.sessions["s1"].pod.as_deref(), Some("p1"));
-        assert_eq!(state.sessions["s1"].replacements, 1);
-        assert!(state.waiting.is_empty());
+        assert_eq!(given.view("s1").pod.map(|(pod, _)| pod), Some("p1".into()));
+        assert_eq!(given.view("s1").replacements, 1);
+        assert!(given.state.next_match().is_none(), "nobody waits any more");
     }
 
     #[test]
     fn a_session_with_two_pods_keeps_the_first_name_on_every_replica() {
-        let now = Instant::now();
         for (ours, theirs) in [("p1", "p2"), ("p2", "p1")] {
-            let mut state = State::default();
-            let mut s = session(now);
-            s.pod = Some(ours.into());
-            state.sessions.insert("s1".into(), s);
-            state.pods.insert(
-                ours.into(),
-                Pod {
-                    phase: Phase::Ready,
-                    session: Some("s1".into()),
-                    claiming: false,
-                    retiring: false,
-                    node: None,
-                    ready_at: Some(now),
-                },
-            );
-            let outcome = state.resync(&[labelled(ours, "s1", None), labelled(theirs, "s1", None)], now);
-            assert_eq!(outcome.terminate, ["p2"], "ours = {ours}");
-            assert_eq!(state.sessions["s1"].pod.as_deref(), Some("p1"));
-            assert_eq!(state.pods["p2"].phase, Phase::Terminating);
+            let mut given = Given::new().assigned("s1", ours);
+            let listed = [
+                record(ours).ready().session("s1"),
+                record(theirs).ready().session("s1"),
+            ];
+            let outcome = given.state.resync(&listed, given.now);
+            assert_eq!(outcome.terminate, [PodName::from("p2")], "ours = {ours}");
+            assert_eq!(given.view("s1").pod.map(|(pod, _)| pod), Some("p1".into()));
+            assert_eq!(given.state.pod_state("p2"), Some(&PodState::Terminating));
         }
     }
 
     #[test]
     fn pods_of_ended_sessions_are_terminated_and_claims_in_flight_left_alone() {
-        let now = Instant::now();
-        let mut state = State::default();
-        state.sessions.insert("s1".into(), session(now));
-        state.end_session("s1", now);
-        let outcome = state.resync(&[labelled("p1", "s1", None)], now);
-        assert_eq!(outcome.terminate, ["p1"]);
-        assert!(!state.sessions.contains_key("s1"));
+        let mut given = Given::new().waiting(&["s1"]);
+        given.state.end_session("s1", given.now);
+        let outcome = given
+            .state
+            .resync(&[record("p1").ready().session("s1")], given.now);
+        assert_eq!(outcome.terminate, [PodName::from("p1")]);
+        assert_eq!(given.state.lookup("s1"), Lookup::Ended { replacements: 0 });
 
-        let mut state = State::default();
-        state.sessions.insert("s2".into(), session(now));
-        state.waiting.push_back("s2".into());
-        ready_pod(&mut state, "p2", now);
-        assert_eq!(state.next_match(), Some(("s2".into(), "p2".into())));
+        let mut given = Given::new().waiting(&["s2"]).warm("p2", 0);
+        let m = given.state.next_match().unwrap();
+        assert_eq!((m.session.as_str(), m.pod.as_str()), ("s2", "p2"));
         // The list already shows our claim while it is in flight: nothing to do yet.
         assert_eq!(
-            state.resync(&[labelled("p2", "s2", None)], now),
+            given
+                .state
+                .resync(&[record("p2").ready().session("s2")], given.now),
             Resync::default()
         );
-        assert!(state.sessions["s2"].pod.is_none());
+        assert_eq!(given.view("s2").pod, None);
+    }
+
+    #[test]
+    fn a_lagging_list_never_undoes_our_own_assignment() {
+        let mut given = Given::new().assigned("s1", "p1");
+        // Listed unlabelled, or with a session it served before: our view stands.
+        for listed in [record("p1").ready(), record("p1").ready().session("s0")] {
+            assert_eq!(given.state.resync(&[listed], given.now), Resync::default());
+            assert_eq!(given.view("s1").pod.map(|(pod, _)| pod), Some("p1".into()));
+        }
+        assert_eq!(given.state.lookup("s0"), Lookup::Unknown, "not adopted");
     }
 
     #[test]
     fn terminations_that_did_not_take_are_asked_again() {
-        let now = Instant::now();
-        let mut state = State::default();
-        ready_pod(&mut state, "killed", now);
-        ready_pod(&mut state, "surplus", now);
-        state.start_terminating("killed");
-        state.start_retiring("surplus");
-        let listed: Vec<PodRecord> = ["killed", "surplus"]
-            .iter()
-            .map(|name| PodRecord {
-                name: (*name).into(),
-                phase: PodPhase::Ready,
-                session: None,
-                session_age: None,
-                node: None,
-                outdated: false,
-            })
-            .collect();
-        let outcome = state.resync(&listed, now);
-        assert_eq!(outcome.terminate, ["killed"]);
-        assert_eq!(outcome.retire, ["surplus"]);
+        let mut given = Given::new()
+            .assigned("s", "ended")
+            .warm("kept", 0)
+            .warm("surplus", 2);
+        assert_eq!(
+            given.state.end_session("s", given.now),
+            EndOutcome::Ended {
+                pods: vec!["ended".into()]
+            }
+        );
+        assert_eq!(
+            given.state.trim_surplus(&config(1, 10, 4)),
+            vec![PodName::from("surplus")]
+        );
+        let listed = [
+            record("ended").ready(),
+            record("surplus").ready(),
+            record("kept").ready(),
+        ];
+        let outcome = given.state.resync(&listed, given.now);
+        assert_eq!(outcome.terminate, [PodName::from("ended")]);
+        assert_eq!(outcome.retire, [PodName::from("surplus")]);
         // Once the backend lists them no more, they are gone.
-        assert_eq!(state.resync(&[], now), Resync::default());
-        assert!(state.pods.is_empty());
+        assert_eq!(
+            given.state.resync(&[record("kept").ready()], given.now),
+            Resync::default()
+        );
+        assert_eq!(
+            given.state.counts(),
+            Counts {
+                warm: 1,
+                ..Counts::default()
+            }
+        );
     }
 
     #[test]
     fn warm_pods_of_an_older_template_are_replaced_assigned_ones_kept() {
         let now = Instant::now();
         let mut state = State::default();
-        let old = |name: &str, session: Option<&str>| PodRecord {
-            name: name.into(),
-            phase: PodPhase::Ready,
-            session: session.map(Into::into),
-            session_age: None,
-            node: None,
-            outdated: true,
-        };
-        let outcome = state.resync(&[old("warm-old", None), old("busy-old", Some("s1"))], now);
-        assert_eq!(outcome.retire, ["warm-old"]);
-        assert_eq!(outcome.adopted, ["s1"]);
-        assert_eq!(state.pods["warm-old"].phase, Phase::Terminating);
-        assert_eq!(state.pods["busy-old"].phase, Phase::Ready);
+        let listed = [
+            record("warm-old").ready().outdated(),
+            record("busy-old").ready().session("s1").outdated(),
+        ];
+        let outcome = state.resync(&listed, now);
+        assert_eq!(outcome.retire, [PodName::from("warm-old")]);
+        assert_eq!(outcome.adopted, [SessionId::from("s1")]);
+        assert_eq!(state.pod_state("warm-old"), Some(&PodState::Retiring));
+        assert!(matches!(
+            state.pod_state("busy-old"),
+            Some(PodState::Assigned { .. })
+        ));
         // The pool now wants a fresh warm pod.
         assert_eq!(state.pods_to_create(&config(1, 10, 4)), 1);
     }

@@ -21,10 +21,10 @@ use tokio_tungstenite::tungstenite::Message;
 pub const SIGNING_KEY: &str = "test-signing-key-test-signing-key-0123456789";
 
 /// The token of session `id` under [`SIGNING_KEY`].
-pub fn token_for(id: &str) -> String {
+pub fn token_for(id: impl AsRef<str>) -> String {
     common::signing::SigningKey::new(SIGNING_KEY.as_bytes())
         .unwrap()
-        .session_token(id)
+        .session_token(id.as_ref())
 }
 
 /// Bound on every wait; reached only when something is broken.
@@ -141,8 +141,10 @@ impl<B: provisioner::backend::Backend + Clone> TestProvisioner<B> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
+        let key = config.signing_key().unwrap();
         let task = tokio::spawn(provisioner::serve(
             config,
+            key,
             listener,
             backend.clone(),
             receiver,
@@ -199,7 +201,7 @@ impl<B: provisioner::backend::Backend + Clone> TestProvisioner<B> {
             .unwrap()
     }
 
-    pub async fn status(&self, id: &str, token: &str) -> common::api::SessionStatus {
+    pub async fn status(&self, id: impl std::fmt::Display, token: &str) -> common::api::SessionStatus {
         let response = self
             .authorized(reqwest::Method::GET, &format!("/session/{id}"), token)
             .await;
@@ -236,19 +238,19 @@ impl PodClient {
         Self { ws, hello }
     }
 
-    pub fn pod_name(&self) -> String {
+    pub fn pod_name(&self) -> common::ids::PodName {
         match &self.hello {
-            ServerMessage::Hello { pod, .. } => pod.name.clone(),
+            ServerMessage::Hello { pod, .. } => pod.name.as_str().into(),
             other => panic!("not a hello: {other:?}"),
         }
     }
 
     /// Sends a ping and returns the answering pod's name.
-    pub async fn ping(&mut self, seq: u64) -> String {
+    pub async fn ping(&mut self, seq: u64) -> common::ids::PodName {
         let ping = ClientMessage::Ping { seq, sent_at: 1.0 }.to_json();
         self.ws.send(Message::text(ping)).await.unwrap();
         match next_message(&mut self.ws).await {
-            Some(ServerMessage::Pong { seq: s, pod, .. }) if s == seq => pod,
+            Some(ServerMessage::Pong { seq: s, pod, .. }) if s == seq => pod.into(),
             other => panic!("expected pong {seq}, got {other:?}"),
         }
     }

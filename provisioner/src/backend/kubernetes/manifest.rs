@@ -61,11 +61,7 @@ impl Default for SessionPodSpec {
     }
 }
 
-/// Label carrying [`template_hash`]: pods of an older template (an upgrade changed the image, resources,
-/// origins…) are recycled while warm; assigned ones finish their session.
-pub const TEMPLATE_LABEL: &str = "resume-showcase.dev/template";
-
-/// Fingerprint of the pod template `spec` makes (16 hex digits).
+/// Fingerprint of the pod template `spec` makes (16 hex digits), carried in the [`labels::TEMPLATE`] label.
 pub fn template_hash(spec: &SessionPodSpec) -> String {
     let pod_spec = job_without_fingerprint(spec, BTreeMap::new())
         .spec
@@ -77,7 +73,7 @@ pub fn template_hash(spec: &SessionPodSpec) -> String {
 /// The labels of a new, unassigned session pod and its Job.
 pub fn pool_labels(spec: &SessionPodSpec) -> BTreeMap<String, String> {
     let mut labels = base_labels(spec);
-    labels.insert(TEMPLATE_LABEL.to_owned(), template_hash(spec));
+    labels.insert(labels::TEMPLATE.to_owned(), template_hash(spec));
     labels
 }
 
@@ -147,10 +143,7 @@ fn job_without_fingerprint(spec: &SessionPodSpec, labels: BTreeMap<String, Strin
         }]),
         env: Some(vec![
             // The pool's name for the pod (its Job's), so the page, the API and the pod's hello agree.
-            field_env(
-                "POD_NAME",
-                &format!("metadata.labels['{}']", super::pods::JOB_NAME_LABEL),
-            ),
+            field_env("POD_NAME", &format!("metadata.labels['{}']", labels::JOB_NAME)),
             field_env("NODE_NAME", "spec.nodeName"),
             env("ALLOWED_ORIGINS", &spec.allowed_origins.join(",")),
             env("NO_LOCALHOST_ORIGINS", "true"),

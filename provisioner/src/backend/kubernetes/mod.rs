@@ -11,7 +11,7 @@
 //!   and moves on.
 //! - `terminate` (kill, end, trim) deletes the pod and its Job through the API.
 //! - The browser reaches its pod through the edge servers: `websocket_url` is
-//!   `<edge>/session/<id>/ws?token=<route>`, a route to the pod's address signed with the shared key
+//!   `<edge>/ws/session/<id>?token=<route>`, a route to the pod's address signed with the shared key
 //!   (`common::signing::RouteClaims`).
 //! - API failures are retried with backoff and surface as [`BackendError`]s ([`retry`]).
 //!
@@ -29,7 +29,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::api::ActivityBody;
+use common::ids::{PodName, SessionId};
 use common::labels;
+use common::runtime::unix_time_ms as now_ms;
 use common::signing::{RouteClaims, SigningKey};
 use futures_util::{Stream, StreamExt};
 use k8s_openapi::api::batch::v1::Job;
@@ -166,18 +168,18 @@ impl KubernetesBackend {
     }
 
     /// The live pod of pool entry `name`, from the watch cache.
-    fn pod(&self, name: &str) -> Option<Arc<Pod>> {
+    fn pod(&self, name: &PodName) -> Option<Arc<Pod>> {
         self.inner
             .store
             .state()
             .into_iter()
-            .find(|pod| pods::pool_name(pod) == Some(name) && !pods::is_gone(pod))
+            .find(|pod| pods::pool_name(pod) == Some(name.as_str()) && !pods::is_gone(pod))
     }
 
     /// Deletes the Job of a pod that did not become ready in time.
-    fn expire_if_not_ready(&self, name: &str) {
+    fn expire_if_not_ready(&self, name: &PodName) {
         let backend = self.clone();
-        let name = name.to_owned();
+        let name = name.clone();
         let timeout = self.inner.settings.start_timeout;
         tokio::spawn(async move {
             tokio::select! {
@@ -195,7 +197,7 @@ impl KubernetesBackend {
         });
     }
     /// Deletes pool entry `name`'s pod; gone already is fine, a failed precondition is a conflict.
-    async fn delete_pod(&self, name: &str, pod: &Pod, params: DeleteParams) -> Result<(), BackendError> {
+    async fn delete_pod(&self, name: &PodName, pod: &Pod, params: DeleteParams) -> Result<(), BackendError> {
         let pod_name = pod.name_any();
         match retrying("delete pod", || self.inner.pods.delete(&pod_name, &params)).await {
             Ok(_) => Ok(()),
@@ -205,9 +207,9 @@ impl KubernetesBackend {
     }
 
     /// Deletes Job `name` (its pods go with it); gone already is fine.
-    async fn delete_job(&self, name: &str) -> Result<(), BackendError> {
+    async fn delete_job(&self, name: &PodName) -> Result<(), BackendError> {
         let params = DeleteParams::background();
-        match retrying("delete job", || self.inner.jobs.delete(name, &params)).await {
+        match retrying("delete job", || self.inner.jobs.delete(name.as_str(), &params)).await {
             Ok(_) => Ok(()),
             Err(e) if status(&e) == Some(404) => Ok(()),
             Err(e) => Err(classify(name, &e)),
@@ -242,15 +244,9 @@ async fn forward_events(
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 impl Backend for KubernetesBackend {
-    async fn create(&self, name: &str) -> Result<(), BackendError> {
-        let job = manifest::job(name, &self.inner.settings.pod);
+    async fn create(&self, name: &PodName) -> Result<(), BackendError> {
+        let job = manifest::job(name.as_str(), &self.inner.settings.pod);
         let params = PostParams::default();
         let created = retrying("create job", || self.inner.jobs.create(&params, &job)).await;
         match created {
@@ -263,7 +259,7 @@ impl Backend for KubernetesBackend {
         Ok(())
     }
 
-    async fn terminate(&self, name: &str) -> Result<(), BackendError> {
+    async fn terminate(&self, name: &PodName) -> Result<(), BackendError> {
         // The pod first, so its WebSocket closes now; then the Job, so it does not linger as failed.
         if let Some(pod) = self.pod(name) {
             self.delete_pod(name, &pod, DeleteParams::default()).await?;
@@ -271,12 +267,12 @@ impl Backend for KubernetesBackend {
         self.delete_job(name).await
     }
 
-    async fn retire(&self, name: &str) -> Result<(), BackendError> {
+    async fn retire(&self, name: &PodName) -> Result<(), BackendError> {
         let Some(pod) = self.pod(name) else {
             return self.delete_job(name).await;
         };
         if !pods::is_claimable(&pod) {
-            return Err(BackendError::Conflict(name.to_owned()));
+            return Err(BackendError::Conflict(name.to_string()));
         }
         // Deleted only if nobody changed (claimed) the pod since our cache read it: the same precondition as
         // a claim, so a trim and a claim by two replicas cannot both win.
@@ -303,18 +299,18 @@ impl Backend for KubernetesBackend {
             .collect())
     }
 
-    async fn claim(&self, name: &str, session: &str) -> Result<(), BackendError> {
+    async fn claim(&self, name: &PodName, session: &SessionId) -> Result<(), BackendError> {
         let pod = self
             .pod(name)
-            .ok_or_else(|| BackendError::NotFound(name.to_owned()))?;
+            .ok_or_else(|| BackendError::NotFound(name.to_string()))?;
         if !pods::is_claimable(&pod) {
-            return Err(BackendError::Conflict(name.to_owned()));
+            return Err(BackendError::Conflict(name.to_string()));
         }
         let patch = json!({
             "metadata": {
                 "resourceVersion": pod.resource_version(),
                 "labels": {labels::ASSIGNED: "true", labels::SESSION_ID: session},
-                "annotations": {pods::SESSION_STARTED_ANNOTATION: now_ms().to_string()},
+                "annotations": {labels::SESSION_STARTED_ANNOTATION: now_ms().to_string()},
             }
         });
         // Not retried: after a lost answer the retry would see its own change as a conflict. The pool treats
@@ -338,10 +334,10 @@ impl Backend for KubernetesBackend {
         });
         // Off the session's critical path: the claim is decided; the browser need not wait for bookkeeping.
         let jobs = self.inner.jobs.clone();
-        let name = name.to_owned();
+        let name = name.clone();
         tokio::spawn(async move {
             let patched =
-                bounded(jobs.patch(&name, &PatchParams::default(), &Patch::Merge(&job_patch))).await;
+                bounded(jobs.patch(name.as_str(), &PatchParams::default(), &Patch::Merge(&job_patch))).await;
             if let Err(e) = patched {
                 tracing::warn!(job = %name, error = %e, "cannot relabel the Job (the pod is claimed)");
             }
@@ -349,21 +345,21 @@ impl Backend for KubernetesBackend {
         Ok(())
     }
 
-    async fn activity(&self, name: &str) -> Result<ActivityBody, BackendError> {
+    async fn activity(&self, name: &PodName) -> Result<ActivityBody, BackendError> {
         let pod = self
             .pod(name)
-            .ok_or_else(|| BackendError::NotFound(name.to_owned()))?;
+            .ok_or_else(|| BackendError::NotFound(name.to_string()))?;
         let address = pods::address(&pod, self.inner.settings.pod.port)
             .ok_or_else(|| BackendError::Unavailable(format!("pod {name} has no IP yet")))?;
         super::fetch_activity(&self.inner.http, name, &address).await
     }
 
-    fn websocket_url(&self, name: &str, session: &str) -> Option<String> {
+    fn websocket_url(&self, name: &PodName, session: &SessionId) -> Option<String> {
         let settings = &self.inner.settings;
         let pod = self.pod(name)?;
         let claims = RouteClaims {
-            sid: session.to_owned(),
-            pod: name.to_owned(),
+            sid: session.to_string(),
+            pod: name.to_string(),
             addr: pods::address(&pod, settings.pod.port)?,
             exp: now_ms() / 1000 + settings.route_ttl.as_secs(),
         };

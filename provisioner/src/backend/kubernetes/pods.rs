@@ -4,25 +4,16 @@
 
 use std::time::Duration;
 
+use common::ids::{PodName, SessionId};
 use common::labels;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::watcher;
 
 use crate::backend::{PodEvent, PodPhase, PodRecord};
 
-/// Label the Job controller puts on a Job's pods.
-pub const JOB_NAME_LABEL: &str = "batch.kubernetes.io/job-name";
-/// Annotation recording when the pod's session began (Unix milliseconds), so a restarted provisioner knows
-/// the session's age.
-pub const SESSION_STARTED_ANNOTATION: &str = "resume-showcase.dev/session-started-ms";
-
 /// The pool's name for this pod: the name of the Job that owns it.
 pub fn pool_name(pod: &Pod) -> Option<&str> {
-    pod.metadata
-        .labels
-        .as_ref()?
-        .get(JOB_NAME_LABEL)
-        .map(String::as_str)
+    label(pod, labels::JOB_NAME)
 }
 
 fn label<'p>(pod: &'p Pod, key: &str) -> Option<&'p str> {
@@ -80,7 +71,7 @@ pub fn session_age(pod: &Pod, now_ms: u64) -> Option<Duration> {
         .metadata
         .annotations
         .as_ref()?
-        .get(SESSION_STARTED_ANNOTATION)?
+        .get(labels::SESSION_STARTED_ANNOTATION)?
         .parse()
         .ok()?;
     Some(Duration::from_millis(now_ms.saturating_sub(started)))
@@ -93,16 +84,16 @@ pub fn record(pod: &Pod, now_ms: u64, template: &str) -> Option<PodRecord> {
         return None;
     }
     Some(PodRecord {
-        name: pool_name(pod)?.to_owned(),
+        name: PodName::new(pool_name(pod)?),
         phase: if is_ready(pod) {
             PodPhase::Ready
         } else {
             PodPhase::Starting
         },
-        session: session(pod).map(str::to_owned),
+        session: session(pod).map(SessionId::new),
         session_age: session_age(pod, now_ms),
         node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
-        outdated: label(pod, super::manifest::TEMPLATE_LABEL) != Some(template),
+        outdated: label(pod, labels::TEMPLATE) != Some(template),
     })
 }
 
@@ -110,7 +101,7 @@ pub fn record(pod: &Pod, now_ms: u64, template: &str) -> Option<PodRecord> {
 pub fn event(event: &watcher::Event<Pod>) -> Option<PodEvent> {
     match event {
         watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
-            let name = pool_name(pod)?.to_owned();
+            let name = PodName::new(pool_name(pod)?);
             if is_gone(pod) {
                 Some(PodEvent::Exited { name })
             } else if is_ready(pod) {
@@ -123,7 +114,7 @@ pub fn event(event: &watcher::Event<Pod>) -> Option<PodEvent> {
             }
         }
         watcher::Event::Delete(pod) => Some(PodEvent::Exited {
-            name: pool_name(pod)?.to_owned(),
+            name: PodName::new(pool_name(pod)?),
         }),
         watcher::Event::Init | watcher::Event::InitDone => None,
     }
@@ -138,7 +129,7 @@ mod tests {
     fn pod(phase: &str, ready: bool, labels: serde_json::Value) -> Pod {
         serde_json::from_value(json!({
             "metadata": {"name": "session-ab-x1", "labels": labels,
-                         "annotations": {SESSION_STARTED_ANNOTATION: "1000"}},
+                         "annotations": {labels::SESSION_STARTED_ANNOTATION: "1000"}},
             "spec": {"nodeName": "kwok-node-0", "containers": []},
             "status": {"phase": phase, "podIP": "10.0.0.7",
                        "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}
@@ -147,7 +138,7 @@ mod tests {
     }
 
     fn warm() -> serde_json::Value {
-        json!({JOB_NAME_LABEL: "session-ab", "assigned": "false", "resume-showcase.dev/template": "t1"})
+        json!({labels::JOB_NAME: "session-ab", "assigned": "false", labels::TEMPLATE: "t1"})
     }
 
     #[test]
@@ -178,10 +169,10 @@ mod tests {
         let p = pod(
             "Running",
             true,
-            json!({JOB_NAME_LABEL: "session-ab", "assigned": "true", "session-id": "s1"}),
+            json!({labels::JOB_NAME: "session-ab", "assigned": "true", "session-id": "s1"}),
         );
         assert!(!is_claimable(&p));
-        assert_eq!(record(&p, 0, "t1").unwrap().session.as_deref(), Some("s1"));
+        assert_eq!(record(&p, 0, "t1").unwrap().session, Some("s1".into()));
     }
 
     #[test]

@@ -52,10 +52,10 @@ pub fn is_transient(error: &kube::Error) -> bool {
 }
 
 /// Maps a final API error about object `name`.
-pub fn classify(name: &str, error: &kube::Error) -> BackendError {
+pub fn classify(name: impl std::fmt::Display, error: &kube::Error) -> BackendError {
     match status(error) {
-        Some(404) => BackendError::NotFound(name.to_owned()),
-        Some(409) => BackendError::Conflict(name.to_owned()),
+        Some(404) => BackendError::NotFound(name.to_string()),
+        Some(409) => BackendError::Conflict(name.to_string()),
         _ => BackendError::Unavailable(describe(error)),
     }
 }

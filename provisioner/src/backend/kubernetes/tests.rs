@@ -39,7 +39,7 @@ fn warm_pod() -> Pod {
     serde_json::from_value(json!({
         "metadata": {
             "name": "session-ab-x1", "namespace": NS, "resourceVersion": "42", "uid": "u-1",
-            "labels": {pods::JOB_NAME_LABEL: "session-ab", "assigned": "false"},
+            "labels": {labels::JOB_NAME: "session-ab", "assigned": "false"},
         },
         "spec": {"nodeName": "node-1", "containers": []},
         "status": {"phase": "Running", "podIP": "10.0.0.9",
@@ -126,7 +126,7 @@ async fn create_posts_the_job_and_retries_server_errors() {
         reply(send, StatusCode::CREATED, &again);
         handle
     });
-    backend.create("session-new").await.unwrap();
+    backend.create(&"session-new".into()).await.unwrap();
     no_more_requests(&mut server.await.unwrap()).await;
 }
 
@@ -139,7 +139,7 @@ async fn create_failures_are_final_or_retried_then_unavailable() {
         reply(send, StatusCode::FORBIDDEN, &status_body(403, "Forbidden"));
         handle
     });
-    let error = backend.create("session-new").await.unwrap_err();
+    let error = backend.create(&"session-new".into()).await.unwrap_err();
     assert!(
         matches!(&error, BackendError::Unavailable(m) if m.contains("403")),
         "{error}"
@@ -160,7 +160,7 @@ async fn create_failures_are_final_or_retried_then_unavailable() {
         handle
     });
     assert!(matches!(
-        backend.create("session-new").await,
+        backend.create(&"session-new".into()).await,
         Err(BackendError::Unavailable(_))
     ));
     no_more_requests(&mut server.await.unwrap()).await;
@@ -172,7 +172,7 @@ async fn create_failures_are_final_or_retried_then_unavailable() {
         reply(send, StatusCode::CONFLICT, &status_body(409, "AlreadyExists"));
         handle
     });
-    backend.create("session-new").await.unwrap();
+    backend.create(&"session-new".into()).await.unwrap();
     server.await.unwrap();
 }
 
@@ -188,7 +188,7 @@ async fn claim_relabels_the_pod_under_its_resource_version_then_the_job() {
         );
         assert_eq!(metadata["labels"]["assigned"], "true");
         assert_eq!(metadata["labels"]["session-id"], "s1");
-        assert!(metadata["annotations"][pods::SESSION_STARTED_ANNOTATION].is_string());
+        assert!(metadata["annotations"][labels::SESSION_STARTED_ANNOTATION].is_string());
         reply(send, StatusCode::OK, &serde_json::to_value(warm_pod()).unwrap());
         let (job, send) = expect(&mut handle, Method::PATCH, &format!("{JOBS}/session-ab")).await;
         assert_eq!(job["metadata"]["labels"]["session-id"], "s1");
@@ -197,7 +197,7 @@ async fn claim_relabels_the_pod_under_its_resource_version_then_the_job() {
         reply(send, StatusCode::OK, &json!({"metadata": {"name": "session-ab"}}));
         handle
     });
-    backend.claim("session-ab", "s1").await.unwrap();
+    backend.claim(&"session-ab".into(), &"s1".into()).await.unwrap();
     no_more_requests(&mut server.await.unwrap()).await;
 }
 
@@ -210,7 +210,7 @@ async fn a_lost_claim_race_is_a_conflict_and_touches_nothing_else() {
         handle
     });
     assert!(matches!(
-        backend.claim("session-ab", "s1").await,
+        backend.claim(&"session-ab".into(), &"s1".into()).await,
         Err(BackendError::Conflict(name)) if name == "session-ab"
     ));
     // Not retried, and the Job is left alone.
@@ -226,11 +226,11 @@ async fn a_lost_claim_race_is_a_conflict_and_touches_nothing_else() {
         .insert("assigned".into(), "true".into());
     let (backend, mut handle) = mocked(vec![claimed]);
     assert!(matches!(
-        backend.claim("session-ab", "s1").await,
+        backend.claim(&"session-ab".into(), &"s1".into()).await,
         Err(BackendError::Conflict(_))
     ));
     assert!(matches!(
-        backend.claim("session-zz", "s1").await,
+        backend.claim(&"session-zz".into(), &"s1".into()).await,
         Err(BackendError::NotFound(_))
     ));
     no_more_requests(&mut handle).await;
@@ -247,7 +247,7 @@ async fn trimming_deletes_only_the_unclaimed_version_of_a_pod() {
         handle
     });
     assert!(matches!(
-        backend.retire("session-ab").await,
+        backend.retire(&"session-ab".into()).await,
         Err(BackendError::Conflict(_))
     ));
     no_more_requests(&mut server.await.unwrap()).await;
@@ -265,17 +265,21 @@ async fn terminating_deletes_the_pod_then_the_job_and_gone_is_fine() {
         reply(send, StatusCode::NOT_FOUND, &status_body(404, "NotFound"));
         handle
     });
-    backend.terminate("session-ab").await.unwrap();
+    backend.terminate(&"session-ab".into()).await.unwrap();
     no_more_requests(&mut server.await.unwrap()).await;
 }
 
 #[tokio::test]
 async fn the_websocket_url_is_a_signed_route_to_the_pod_through_the_edge() {
     let (backend, _handle) = mocked(vec![warm_pod()]);
-    let url = backend.websocket_url("session-ab", "s1").unwrap();
+    let url = backend.websocket_url(&"session-ab".into(), &"s1".into()).unwrap();
     let token = url.strip_prefix("wss://edge.test/ws/session/s1?token=").unwrap();
     let claims = settings().key.verify_route(token, "s1", 0).unwrap();
     assert_eq!(claims.addr, "10.0.0.9:8080");
     assert_eq!(claims.pod, "session-ab");
-    assert!(backend.websocket_url("session-zz", "s1").is_none());
+    assert!(
+        backend
+            .websocket_url(&"session-zz".into(), &"s1".into())
+            .is_none()
+    );
 }
