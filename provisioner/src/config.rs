@@ -130,6 +130,11 @@ pub struct Config {
     /// Settings of the Kubernetes backend.
     #[command(flatten, next_help_heading = "Kubernetes backend")]
     pub kubernetes: KubernetesFlags,
+
+    /// The key made when none is configured: made once, on first use, and shared by clones of this
+    /// configuration, so every part of the process signs with the same one.
+    #[arg(skip)]
+    random_key: std::sync::Arc<std::sync::OnceLock<SigningKey>>,
 }
 
 /// Flags of the Kubernetes backend.
@@ -203,11 +208,12 @@ fn parse_label(value: &str) -> Result<(String, String), String> {
 }
 
 impl Config {
-    /// The signing key from `--signing-key` or `--signing-key-file`; a random one when neither is given.
+    /// The signing key from `--signing-key` or `--signing-key-file`; when neither is given, a random one, the
+    /// same on every call (tokens then die with the process).
     pub fn signing_key(&self) -> anyhow::Result<SigningKey> {
         let key = SigningKey::from_args(self.signing_key.as_ref(), self.signing_key_file.as_deref())
             .context("--signing-key / --signing-key-file")?;
-        Ok(key.unwrap_or_else(crate::ids::random_key))
+        Ok(key.unwrap_or_else(|| self.random_key.get_or_init(crate::ids::random_key).clone()))
     }
 
     /// The pool algorithm's part of the configuration.
@@ -283,6 +289,26 @@ mod tests {
             ("10m", "128Mi")
         );
         assert!(Config::try_parse_from(["provisioner", "--session-label", "novalue"]).is_err());
+    }
+
+    #[test]
+    fn without_a_configured_key_every_call_gives_the_same_random_key() {
+        let config = Config::try_parse_from(["provisioner"]).unwrap();
+        let key = config.signing_key().unwrap();
+        let token = key.session_token("s");
+        assert!(config.signing_key().unwrap().verify_session_token("s", &token));
+        assert!(
+            config
+                .clone()
+                .signing_key()
+                .unwrap()
+                .verify_session_token("s", &token)
+        );
+        let other = Config::try_parse_from(["provisioner"]).unwrap();
+        assert!(
+            !other.signing_key().unwrap().verify_session_token("s", &token),
+            "another process gets another key"
+        );
     }
 
     #[test]
