@@ -129,12 +129,10 @@ impl AppState {
         })
     }
 
-    /// The upgrade of an admitted WebSocket, with the buffer and message limits every socket here gets.
-    pub fn configure(
-        &self,
-        upgrade: WebSocketUpgrade,
-        ceiling: usize,
-    ) -> WebSocketUpgrade<impl OnFailedUpgrade> {
+    /// The upgrade of an admitted WebSocket, with the buffer and message limits every socket here gets: the
+    /// same on `/ws` and on the edge, so a message a pod accepts is never cut off on its way through the edge.
+    pub fn configure(&self, upgrade: WebSocketUpgrade) -> WebSocketUpgrade<impl OnFailedUpgrade> {
+        let ceiling = HARD_MESSAGE_CEILING.max(self.max_message_bytes);
         upgrade
             .read_buffer_size(READ_BUFFER_BYTES)
             .max_message_size(ceiling)

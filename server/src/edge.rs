@@ -92,13 +92,11 @@ pub async fn session_websocket(
     };
     tracing::info!(session = %session_id, pod = %claims.pod, "routing session");
     let draining = state.draining().clone();
-    state
-        .configure(upgrade, HARD_MESSAGE_CEILING)
-        .on_upgrade(move |browser| async move {
-            // Held for the life of the relay: a connection slot, and shutdown waits for it.
-            let _admission = admission;
-            relay(browser, upstream, draining).await;
-        })
+    state.configure(upgrade).on_upgrade(move |browser| async move {
+        // Held for the life of the relay: a connection slot, and shutdown waits for it.
+        let _admission = admission;
+        relay(browser, upstream, draining).await;
+    })
 }
 
 /// Checks the route token; refusals become 401 responses that say why.

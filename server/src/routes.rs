@@ -15,7 +15,7 @@ use common::api::{ActivityBody, ApiErrorCode, HealthBody};
 use common::error::ApiError;
 use tower_http::trace::TraceLayer;
 
-use crate::admission::{AppState, HARD_MESSAGE_CEILING, not_an_upgrade};
+use crate::admission::{AppState, not_an_upgrade};
 use crate::connection::Connection;
 use crate::handler::Responder;
 
@@ -61,12 +61,10 @@ async fn websocket(
         shutdown: state.draining().clone(),
         activity: state.activity.clone(),
     };
-    state
-        .configure(upgrade, HARD_MESSAGE_CEILING.max(state.max_message_bytes))
-        .on_upgrade(move |socket| async move {
-            let _admission = admission;
-            connection.run(socket).await;
-        })
+    state.configure(upgrade).on_upgrade(move |socket| async move {
+        let _admission = admission;
+        connection.run(socket).await;
+    })
 }
 
 async fn health() -> Json<HealthBody> {

@@ -185,3 +185,29 @@ async fn a_pod_going_away_and_the_edge_draining_both_reach_the_browser() {
     }
     edge.finished().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_edge_takes_the_same_message_sizes_as_the_pod() {
+    // A limit above the 64 KiB ceiling: a message between the two reaches the pod directly, and must reach it
+    // through the edge too (the two routes once configured their sockets differently).
+    let limit = ["--max-message-bytes", "100000"];
+    let mine = TestServer::start_named("session-b", &limit).await;
+    let edge =
+        TestServer::start_named("edge-0", &["--signing-key", KEY, "--max-message-bytes", "100000"]).await;
+    let big = "x".repeat(80_000);
+    let (mut direct, _) = mine.connect().await;
+    let mut relayed = edge
+        .connect_path(&route("s1", &mine, now() + 60), None)
+        .await
+        .unwrap();
+    relayed.next_message().await;
+    for (how, client) in [("directly", &mut direct), ("through the edge", &mut relayed)] {
+        client.send_text(&big).await;
+        match client.next_event().await {
+            Event::Message(ServerMessage::Error { code, .. }) => {
+                assert_eq!(code, common::protocol::ErrorCode::MalformedJson, "{how}");
+            }
+            other => panic!("{how}: expected the pod's error answer, got {other:?}"),
+        }
+    }
+}
