@@ -94,6 +94,17 @@ pub enum ErrorCode {
     RateLimited,
 }
 
+impl ErrorCode {
+    /// Every code (`PROTOCOL.md` must list each).
+    pub const ALL: &[ErrorCode] = &[
+        ErrorCode::MalformedJson,
+        ErrorCode::UnknownType,
+        ErrorCode::InvalidMessage,
+        ErrorCode::BinaryNotSupported,
+        ErrorCode::RateLimited,
+    ];
+}
+
 /// Reasons of [`ServerMessage::Goodbye`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -272,6 +283,21 @@ mod tests {
             assert_eq!(as_value, expected, "JSON of {message:?}");
             assert_eq!(ServerMessage::parse(&text).unwrap(), message);
         }
+    }
+
+    #[test]
+    fn all_lists_every_error_code_once() {
+        // Adding a variant breaks this match until it is added here, and to `ALL`.
+        let index = |code: ErrorCode| match code {
+            ErrorCode::MalformedJson => 0,
+            ErrorCode::UnknownType => 1,
+            ErrorCode::InvalidMessage => 2,
+            ErrorCode::BinaryNotSupported => 3,
+            ErrorCode::RateLimited => 4,
+        };
+        let mut seen: Vec<usize> = ErrorCode::ALL.iter().map(|&code| index(code)).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, [0, 1, 2, 3, 4]);
     }
 
     #[test]
