@@ -3,10 +3,9 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
-use futures_util::StreamExt;
+use testkit::ws::WsClient;
 
-use crate::procs::Service;
+use crate::procs;
 use crate::{Paths, Row};
 
 const CONNECTIONS: usize = 10_000;
@@ -15,21 +14,20 @@ const BATCH: usize = 250;
 
 /// RSS of both binaries idle, and per idle connection.
 pub async fn run(paths: &Paths) -> anyhow::Result<Vec<Row>> {
-    let server = Service::start(
+    let server = procs::start(
         &paths.bin_dir.join("server"),
         &["--bind", "127.0.0.1", "--port", "0", "--max-connections", "20000"],
         "ping server listening",
     )
     .await?;
     settle().await;
-    let idle = server.rss_kib()?;
+    let idle = procs::rss_kib(&server)?;
     let url = format!("ws://{}/ws", server.address);
     let mut sockets = Vec::with_capacity(CONNECTIONS);
     while sockets.len() < CONNECTIONS {
         let batch = futures_util::future::join_all((0..BATCH).map(|_| async {
-            let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str()).await?;
-            ws.next().await.context("no hello")??;
-            anyhow::Ok(ws)
+            let (client, _) = WsClient::connect_hello(&url).await?;
+            anyhow::Ok(client)
         }))
         .await;
         for ws in batch {
@@ -37,18 +35,18 @@ pub async fn run(paths: &Paths) -> anyhow::Result<Vec<Row>> {
         }
     }
     settle().await;
-    let loaded = server.rss_kib()?;
+    let loaded = procs::rss_kib(&server)?;
     let per_connection = (loaded.saturating_sub(idle)) as f64 / CONNECTIONS as f64;
     drop(sockets);
 
-    let provisioner = Service::start(
+    let provisioner = procs::start(
         &paths.bin_dir.join("provisioner"),
         &["--bind", "127.0.0.1", "--port", "0", "--warm-pool-size", "0"],
         "provisioner listening",
     )
     .await?;
     settle().await;
-    let provisioner_idle = provisioner.rss_kib()?;
+    let provisioner_idle = procs::rss_kib(&provisioner)?;
     Ok(vec![
         Row {
             what: "ping server RSS idle".into(),

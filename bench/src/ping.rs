@@ -8,12 +8,12 @@ use std::time::Instant;
 use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
+use testkit::ws::WsClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use crate::procs::{Service, us};
+use crate::procs::{self, us};
 use crate::{Paths, Row};
 
 /// Round trips per client (after a warm-up).
@@ -28,7 +28,7 @@ pub fn echo_server() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        // Same shape as the services' log line, so `Service::start` can wait for it.
+        // Same shape as the services' log line, so the test kit's `Service::start` can wait for it.
         eprintln!(
             r#"{{"message":"echo listening","address":"{}"}}"#,
             listener.local_addr()?
@@ -71,14 +71,10 @@ async fn tcp_client(address: String, rounds: usize) -> anyhow::Result<Histogram<
 }
 
 async fn ws_client(address: String, rounds: usize) -> anyhow::Result<Histogram<u64>> {
-    // tungstenite zero-fills its whole read buffer before every read: with the default 128 KiB that memset was a
-    // quarter of this benchmark's CPU (perf), a cost of the client harness, not of the server. The server reads
-    // into 2 KiB; the client gets 4 KiB (a pong is under 200 bytes), like the raw TCP client's small buffer.
-    let config = WebSocketConfig::default().read_buffer_size(4096);
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async_with_config(format!("ws://{address}/ws"), Some(config), true)
-            .await?;
-    ws.next().await.context("no hello")??;
+    // The test kit's client reads into a small buffer, like the raw TCP client (see `testkit::ws`).
+    let mut client = WsClient::connect(&format!("ws://{address}/ws")).await?;
+    client.hello().await?;
+    let ws = &mut client.ws;
     let mut hist = histogram();
     for round in 0..WARMUP + rounds {
         let started = Instant::now();
@@ -114,7 +110,7 @@ where
 
 /// Ping round trip at 1 and 100 clients, WebSocket vs raw TCP.
 pub async fn run(paths: &Paths) -> anyhow::Result<Vec<Row>> {
-    let server = Service::start(
+    let server = procs::start(
         &paths.bin_dir.join("server"),
         &[
             "--bind",
@@ -129,7 +125,7 @@ pub async fn run(paths: &Paths) -> anyhow::Result<Vec<Row>> {
         "ping server listening",
     )
     .await?;
-    let echo = Service::start(&std::env::current_exe()?, &["echo-server"], "echo listening").await?;
+    let echo = procs::start(&std::env::current_exe()?, &["echo-server"], "echo listening").await?;
     let mut rows = Vec::new();
     for clients in [1_usize, 100] {
         let rounds = if clients == 1 {

@@ -7,16 +7,16 @@ use anyhow::Context;
 use common::api::CreateSessionResponse;
 
 use crate::ping::histogram;
-use crate::procs::Service;
+use crate::procs;
 use crate::{Paths, Row};
 
 const WARM_ROUNDS: usize = 50;
 const COLD_ROUNDS: usize = 10;
 
-async fn start(paths: &Paths, warm: &str, max_sessions: &str) -> anyhow::Result<Service> {
+async fn start(paths: &Paths, warm: &str, max_sessions: &str) -> anyhow::Result<testkit::spawn::Service> {
     let server_bin = paths.bin_dir.join("server");
     let server_bin = server_bin.to_str().context("path")?;
-    Service::start(
+    procs::start(
         &paths.bin_dir.join("provisioner"),
         &[
             "--bind",
@@ -51,7 +51,7 @@ async fn wait_warm(http: &reqwest::Client, base: &str, warm: u32) -> anyhow::Res
 
 /// Creates and deletes sessions, timing each creation; waits for `warm` pods before each.
 pub async fn rounds(
-    service: &Service,
+    service: &testkit::spawn::Service,
     rounds: usize,
     warm: u32,
 ) -> anyhow::Result<hdrhistogram::Histogram<u64>> {

@@ -6,7 +6,7 @@
 
 use std::ffi::OsStr;
 
-use crate::procs::Service;
+use crate::procs;
 use crate::provision::rounds;
 use crate::{Paths, Row};
 
@@ -24,7 +24,7 @@ pub async fn run(paths: &Paths) -> anyhow::Result<Vec<Row>> {
     let start = |warm: &'static str| {
         let kubeconfig = kubeconfig.clone();
         async move {
-            Service::start_with_env(
+            procs::start_with_env(
                 &paths.bin_dir.join("provisioner"),
                 &[
                     "--backend",

@@ -13,12 +13,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use common::api::{CreateSessionResponse, SessionState, SessionStatus};
-use common::protocol::{ClientMessage, ServerMessage};
-use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::Message;
+use common::protocol::ServerMessage;
+use testkit::ws::{Event, WsClient};
 
-use crate::procs::{Service, rss_kib};
+use crate::procs;
 use crate::{Paths, Row};
+use testkit::proc::{children_of, rss_kib};
 
 const WARM: u32 = 2;
 
@@ -40,7 +40,7 @@ pub async fn run(
 ) -> anyhow::Result<Vec<Row>> {
     let server_bin = paths.bin_dir.join("server");
     let max = sessions.to_string();
-    let provisioner = Service::start(
+    let provisioner = procs::start(
         &paths.bin_dir.join("provisioner"),
         &[
             "--bind",
@@ -63,11 +63,11 @@ pub async fn run(
         "provisioner listening",
     )
     .await?;
-    let pid = provisioner.child.id().context("provisioner gone")?;
+    let pid = provisioner.pid()?;
     let base = format!("http://{}", provisioner.address);
     let http = reqwest::Client::new();
     settle(&http, &base).await?;
-    let (rss_start, pods_start) = (rss_kib(pid)?, children(pid).len());
+    let (rss_start, pods_start) = (rss_kib(pid)?, children_of(pid).len());
 
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -118,7 +118,7 @@ pub async fn run(
             .await?;
     }
     settle(&http, &base).await?;
-    let (rss_end, pods_end) = (rss_kib(pid)?, children(pid).len());
+    let (rss_end, pods_end) = (rss_kib(pid)?, children_of(pid).len());
 
     let mut recovery = tally.recovery_ms.lock().map(|r| r.clone()).unwrap_or_default();
     recovery.sort_unstable();
@@ -179,7 +179,7 @@ async fn visit(
     let mut url = session.websocket_url.clone();
     let mut lost_at: Option<Instant> = None;
     while !stop.load(Ordering::SeqCst) {
-        let Ok((mut socket, _)) = tokio_tungstenite::connect_async(&url).await else {
+        let Ok(mut socket) = WsClient::connect(&url).await else {
             tally.errors.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(250)).await;
             continue;
@@ -196,17 +196,14 @@ async fn visit(
             tokio::select! {
                 _ = ticker.tick() => {
                     seq += 1;
-                    let ping = ClientMessage::Ping { seq, sent_at: 0.0 }.to_json();
-                    if socket.send(Message::text(ping)).await.is_err() { break 'connected; }
+                    if socket.ping(seq, 0.0).await.is_err() { break 'connected; }
                 }
-                frame = socket.next() => match frame {
-                    Some(Ok(Message::Text(text))) => {
-                        if matches!(ServerMessage::parse(&text), Ok(ServerMessage::Pong { .. })) {
-                            tally.pongs.fetch_add(1, Ordering::SeqCst);
-                        }
+                event = socket.next_event() => match event {
+                    Ok(Event::Message(ServerMessage::Pong { .. })) => {
+                        tally.pongs.fetch_add(1, Ordering::SeqCst);
                     }
-                    Some(Ok(_)) => {}
-                    _ => break 'connected,
+                    Ok(Event::Message(_)) => {}
+                    Ok(Event::Closed(_)) | Err(_) => break 'connected,
                 },
             }
         }
@@ -235,22 +232,4 @@ async fn visit(
             }
         }
     }
-}
-
-/// Child processes of `pid` (the pods of the local backend).
-fn children(pid: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|child| {
-            std::fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|stat| {
-                // Fields after the command name (which may contain spaces) start at the last ')'.
-                stat.rsplit_once(')')
-                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
-                    == Some(pid)
-            })
-        })
-        .collect()
 }

@@ -34,54 +34,20 @@ fn dist() -> PathBuf {
     dist
 }
 
-/// Builds and returns the debug binaries of the provisioner and the ping server.
-fn binaries() -> (PathBuf, PathBuf) {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args(["build", "--quiet", "-p", "server", "-p", "provisioner"])
-        .status()
-        .expect("cargo build");
-    assert!(status.success());
-    let target = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    (target.join("provisioner"), target.join("server"))
-}
-
 async fn start_provisioner() -> (Child, String) {
-    let (provisioner, server) = binaries();
-    let mut child = Command::new(provisioner)
+    let provisioner = testkit::bin::workspace_binary("provisioner", "provisioner").unwrap();
+    let server = testkit::bin::workspace_binary("server", "server").unwrap();
+    let mut command = Command::new(provisioner);
+    command
         .args(["--bind", "127.0.0.1", "--port", "0", "--warm-pool-size", "2"])
         .arg("--server-bin")
         .arg(server)
         .arg("--static-dir")
-        .arg(dist())
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let address = tokio::time::timeout(START, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Ok(log) = serde_json::from_str::<serde_json::Value>(&line)
-                && log["message"] == "provisioner listening"
-            {
-                return log["address"].as_str().unwrap().to_owned();
-            }
-        }
-        panic!("provisioner exited before listening");
-    })
-    .await
-    .expect("provisioner did not start");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, format!("http://{address}/"))
+        .arg(dist());
+    let service = testkit::spawn::Service::start(command, "provisioner listening", START)
+        .await
+        .expect("the provisioner starts");
+    (service.child, format!("http://{}/", service.address))
 }
 
 /// chromedriver and the Chromium it starts, in a process group of their own: dropping this kills the whole group,

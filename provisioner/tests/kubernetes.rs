@@ -23,8 +23,9 @@ use kube::{Client, ResourceExt};
 use provisioner::backend::kubernetes::KubernetesBackend;
 use provisioner::backend::kubernetes::pods;
 use serde_json::json;
-use support::{SIGNING_KEY, TestProvisioner};
+use support::{SIGNING_KEY, TestProvisioner, WAIT};
 use testkit::cluster::Cluster;
+use testkit::spawn::Service;
 use tokio::sync::mpsc;
 
 const NAMESPACE: &str = "showcase";
@@ -424,7 +425,11 @@ async fn the_binary_runs_in_cluster_mode_and_a_crashed_pod_is_replaced_and_colle
     command
         .args(["--warm-pool-size", "1"])
         .args(["--session-ttl-after-finished", "1s"]);
-    let (mut child, address) = support::spawn_listening(command, "provisioner listening").await;
+    let Service {
+        mut child, address, ..
+    } = Service::start(command, "provisioner listening", WAIT)
+        .await
+        .unwrap();
     let http = reqwest::Client::new();
     let url = |path: &str| format!("http://{address}{path}");
     support::until_pool(&http, &url(""), "a warm pod", |pool| pool.warm == 1).await;
@@ -463,10 +468,7 @@ async fn the_binary_runs_in_cluster_mode_and_a_crashed_pod_is_replaced_and_colle
     // SIGTERM: the process exits cleanly and leaves the pods to the cluster.
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let exit = tokio::time::timeout(support::WAIT, child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let exit = tokio::time::timeout(WAIT, child.wait()).await.unwrap().unwrap();
     assert!(exit.success(), "{exit}");
     assert_eq!(
         env.pool_jobs().await.len(),
@@ -491,9 +493,12 @@ async fn a_provisioner_killed_mid_assignment_leaves_no_pod_twice_assigned_and_or
                 "60s",
             ])
             .args(extra);
-        support::spawn_listening(command, "provisioner listening")
+        Service::start(command, "provisioner listening", WAIT)
     };
-    let (mut first, address) = spawn(&["--warm-pool-size", "3"]).await;
+    let Service {
+        child: mut first,
+        address,
+    } = spawn(&["--warm-pool-size", "3"]).await.unwrap();
     let http = reqwest::Client::new();
     support::until_pool(&http, &format!("http://{address}"), "three warm pods", |pool| {
         pool.warm == 3
@@ -527,7 +532,12 @@ async fn a_provisioner_killed_mid_assignment_leaves_no_pod_twice_assigned_and_or
     }
 
     // A new provisioner takes over: every session a client holds keeps its pod, and no pod serves two.
-    let (_second, address) = spawn(&["--warm-pool-size", "3", "--session-idle-timeout", "8s"]).await;
+    let Service {
+        child: _second,
+        address,
+    } = spawn(&["--warm-pool-size", "3", "--session-idle-timeout", "8s"])
+        .await
+        .unwrap();
     for session in &created {
         let status: common::api::SessionStatus = http
             .get(format!("http://{address}/session/{}", session.session_id))

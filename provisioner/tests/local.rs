@@ -8,7 +8,9 @@ mod support;
 use std::collections::HashSet;
 
 use common::api::{ProvisionSource, SessionState};
-use support::{PodClient, TestProvisioner, WAIT, alive, children_of};
+use support::{TestProvisioner, WAIT};
+use testkit::proc::{alive, children_of};
+use testkit::ws::WsClient;
 
 #[tokio::test]
 async fn a_session_reaches_its_own_pod() {
@@ -23,10 +25,10 @@ async fn a_session_reaches_its_own_pod() {
     );
     assert_eq!(session.token, support::token_for(&session.session_id));
     assert!(session.provision_ms >= 0.0);
-    let mut client = PodClient::connect(&session.websocket_url).await;
-    assert_eq!(client.pod_name(), session.pod.name);
-    assert_eq!(client.ping(1).await, session.pod.name);
-    assert_eq!(client.ping(2).await, session.pod.name);
+    let (mut client, hello) = WsClient::connect_hello(&session.websocket_url).await.unwrap();
+    assert_eq!(hello.name, session.pod.name.as_str());
+    assert_eq!(client.ping_pong(1).await.unwrap(), session.pod.name.as_str());
+    assert_eq!(client.ping_pong(2).await.unwrap(), session.pod.name.as_str());
     p.stop().await;
 }
 
@@ -35,8 +37,8 @@ async fn an_empty_pool_serves_a_cold_session() {
     let p = TestProvisioner::start(&["--warm-pool-size", "0"]).await;
     let session = p.create_ok().await;
     assert_eq!(session.source, ProvisionSource::Cold);
-    let mut client = PodClient::connect(&session.websocket_url).await;
-    assert_eq!(client.ping(1).await, session.pod.name);
+    let (mut client, _) = WsClient::connect_hello(&session.websocket_url).await.unwrap();
+    assert_eq!(client.ping_pong(1).await.unwrap(), session.pod.name.as_str());
     p.stop().await;
 }
 
@@ -45,7 +47,7 @@ async fn kill_gives_the_session_a_new_ready_pod_and_the_pool_refills() {
     let p = TestProvisioner::start(&["--warm-pool-size", "2"]).await;
     p.until_pool("a warm pool", |pool| pool.warm == 2).await;
     let session = p.create_ok().await;
-    let mut old = PodClient::connect(&session.websocket_url).await;
+    let (mut old, _) = WsClient::connect_hello(&session.websocket_url).await.unwrap();
 
     let kill_path = format!("/session/{}/kill", session.session_id);
     let response = p
@@ -55,7 +57,7 @@ async fn kill_gives_the_session_a_new_ready_pod_and_the_pool_refills() {
     let killed: common::api::KillResponse = response.json().await.unwrap();
     assert_eq!(killed.killed, session.pod.name);
     // The old pod's process is really gone: its socket dies.
-    old.until_closed().await;
+    old.until_closed().await.unwrap();
 
     // The replacement comes from the warm pool, so it is there by the time the kill returns, or very soon.
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -73,9 +75,11 @@ async fn kill_gives_the_session_a_new_ready_pod_and_the_pool_refills() {
     let new_pod = status.pod.unwrap();
     assert_ne!(new_pod.name, session.pod.name);
     assert_eq!(status.replacements, 1);
-    let mut client = PodClient::connect(&status.websocket_url.unwrap()).await;
-    assert_eq!(client.pod_name(), new_pod.name);
-    assert_eq!(client.ping(1).await, new_pod.name);
+    let (mut client, hello) = WsClient::connect_hello(&status.websocket_url.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(hello.name, new_pod.name.as_str());
+    assert_eq!(client.ping_pong(1).await.unwrap(), new_pod.name.as_str());
 
     // A second kill within the cooldown is refused.
     let again = p
@@ -130,8 +134,8 @@ async fn thirty_concurrent_requests_get_exactly_ten_sessions() {
     assert_eq!(pods.len(), 10, "a pod was assigned to two sessions");
     // Each session's URL reaches its own pod.
     for session in created.iter().take(3) {
-        let client = PodClient::connect(&session.websocket_url).await;
-        assert_eq!(client.pod_name(), session.pod.name);
+        let (_, hello) = WsClient::connect_hello(&session.websocket_url).await.unwrap();
+        assert_eq!(hello.name, session.pod.name.as_str());
     }
     p.until_pool("the pool refilled", |pool| pool.warm == 2 && pool.assigned == 10)
         .await;
@@ -274,11 +278,11 @@ async fn per_client_rate_limit_answers_429_with_retry_after() {
 async fn delete_ends_the_session_and_kills_its_pod() {
     let p = TestProvisioner::start(&["--warm-pool-size", "1"]).await;
     let session = p.create_ok().await;
-    let mut client = PodClient::connect(&session.websocket_url).await;
+    let (mut client, _) = WsClient::connect_hello(&session.websocket_url).await.unwrap();
     let path = format!("/session/{}", session.session_id);
     let response = p.authorized(reqwest::Method::DELETE, &path, &session.token).await;
     assert_eq!(response.status(), 204);
-    client.until_closed().await;
+    client.until_closed().await.unwrap();
     let status = p.status(&session.session_id, &session.token).await;
     assert_eq!(status.state, SessionState::Ended);
     assert!(status.pod.is_none() && status.websocket_url.is_none());

@@ -6,7 +6,9 @@ mod support;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use support::{WAIT, alive, children_of, server_bin};
+use support::{WAIT, server_bin};
+use testkit::proc::{alive, children_of};
+use testkit::spawn::Service;
 use tokio::process::{Child, Command};
 
 /// Starts the binary with a warm pool of 2 and waits until both pods exist as its children.
@@ -16,7 +18,9 @@ async fn start() -> (Child, String, Vec<u32>) {
         .args(["--bind", "127.0.0.1", "--port", "0", "--warm-pool-size", "2"])
         .arg("--server-bin")
         .arg(server_bin());
-    let (child, address) = support::spawn_listening(command, "provisioner listening").await;
+    let Service { child, address } = Service::start(command, "provisioner listening", WAIT)
+        .await
+        .unwrap();
     let http = reqwest::Client::new();
     support::until_pool(&http, &format!("http://{address}"), "a full pool", |pool| {
         pool.warm == 2

@@ -7,7 +7,8 @@ mod support;
 
 use common::protocol::{GoodbyeReason, ServerMessage};
 use common::signing::{RouteClaims, SigningKey};
-use support::{Event, TestServer};
+use support::TestServer;
+use testkit::ws::Event;
 use tokio_tungstenite::tungstenite;
 
 const KEY: &str = "edge-test-signing-key-edge-test-signing-key";
@@ -17,10 +18,7 @@ fn key() -> SigningKey {
 }
 
 fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    common::runtime::unix_time_ms() / 1000
 }
 
 fn route(session: &str, pod: &TestServer, exp: u64) -> String {
@@ -69,20 +67,23 @@ async fn a_signed_route_reaches_its_own_pod_and_pings_flow() {
         .connect_path(&route("s1", &mine, now() + 60), Some("http://localhost:8080"))
         .await
         .unwrap();
-    assert_eq!(pod_name(&client.next_message().await), "session-b");
+    assert_eq!(pod_name(&client.next_message().await.unwrap()), "session-b");
     for seq in 1..=3 {
-        client.ping(seq, 1.5).await;
-        match client.next_message().await {
+        client.ping(seq, 1.5).await.unwrap();
+        match client.next_message().await.unwrap() {
             ServerMessage::Pong { seq: got, pod, .. } => assert_eq!((got, pod.as_str()), (seq, "session-b")),
             other => panic!("expected pong, got {other:?}"),
         }
     }
     // Protocol errors from the pod come through unchanged, and the relay keeps going.
-    client.send_text("{not json").await;
-    assert!(matches!(client.next_message().await, ServerMessage::Error { .. }));
-    client.ping(4, 1.5).await;
+    client.send_text("{not json").await.unwrap();
     assert!(matches!(
-        client.next_message().await,
+        client.next_message().await.unwrap(),
+        ServerMessage::Error { .. }
+    ));
+    client.ping(4, 1.5).await.unwrap();
+    assert!(matches!(
+        client.next_message().await.unwrap(),
         ServerMessage::Pong { seq: 4, .. }
     ));
 }
@@ -148,7 +149,7 @@ async fn unsigned_tampered_expired_and_foreign_routes_are_refused() {
     assert_eq!(refusal(&plain, &good, None).await, (404, "edge_disabled".into()));
     // The edge still works after all that.
     let mut client = edge.connect_path(&good, None).await.unwrap();
-    assert_eq!(pod_name(&client.next_message().await), "session-b");
+    assert_eq!(pod_name(&client.next_message().await.unwrap()), "session-b");
 }
 
 #[tokio::test]
@@ -158,17 +159,17 @@ async fn a_pod_going_away_and_the_edge_draining_both_reach_the_browser() {
     let path = route("s1", &pod, now() + 60);
 
     let mut client = edge.connect_path(&path, None).await.unwrap();
-    client.next_message().await;
+    client.next_message().await.unwrap();
     pod.begin_shutdown();
     assert!(matches!(
-        client.next_message().await,
+        client.next_message().await.unwrap(),
         ServerMessage::Goodbye {
             reason: GoodbyeReason::Shutdown,
             ..
         }
     ));
     assert_eq!(
-        client.close_code().await,
+        client.close_code().await.unwrap(),
         1001,
         "the pod's own close frame, relayed"
     );
@@ -177,9 +178,9 @@ async fn a_pod_going_away_and_the_edge_draining_both_reach_the_browser() {
     let pod = TestServer::start_named("session-c", &[]).await;
     let path = route("s1", &pod, now() + 60);
     let mut client = edge.connect_path(&path, None).await.unwrap();
-    client.next_message().await;
+    client.next_message().await.unwrap();
     edge.begin_shutdown();
-    match client.next_event().await {
+    match client.next_event().await.unwrap() {
         Event::Closed(Some(frame)) => assert_eq!(u16::from(frame.code), 1001),
         other => panic!("expected the edge's close, got {other:?}"),
     }
@@ -200,10 +201,10 @@ async fn the_edge_takes_the_same_message_sizes_as_the_pod() {
         .connect_path(&route("s1", &mine, now() + 60), None)
         .await
         .unwrap();
-    relayed.next_message().await;
+    relayed.next_message().await.unwrap();
     for (how, client) in [("directly", &mut direct), ("through the edge", &mut relayed)] {
-        client.send_text(&big).await;
-        match client.next_event().await {
+        client.send_text(&big).await.unwrap();
+        match client.next_event().await.unwrap() {
             Event::Message(ServerMessage::Error { code, .. }) => {
                 assert_eq!(code, common::protocol::ErrorCode::MalformedJson, "{how}");
             }

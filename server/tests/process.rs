@@ -29,38 +29,21 @@ fn server_on_loopback(extra: &[&str]) -> Command {
 
 /// Starts the binary on a free port and waits until it logs that it listens.
 async fn spawn_server(env: &[(&str, &str)]) -> (tokio::process::Child, std::net::SocketAddr) {
-    let mut child = server_on_loopback(&[])
-        .envs(env.iter().copied())
-        .env("RUST_LOG", "info")
-        .env("LOG_FORMAT", "json")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn server binary");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let address = tokio::time::timeout(WAIT, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            let log: serde_json::Value = serde_json::from_str(&line).expect("JSON log line");
-            if log["message"] == "ping server listening" {
-                return log["address"].as_str().unwrap().parse().unwrap();
-            }
-        }
-        panic!("server exited before listening");
-    })
-    .await
-    .expect("server did not start");
-    // Keep draining the logs so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, address)
+    let mut command = server_on_loopback(&[]);
+    command.envs(env.iter().copied());
+    let service = testkit::spawn::Service::start(command, "ping server listening", WAIT)
+        .await
+        .expect("the server starts");
+    (service.child, service.address.parse().unwrap())
 }
 
 #[tokio::test]
 async fn sigterm_sends_goodbye_and_exits_zero() {
     let (mut child, address) = spawn_server(&[("POD_NAME", "proc-pod"), ("SESSION_ID", "s-9")]).await;
-    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{address}/ws"))
+    let mut client = support::Client::connect(&format!("ws://{address}/ws"))
         .await
         .unwrap();
-    let mut client = support::Client { ws };
-    let hello = client.next_message().await;
+    let hello = client.next_message().await.unwrap();
     assert!(
         matches!(&hello, ServerMessage::Hello { pod, session_id: Some(s), .. } if pod.name == "proc-pod" && s == "s-9"),
         "{hello:?}"
@@ -69,12 +52,12 @@ async fn sigterm_sends_goodbye_and_exits_zero() {
     let pid = Pid::from_raw(child.id().unwrap() as i32);
     kill(pid, Signal::SIGTERM).unwrap();
     assert_eq!(
-        client.next_message().await,
+        client.next_message().await.unwrap(),
         ServerMessage::Goodbye {
             reason: GoodbyeReason::Shutdown
         }
     );
-    assert_eq!(client.close_code().await, 1001);
+    assert_eq!(client.close_code().await.unwrap(), 1001);
     let status = tokio::time::timeout(WAIT, child.wait()).await.unwrap().unwrap();
     assert!(status.success(), "exit status {status}");
 }
@@ -162,10 +145,7 @@ async fn the_binary_is_an_edge_with_a_key_file_and_refuses_a_weak_key() {
         ("SIGNING_KEY_FILE", key_file.to_str().unwrap()),
     ])
     .await;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = common::runtime::unix_time_ms() / 1000;
     let route = common::signing::SigningKey::new(key.as_bytes())
         .unwrap()
         .sign_route(&common::signing::RouteClaims {
@@ -174,18 +154,16 @@ async fn the_binary_is_an_edge_with_a_key_file_and_refuses_a_weak_key() {
             addr: pod_address.to_string(),
             exp: now + 60,
         });
-    let (ws, _) =
-        tokio_tungstenite::connect_async(format!("ws://{edge_address}/ws/session/s1?token={route}"))
-            .await
-            .unwrap();
-    let mut client = support::Client { ws };
+    let mut client = support::Client::connect(&format!("ws://{edge_address}/ws/session/s1?token={route}"))
+        .await
+        .unwrap();
     assert!(matches!(
-        client.next_message().await,
+        client.next_message().await.unwrap(),
         ServerMessage::Hello { pod, .. } if pod.name == "session-proc"
     ));
-    client.ping(1, 2.0).await;
+    client.ping(1, 2.0).await.unwrap();
     assert!(matches!(
-        client.next_message().await,
+        client.next_message().await.unwrap(),
         ServerMessage::Pong { seq: 1, .. }
     ));
 

@@ -6,7 +6,8 @@ mod support;
 
 use common::protocol::{ErrorCode, GoodbyeReason, PROTOCOL_VERSION, ServerMessage};
 use futures_util::{SinkExt, StreamExt};
-use support::{Event, TestServer, WAIT};
+use support::{TestServer, WAIT};
+use testkit::ws::Event;
 use tokio_tungstenite::tungstenite::Message;
 
 fn error_code(message: &ServerMessage) -> Option<ErrorCode> {
@@ -52,8 +53,8 @@ async fn shared_server_hello_has_no_session() {
 async fn ping_gets_pong_with_seq_and_sent_at_echoed() {
     let server = TestServer::start(&[]).await;
     let (mut client, _) = server.connect().await;
-    client.ping(7, 1234.5678).await;
-    let pong = client.next_message().await;
+    client.ping(7, 1234.5678).await.unwrap();
+    let pong = client.next_message().await.unwrap();
     let ServerMessage::Pong {
         seq,
         sent_at,
@@ -74,10 +75,10 @@ async fn a_thousand_pings_are_answered_in_order() {
     let server = TestServer::start(&["--max-pings-per-second", "1000000"]).await;
     let (mut client, _) = server.connect().await;
     for seq in 0..1000 {
-        client.ping(seq, seq as f64 * 0.5).await;
+        client.ping(seq, seq as f64 * 0.5).await.unwrap();
     }
     for expected in 0..1000 {
-        match client.next_message().await {
+        match client.next_message().await.unwrap() {
             ServerMessage::Pong { seq, sent_at, .. } => {
                 assert_eq!(seq, expected);
                 assert_eq!(sent_at, expected as f64 * 0.5);
@@ -92,13 +93,13 @@ async fn oversized_message_closes_with_1009() {
     let server = TestServer::start(&[]).await;
     let (mut client, _) = server.connect().await;
     // Exactly at the limit is fine (it is just not valid JSON).
-    client.send_text(&"x".repeat(1024)).await;
+    client.send_text(&"x".repeat(1024)).await.unwrap();
     assert_eq!(
-        error_code(&client.next_message().await),
+        error_code(&client.next_message().await.unwrap()),
         Some(ErrorCode::MalformedJson)
     );
-    client.send_text(&"x".repeat(1025)).await;
-    assert_eq!(client.close_code().await, 1009);
+    client.send_text(&"x".repeat(1025)).await.unwrap();
+    assert_eq!(client.close_code().await.unwrap(), 1009);
 }
 
 #[tokio::test]
@@ -118,9 +119,9 @@ async fn far_oversized_message_is_cut_off_without_hurting_others() {
             Some(Ok(_)) => {}
         }
     }
-    bystander.ping(1, 1.0).await;
+    bystander.ping(1, 1.0).await.unwrap();
     assert!(matches!(
-        bystander.next_message().await,
+        bystander.next_message().await.unwrap(),
         ServerMessage::Pong { seq: 1, .. }
     ));
 }
@@ -130,11 +131,11 @@ async fn rate_limit_answers_the_excess_with_rate_limited_and_keeps_the_connectio
     let server = TestServer::start(&["--max-pings-per-second", "20"]).await;
     let (mut client, _) = server.connect().await;
     for seq in 0..60 {
-        client.ping(seq, 0.0).await;
+        client.ping(seq, 0.0).await.unwrap();
     }
     let (mut pongs, mut limited) = (0, 0);
     for _ in 0..60 {
-        match client.next_message().await {
+        match client.next_message().await.unwrap() {
             ServerMessage::Pong { .. } => pongs += 1,
             message if error_code(&message) == Some(ErrorCode::RateLimited) => limited += 1,
             other => panic!("unexpected {other:?}"),
@@ -147,8 +148,8 @@ async fn rate_limit_answers_the_excess_with_rate_limited_and_keeps_the_connectio
     assert!(pongs >= 20, "the first 20 should pass, got {pongs}");
     // The connection is still open: keep pinging until the bucket refills and a pong comes back.
     for seq in 100.. {
-        client.ping(seq, 0.0).await;
-        if let ServerMessage::Pong { seq: answered, .. } = client.next_message().await {
+        client.ping(seq, 0.0).await.unwrap();
+        if let ServerMessage::Pong { seq: answered, .. } = client.next_message().await.unwrap() {
             assert_eq!(answered, seq);
             break;
         }
@@ -174,21 +175,21 @@ async fn malformed_input_gets_clear_errors_and_the_connection_stays() {
         ),
     ];
     for (text, expected) in cases {
-        client.send_text(text).await;
-        let reply = client.next_message().await;
+        client.send_text(text).await.unwrap();
+        let reply = client.next_message().await.unwrap();
         assert_eq!(error_code(&reply), Some(expected), "{text} gave {reply:?}");
         if let ServerMessage::Error { message, .. } = reply {
             assert!(!message.is_empty());
         }
     }
-    client.send_binary(vec![1, 2, 3]).await;
+    client.send_binary(vec![1, 2, 3]).await.unwrap();
     assert_eq!(
-        error_code(&client.next_message().await),
+        error_code(&client.next_message().await.unwrap()),
         Some(ErrorCode::BinaryNotSupported)
     );
-    client.ping(5, 5.0).await;
+    client.ping(5, 5.0).await.unwrap();
     assert!(matches!(
-        client.next_message().await,
+        client.next_message().await.unwrap(),
         ServerMessage::Pong { seq: 5, .. }
     ));
 }
@@ -227,7 +228,7 @@ async fn idle_connection_gets_goodbye_idle_and_close_1000() {
     let (mut client, _) = server.connect().await;
     let started = std::time::Instant::now();
     assert_eq!(
-        client.next_message().await,
+        client.next_message().await.unwrap(),
         ServerMessage::Goodbye {
             reason: GoodbyeReason::Idle
         }
@@ -236,7 +237,7 @@ async fn idle_connection_gets_goodbye_idle_and_close_1000() {
         started.elapsed() >= std::time::Duration::from_millis(250),
         "closed too early"
     );
-    assert_eq!(client.close_code().await, 1000);
+    assert_eq!(client.close_code().await.unwrap(), 1000);
 }
 
 #[tokio::test]
@@ -246,12 +247,12 @@ async fn shutdown_answers_buffered_pings_then_says_goodbye_with_1001() {
     let (mut other, _) = server.connect().await;
     // The ping is on the wire before shutdown begins: it must be answered (before or after the goodbye, but
     // before the close).
-    client.ping(99, 9.9).await;
+    client.ping(99, 9.9).await.unwrap();
     server.begin_shutdown();
     for (c, expect_pong) in [(&mut client, true), (&mut other, false)] {
         let (mut pong, mut goodbye) = (false, false);
         let code = loop {
-            match c.next_event().await {
+            match c.next_event().await.unwrap() {
                 Event::Message(ServerMessage::Pong { seq: 99, .. }) => pong = true,
                 Event::Message(ServerMessage::Goodbye {
                     reason: GoodbyeReason::Shutdown,
@@ -285,7 +286,7 @@ async fn draining_server_reports_503_on_ready_and_refuses_new_sockets() {
     server.begin_shutdown();
     // The open connection is told first, so `draining` is in effect once it has its goodbye.
     assert!(matches!(
-        client.next_message().await,
+        client.next_message().await.unwrap(),
         ServerMessage::Goodbye { .. }
     ));
     let ready = http.get(server.url("/ready")).send().await.unwrap();
@@ -321,8 +322,8 @@ async fn activity_reports_connections_and_last_frame() {
     let idle = get().await;
     assert_eq!(idle.connections, 0);
     let (mut client, _) = server.connect().await;
-    client.ping(1, 1.0).await;
-    client.next_message().await;
+    client.ping(1, 1.0).await.unwrap();
+    client.next_message().await.unwrap();
     let busy = get().await;
     assert_eq!(busy.connections, 1);
     assert!(busy.last_activity_ms >= idle.last_activity_ms);
@@ -341,7 +342,7 @@ async fn only_allowed_origins_may_open_websockets() {
             .await
             .unwrap_or_else(|e| panic!("{origin}: {e}"));
         assert!(
-            matches!(client.next_message().await, ServerMessage::Hello { .. }),
+            matches!(client.next_message().await.unwrap(), ServerMessage::Hello { .. }),
             "{origin}"
         );
     }
@@ -388,9 +389,9 @@ async fn oversized_request_heads_get_431_and_the_server_goes_on() {
         String::from_utf8_lossy(&head[..n])
     );
     let (mut client, _) = server.connect().await;
-    client.ping(1, 1.0).await;
+    client.ping(1, 1.0).await.unwrap();
     assert!(matches!(
-        client.next_message().await,
+        client.next_message().await.unwrap(),
         ServerMessage::Pong { seq: 1, .. }
     ));
 }
@@ -411,9 +412,9 @@ async fn slow_clients_that_never_finish_their_headers_are_cut_off() {
     }
     // Meanwhile everyone else is served.
     let (mut client, _hello) = server.connect().await;
-    client.ping(1, 1.0).await;
+    client.ping(1, 1.0).await.unwrap();
     assert!(matches!(
-        client.next_message().await,
+        client.next_message().await.unwrap(),
         ServerMessage::Pong { seq: 1, .. }
     ));
     // Each slow connection is closed by the server (EOF or reset) once the deadline passes.
@@ -457,11 +458,11 @@ async fn a_ping_flood_over_a_thousand_connections_is_limited_and_a_quiet_client_
     let floods = flooders.into_iter().map(|mut client| {
         tokio::spawn(async move {
             for seq in 0..40 {
-                client.ping(seq, 0.0).await;
+                client.ping(seq, 0.0).await.unwrap();
             }
             let (mut pongs, mut limited) = (0, 0);
             for _ in 0..40 {
-                match client.next_message().await {
+                match client.next_message().await.unwrap() {
                     ServerMessage::Pong { .. } => pongs += 1,
                     message if error_code(&message) == Some(ErrorCode::RateLimited) => limited += 1,
                     other => panic!("unexpected {other:?}"),
@@ -474,8 +475,10 @@ async fn a_ping_flood_over_a_thousand_connections_is_limited_and_a_quiet_client_
     // Meanwhile the quiet client's pings are all answered.
     let quiet_pings = async {
         for seq in 0..10 {
-            quiet.ping(seq, 0.0).await;
-            assert!(matches!(quiet.next_message().await, ServerMessage::Pong { seq: s, .. } if s == seq));
+            quiet.ping(seq, 0.0).await.unwrap();
+            assert!(
+                matches!(quiet.next_message().await.unwrap(), ServerMessage::Pong { seq: s, .. } if s == seq)
+            );
         }
     };
     let (results, ()) = tokio::join!(floods, quiet_pings);
@@ -486,9 +489,9 @@ async fn a_ping_flood_over_a_thousand_connections_is_limited_and_a_quiet_client_
         total_limited += limited;
         // Still connected: a close frame would have been a message above; send one more ping that will be
         // answered one way or the other.
-        client.ping(1_000, 0.0).await;
+        client.ping(1_000, 0.0).await.unwrap();
         assert!(matches!(
-            client.next_message().await,
+            client.next_message().await.unwrap(),
             ServerMessage::Pong { .. } | ServerMessage::Error { .. }
         ));
     }

@@ -1,8 +1,19 @@
-//! Helpers for the workspace's integration tests (a dev-dependency only; never part of a shipped binary).
+//! Helpers for the workspace's tests, benchmarks and the `smoke` check (never part of a shipped service):
+//! each written once, here.
 //!
+//! - [`wait`]: the one wait policy (every wait on an event, every wait bounded);
+//! - [`ws`]: a WebSocket client speaking the ping protocol;
+//! - [`spawn`]: starting a service binary and waiting for its "listening" log line;
+//! - [`bin`]: building and finding the workspace's own binaries;
+//! - [`proc`]: reading `/proc` (children, liveness, memory);
+//! - [`pool`]: waiting until a provisioner's `GET /pool` says something;
 //! - [`cluster`]: a real Kubernetes control plane — etcd, kube-apiserver, kube-controller-manager,
-//!   kube-scheduler and kwok — started for one test and torn down when it ends;
-//! - [`pool`]: waiting until a provisioner's `GET /pool` says something.
+//!   kube-scheduler and kwok — started for one test and torn down when it ends.
 
+pub mod bin;
 pub mod cluster;
 pub mod pool;
+pub mod proc;
+pub mod spawn;
+pub mod wait;
+pub mod ws;

@@ -2,7 +2,8 @@
 //! session, its WebSocket through the edge, pings, a kill, the replacement pod, pings again, the end.
 //!
 //! `e2e.yml` runs it against the chart installed in a kind cluster; it works against any deployment reachable
-//! over plain HTTP, the local demo included (`cargo xtask demo`, then `smoke http://127.0.0.1:8081`).
+//! over plain HTTP, the local demo included (`cargo xtask demo`, then `smoke http://127.0.0.1:8081`). Each wait
+//! is bounded by the test kit's deployment wait.
 //!
 //! ```sh
 //! cargo run -p e2e --bin smoke -- http://localhost:8080
@@ -10,16 +11,10 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use common::api::{CreateSessionResponse, SessionState, SessionStatus};
-use common::protocol::{ClientMessage, ServerMessage};
-use futures_util::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::Message;
-
-/// Bound on each wait.
-const WAIT: Duration = Duration::from_secs(60);
-
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use testkit::wait::DEPLOYMENT_WAIT as WAIT;
+use testkit::ws::WsClient;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
@@ -51,7 +46,10 @@ async fn main() -> anyhow::Result<()> {
         .send()
         .await?;
     ensure!(kill.status() == 202, "kill: {}", kill.status());
-    wait_for_close(&mut socket).await?;
+    socket
+        .until_closed()
+        .await
+        .context("the killed pod's connection stayed open")?;
 
     let deadline = Instant::now() + WAIT;
     let (pod, url) = loop {
@@ -85,56 +83,18 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Connects to `websocket_url` and checks the hello names `pod`.
-async fn connect(url: &str, pod: &str) -> anyhow::Result<Socket> {
-    let (mut socket, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
-        .await
-        .context("connect timed out")?
-        .with_context(|| format!("connect to {url}"))?;
-    match next_message(&mut socket).await? {
-        ServerMessage::Hello { pod: hello, .. } => {
-            ensure!(hello.name == pod, "hello from {}, expected {pod}", hello.name);
-        }
-        other => bail!("expected hello, got {other:?}"),
-    }
-    Ok(socket)
+/// Connects to `url` and checks the hello names `pod`.
+async fn connect(url: &str, pod: &str) -> anyhow::Result<WsClient> {
+    let (socket, hello) = WsClient::connect_hello(url).await?;
+    ensure!(hello.name == pod, "hello from {}, expected {pod}", hello.name);
+    Ok(socket.waiting(WAIT))
 }
 
-async fn ping(socket: &mut Socket, count: u64) -> anyhow::Result<()> {
+async fn ping(socket: &mut WsClient, count: u64) -> anyhow::Result<()> {
     for seq in 1..=count {
         let sent = Instant::now();
-        let ping = ClientMessage::Ping { seq, sent_at: 0.0 }.to_json();
-        socket.send(Message::text(ping)).await?;
-        match next_message(socket).await? {
-            ServerMessage::Pong { seq: got, .. } if got == seq => {
-                println!("  pong {seq}: {} µs", sent.elapsed().as_micros());
-            }
-            other => bail!("expected pong {seq}, got {other:?}"),
-        }
+        socket.ping_pong(seq).await?;
+        println!("  pong {seq}: {} µs", sent.elapsed().as_micros());
     }
     Ok(())
-}
-
-async fn next_message(socket: &mut Socket) -> anyhow::Result<ServerMessage> {
-    loop {
-        let frame = tokio::time::timeout(WAIT, socket.next())
-            .await
-            .context("no message in time")?
-            .context("connection closed")??;
-        match frame {
-            Message::Text(text) => return ServerMessage::parse(&text).map_err(|e| anyhow::anyhow!("{e:?}")),
-            Message::Close(frame) => bail!("closed: {frame:?}"),
-            _ => {}
-        }
-    }
-}
-
-async fn wait_for_close(socket: &mut Socket) -> anyhow::Result<()> {
-    loop {
-        match tokio::time::timeout(WAIT, socket.next()).await {
-            Err(_) => bail!("the killed pod's connection stayed open"),
-            Ok(None | Some(Err(_) | Ok(Message::Close(_)))) => return Ok(()),
-            Ok(Some(Ok(_))) => {}
-        }
-    }
 }

@@ -1,21 +1,17 @@
 //! Test harness: the real provisioner with the real local backend (child processes of the real `server`
-//! binary), driven by real HTTP and WebSocket clients.
+//! binary), driven by real HTTP clients and the test kit's WebSocket client.
 
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use clap::Parser;
-use common::protocol::{ClientMessage, ServerMessage};
-use futures_util::{SinkExt, StreamExt};
 use provisioner::Config;
 use provisioner::backend::local::{LocalBackend, LocalConfig};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::Message;
 
 /// The signing key every test provisioner uses, so tests can make valid tokens for any session id.
 pub const SIGNING_KEY: &str = "test-signing-key-test-signing-key-0123456789";
@@ -27,63 +23,11 @@ pub fn token_for(id: impl AsRef<str>) -> String {
         .session_token(id.as_ref())
 }
 
-/// Bound on every wait; reached only when something is broken.
-pub const WAIT: Duration = Duration::from_secs(20);
+pub use testkit::wait::WAIT;
 
 /// The `server` binary, built once per test run so it is never stale.
 pub fn server_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args(["build", "--quiet", "-p", "server", "--bin", "server"])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "cannot build the server binary");
-        let exe = std::env::current_exe().unwrap();
-        // target/<profile>/deps/<test> → target/<profile>/server
-        let bin = exe.parent().unwrap().parent().unwrap().join("server");
-        assert!(bin.is_file(), "{} missing", bin.display());
-        bin
-    })
-    .clone()
-}
-
-/// Spawns `command` (a service binary) with JSON logs on stderr, waits until it logs `message` (its
-/// "listening" line), and returns it with the address that line names. Later logs are drained so the child
-/// never blocks on a full pipe.
-pub async fn spawn_listening(
-    mut command: tokio::process::Command,
-    message: &str,
-) -> (tokio::process::Child, String) {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    let mut child = command
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let address = tokio::time::timeout(WAIT, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            let Ok(log) = serde_json::from_str::<serde_json::Value>(&line) else {
-                continue;
-            };
-            if log["message"] == message {
-                return log["address"].as_str().unwrap().to_owned();
-            }
-            if log["level"] == "ERROR" {
-                eprintln!("{line}");
-            }
-        }
-        panic!("the process exited before logging {message:?}");
-    })
-    .await
-    .expect("the process did not start");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, address)
+    testkit::bin::workspace_binary("server", "server").expect("the server binary")
 }
 
 /// A running provisioner, in process, over backend `B`.
@@ -220,106 +164,6 @@ impl<B: provisioner::backend::Backend + Clone> TestProvisioner<B> {
             .unwrap()
             .unwrap();
     }
-}
-
-/// A WebSocket to a pod, with its hello already read.
-pub struct PodClient {
-    pub ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-    pub hello: ServerMessage,
-}
-
-impl PodClient {
-    pub async fn connect(url: &str) -> Self {
-        let (mut ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
-            .await
-            .expect("connect timed out")
-            .expect("connect to pod");
-        let hello = next_message(&mut ws).await.expect("hello");
-        Self { ws, hello }
-    }
-
-    pub fn pod_name(&self) -> common::ids::PodName {
-        match &self.hello {
-            ServerMessage::Hello { pod, .. } => pod.name.as_str().into(),
-            other => panic!("not a hello: {other:?}"),
-        }
-    }
-
-    /// Sends a ping and returns the answering pod's name.
-    pub async fn ping(&mut self, seq: u64) -> common::ids::PodName {
-        let ping = ClientMessage::Ping { seq, sent_at: 1.0 }.to_json();
-        self.ws.send(Message::text(ping)).await.unwrap();
-        match next_message(&mut self.ws).await {
-            Some(ServerMessage::Pong { seq: s, pod, .. }) if s == seq => pod.into(),
-            other => panic!("expected pong {seq}, got {other:?}"),
-        }
-    }
-
-    /// Waits until the server side goes away (close frame, reset or end of stream).
-    pub async fn until_closed(&mut self) {
-        tokio::time::timeout(WAIT, async {
-            while let Some(Ok(frame)) = self.ws.next().await {
-                if let Message::Close(_) = frame {
-                    break;
-                }
-            }
-        })
-        .await
-        .expect("pod connection stayed open");
-    }
-}
-
-async fn next_message(
-    ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-) -> Option<ServerMessage> {
-    loop {
-        match tokio::time::timeout(WAIT, ws.next())
-            .await
-            .expect("no message in time")?
-        {
-            Ok(Message::Text(text)) => return Some(ServerMessage::parse(&text).unwrap()),
-            Ok(Message::Close(_)) | Err(_) => return None,
-            Ok(_) => {}
-        }
-    }
-}
-
-/// PIDs of the live (non-zombie) children of `parent`, read from /proc.
-pub fn children_of(parent: u32) -> Vec<u32> {
-    let mut children = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return children;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // Fields after the parenthesised command: state, ppid, ...
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let mut fields = rest.split_whitespace();
-        let state = fields.next();
-        let ppid = fields.next().and_then(|p| p.parse::<u32>().ok());
-        if ppid == Some(parent) && state != Some("Z") {
-            children.push(pid);
-        }
-    }
-    children
-}
-
-/// Whether a process is alive (and not a zombie).
-pub fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            stat.rsplit_once(')')
-                .map(|(_, rest)| rest.split_whitespace().next() != Some("Z"))
-        })
-        .unwrap_or(false)
 }
 
 /// Waits until the provisioner at `base` answers `GET /pool` with a status satisfying `condition` (polled every

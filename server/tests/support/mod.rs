@@ -1,24 +1,17 @@
-//! Test harness: a real ping server on `127.0.0.1:0` and a real WebSocket client (tokio-tungstenite).
+//! Test harness: a real ping server on `127.0.0.1:0`, talked to with the test kit's WebSocket client.
 
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use clap::Parser;
-use common::protocol::{ClientMessage, ServerMessage};
-use futures_util::{SinkExt, StreamExt};
+use common::protocol::ServerMessage;
 use server::Config;
-use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-/// Upper bound for any single wait in these tests; generous so a loaded CI machine never flakes, and only
-/// reached when something is actually broken.
-pub const WAIT: Duration = Duration::from_secs(10);
+pub use testkit::wait::WAIT;
+pub use testkit::ws::WsClient as Client;
 
 /// A running server plus the handle to shut it down through the same path SIGTERM takes.
 pub struct TestServer {
@@ -73,13 +66,12 @@ impl TestServer {
     /// Opens a WebSocket to `/ws` and returns it with the `hello` already read.
     pub async fn connect(&self) -> (Client, ServerMessage) {
         let mut client = self.try_connect().await.expect("websocket upgrade");
-        let hello = client.next_message().await;
+        let hello = client.next_message().await.unwrap();
         (client, hello)
     }
 
     pub async fn try_connect(&self) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", self.address)).await?;
-        Ok(Client { ws })
+        self.connect_path("/ws", None).await
     }
 
     /// Opens a WebSocket to `path` (e.g. an edge route), optionally from a browser `origin`.
@@ -88,86 +80,11 @@ impl TestServer {
         path: &str,
         origin: Option<&str>,
     ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let mut request = format!("ws://{}{path}", self.address).into_client_request()?;
-        if let Some(origin) = origin {
-            request
-                .headers_mut()
-                .insert("origin", origin.parse().expect("header value"));
-        }
-        let (ws, _) = tokio_tungstenite::connect_async(request).await?;
-        Ok(Client { ws })
+        Client::connect_from(&format!("ws://{}{path}", self.address), origin).await
     }
 
     /// Connects as a browser page from `origin` would.
     pub async fn connect_from(&self, origin: &str) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let mut request = format!("ws://{}/ws", self.address).into_client_request()?;
-        request
-            .headers_mut()
-            .insert("origin", origin.parse().expect("header value"));
-        let (ws, _) = tokio_tungstenite::connect_async(request).await?;
-        Ok(Client { ws })
-    }
-}
-
-/// A WebSocket client speaking the ping protocol.
-pub struct Client {
-    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-}
-
-/// What the client saw next: a protocol message or the close frame.
-#[derive(Debug)]
-pub enum Event {
-    Message(ServerMessage),
-    Closed(Option<CloseFrame>),
-}
-
-impl Client {
-    pub async fn send_text(&mut self, text: &str) {
-        self.ws.send(Message::text(text)).await.expect("send");
-    }
-
-    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
-        self.ws.send(Message::binary(bytes)).await.expect("send");
-    }
-
-    pub async fn ping(&mut self, seq: u64, sent_at: f64) {
-        self.send_text(&ClientMessage::Ping { seq, sent_at }.to_json())
-            .await;
-    }
-
-    /// The next protocol message or close, skipping control frames.
-    pub async fn next_event(&mut self) -> Event {
-        loop {
-            let frame = tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .expect("timed out waiting for the server");
-            match frame {
-                Some(Ok(Message::Text(text))) => {
-                    return Event::Message(ServerMessage::parse(&text).expect("valid server message"));
-                }
-                Some(Ok(Message::Close(frame))) => return Event::Closed(frame),
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                Some(Ok(other)) => panic!("unexpected frame {other:?}"),
-                Some(Err(e)) => panic!("websocket error: {e}"),
-                None => return Event::Closed(None),
-            }
-        }
-    }
-
-    pub async fn next_message(&mut self) -> ServerMessage {
-        match self.next_event().await {
-            Event::Message(message) => message,
-            Event::Closed(frame) => panic!("connection closed: {frame:?}"),
-        }
-    }
-
-    /// Reads until the close frame and returns its code.
-    pub async fn close_code(&mut self) -> u16 {
-        match self.next_event().await {
-            Event::Closed(Some(frame)) => frame.code.into(),
-            other => panic!("expected a close frame, got {other:?}"),
-        }
+        self.connect_path("/ws", Some(origin)).await
     }
 }

@@ -1,0 +1,163 @@
+//! A WebSocket client that speaks the ping protocol, for tests, benchmarks and the `smoke` check: connect (with
+//! a browser `Origin` if asked), ping, read the next protocol message or the close frame. Every read is
+//! bounded by the client's wait (see [`crate::wait`]).
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use common::protocol::{ClientMessage, PodInfo, ServerMessage};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::wait::{WAIT, within};
+
+/// The raw socket, for tests that need frames the protocol does not have.
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The client's read buffer. tungstenite zero-fills its whole read buffer before every read: its 128 KiB
+/// default is a quarter of a ping benchmark's CPU (measured with perf), a cost of the client, not of the
+/// server; a pong is under 200 bytes.
+const READ_BUFFER_BYTES: usize = 4096;
+
+/// What the server sent next: a protocol message or the close frame (`None`: closed without one).
+#[derive(Debug)]
+pub enum Event {
+    /// A protocol message.
+    Message(ServerMessage),
+    /// The connection closed.
+    Closed(Option<CloseFrame>),
+}
+
+/// One WebSocket connection to a ping server or an edge.
+pub struct WsClient {
+    /// The socket itself.
+    pub ws: Socket,
+    wait: Duration,
+}
+
+impl WsClient {
+    /// Connects to `url` (`ws://…` or `wss://…`).
+    pub async fn connect(url: &str) -> Result<Self, tungstenite::Error> {
+        Self::connect_from(url, None).await
+    }
+
+    /// Connects to `url` as a browser page from `origin` would (with its `Origin` header).
+    pub async fn connect_from(url: &str, origin: Option<&str>) -> Result<Self, tungstenite::Error> {
+        let mut request = url.into_client_request()?;
+        if let Some(origin) = origin {
+            let value = origin
+                .parse()
+                .map_err(|e: tungstenite::http::header::InvalidHeaderValue| {
+                    tungstenite::Error::HttpFormat(e.into())
+                })?;
+            request.headers_mut().insert("origin", value);
+        }
+        let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
+        let connect = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
+        let (ws, _) = tokio::time::timeout(WAIT, connect)
+            .await
+            .map_err(|_| tungstenite::Error::Io(std::io::ErrorKind::TimedOut.into()))??;
+        Ok(Self { ws, wait: WAIT })
+    }
+
+    /// The same client with another bound on each read.
+    pub fn waiting(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// Connects to `url` and reads its `hello`.
+    pub async fn connect_hello(url: &str) -> anyhow::Result<(Self, PodInfo)> {
+        let mut client = Self::connect(url)
+            .await
+            .with_context(|| format!("connect to {url}"))?;
+        let pod = client.hello().await?;
+        Ok((client, pod))
+    }
+
+    /// Sends a text frame.
+    pub async fn send_text(&mut self, text: &str) -> anyhow::Result<()> {
+        self.ws.send(Message::text(text)).await.context("send")
+    }
+
+    /// Sends a binary frame.
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) -> anyhow::Result<()> {
+        self.ws.send(Message::binary(bytes)).await.context("send")
+    }
+
+    /// Sends a ping.
+    pub async fn ping(&mut self, seq: u64, sent_at: f64) -> anyhow::Result<()> {
+        self.send_text(&ClientMessage::Ping { seq, sent_at }.to_json())
+            .await
+    }
+
+    /// Sends ping `seq` and waits for its pong; returns the answering pod's name.
+    pub async fn ping_pong(&mut self, seq: u64) -> anyhow::Result<String> {
+        self.ping(seq, 1.0).await?;
+        match self.next_message().await? {
+            ServerMessage::Pong { seq: got, pod, .. } if got == seq => Ok(pod),
+            other => bail!("expected pong {seq}, got {other:?}"),
+        }
+    }
+
+    /// The next protocol message or close, skipping control frames.
+    pub async fn next_event(&mut self) -> anyhow::Result<Event> {
+        loop {
+            let frame = within(self.wait, "a message from the server", self.ws.next()).await?;
+            match frame {
+                Some(Ok(Message::Text(text))) => {
+                    let message = ServerMessage::parse(&text)
+                        .with_context(|| format!("not a server message: {text}"))?;
+                    return Ok(Event::Message(message));
+                }
+                Some(Ok(Message::Close(frame))) => return Ok(Event::Closed(frame)),
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                Some(Ok(Message::Binary(bytes))) => bail!("unexpected binary frame of {} bytes", bytes.len()),
+                Some(Err(e)) => return Err(e).context("websocket error"),
+                None => return Ok(Event::Closed(None)),
+            }
+        }
+    }
+
+    /// The next protocol message; a close is an error.
+    pub async fn next_message(&mut self) -> anyhow::Result<ServerMessage> {
+        match self.next_event().await? {
+            Event::Message(message) => Ok(message),
+            Event::Closed(frame) => bail!("connection closed: {frame:?}"),
+        }
+    }
+
+    /// Reads the `hello` and returns who sent it.
+    pub async fn hello(&mut self) -> anyhow::Result<PodInfo> {
+        match self.next_message().await? {
+            ServerMessage::Hello { pod, .. } => Ok(pod),
+            other => bail!("expected hello, got {other:?}"),
+        }
+    }
+
+    /// Reads until the close frame and returns its code.
+    pub async fn close_code(&mut self) -> anyhow::Result<u16> {
+        match self.next_event().await? {
+            Event::Closed(Some(frame)) => Ok(frame.code.into()),
+            other => bail!("expected a close frame, got {other:?}"),
+        }
+    }
+
+    /// Waits until the server side goes away: a close frame, a reset or the end of the stream, whatever comes
+    /// before (messages are skipped).
+    pub async fn until_closed(&mut self) -> anyhow::Result<()> {
+        within(self.wait, "the connection to close", async {
+            loop {
+                match self.ws.next().await {
+                    None | Some(Err(_) | Ok(Message::Close(_))) => return,
+                    Some(Ok(_)) => {}
+                }
+            }
+        })
+        .await
+    }
+}
