@@ -1,5 +1,5 @@
 //! The browser side of a session: provision, connect, ping, kill, recover. It owns the async loops and feeds
-//! the pure pieces ([`Phase`], [`Pinger`], [`History`]) through Leptos signals that the components read.
+//! the pure pieces ([`SessionPhase`], [`Pinger`], [`History`]) through Leptos signals that the components read.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::api::Api;
 use crate::browser::now;
 use crate::samples::{EventKind, History, Pinger};
-use crate::session::{Failure, Input, KillButton, Phase};
+use crate::session::{Failure, Input, KillButton, SessionPhase};
 
 /// A ping unanswered this long counts as lost.
 pub const PING_TIMEOUT_MS: f64 = 2_000.0;
@@ -30,7 +30,7 @@ const POOL_POLL: Duration = Duration::from_secs(2);
 #[derive(Clone, Copy)]
 pub struct Demo {
     /// Where the session is.
-    pub phase: RwSignal<Phase>,
+    pub phase: RwSignal<SessionPhase>,
     /// Samples and events.
     pub history: RwSignal<History>,
     /// The pod currently measured.
@@ -61,7 +61,7 @@ impl Demo {
     /// Fresh state talking to `api`.
     pub fn new(api: Api) -> Self {
         Self {
-            phase: RwSignal::new(Phase::Idle),
+            phase: RwSignal::new(SessionPhase::Idle),
             history: RwSignal::new(History::default()),
             pod: RwSignal::new(None),
             provisioned: RwSignal::new(None),

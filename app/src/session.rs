@@ -1,12 +1,13 @@
 //! The page's session state machine and the sentences it shows, as plain Rust.
 //!
-//! [`Phase`] is where the page is (provisioning, live, recovering after a kill...); [`Phase::on`] applies one
-//! [`Input`] and returns the next phase. [`Failure`] turns an HTTP outcome (told apart by its typed error
-//! code, never by the message text) into a human sentence and a retry delay. The browser code in `driver.rs` only feeds inputs in and acts on the phase.
+//! [`SessionPhase`] is where the page is (provisioning, live, recovering after a kill...);
+//! [`SessionPhase::on`] applies one [`Input`] and returns the next phase. [`Failure`] turns an HTTP outcome
+//! (told apart by its typed error code, never by the message text) into a human sentence and a retry delay.
+//! The browser code in `driver.rs` only feeds inputs in and acts on the phase.
 
 /// Where the page is.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Phase {
+pub enum SessionPhase {
     /// Nothing started yet.
     Idle,
     /// `POST /session` in flight.
@@ -47,17 +48,19 @@ pub enum Input {
     Stop,
 }
 
-impl Phase {
+impl SessionPhase {
     /// The next phase after `input`.
-    pub fn on(&self, input: Input) -> Phase {
+    pub fn on(&self, input: Input) -> SessionPhase {
         match (self, input) {
-            (_, Input::Stop) => Phase::Ended,
-            (_, Input::SessionEnded) => Phase::Ended,
-            (Phase::Idle | Phase::Ended | Phase::Retrying { .. }, Input::Start) => Phase::Provisioning,
-            (Phase::Provisioning, Input::Provisioned) => Phase::Connecting,
-            (Phase::Connecting | Phase::Recovering, Input::Connected) => Phase::Live,
-            (Phase::Live | Phase::Connecting, Input::SocketClosed) => Phase::Recovering,
-            (_, Input::Failed(failure)) => Phase::Retrying {
+            (_, Input::Stop) => SessionPhase::Ended,
+            (_, Input::SessionEnded) => SessionPhase::Ended,
+            (SessionPhase::Idle | SessionPhase::Ended | SessionPhase::Retrying { .. }, Input::Start) => {
+                SessionPhase::Provisioning
+            }
+            (SessionPhase::Provisioning, Input::Provisioned) => SessionPhase::Connecting,
+            (SessionPhase::Connecting | SessionPhase::Recovering, Input::Connected) => SessionPhase::Live,
+            (SessionPhase::Live | SessionPhase::Connecting, Input::SocketClosed) => SessionPhase::Recovering,
+            (_, Input::Failed(failure)) => SessionPhase::Retrying {
                 message: failure.message(),
                 in_s: failure.retry_after_s(),
             },
@@ -68,13 +71,13 @@ impl Phase {
     /// Short status text for the connection badge.
     pub fn badge(&self) -> &'static str {
         match self {
-            Phase::Idle => "not started",
-            Phase::Provisioning => "getting a pod…",
-            Phase::Connecting => "connecting…",
-            Phase::Live => "live",
-            Phase::Recovering => "recovering…",
-            Phase::Retrying { .. } => "waiting to retry",
-            Phase::Ended => "ended",
+            SessionPhase::Idle => "not started",
+            SessionPhase::Provisioning => "getting a pod…",
+            SessionPhase::Connecting => "connecting…",
+            SessionPhase::Live => "live",
+            SessionPhase::Recovering => "recovering…",
+            SessionPhase::Retrying { .. } => "waiting to retry",
+            SessionPhase::Ended => "ended",
         }
     }
 }
@@ -162,8 +165,8 @@ impl KillButton {
     pub const COOLDOWN_MS: f64 = 5_000.0;
 
     /// Whether the button can be pressed at `now` in `phase`.
-    pub fn enabled(&self, phase: &Phase, now: f64) -> bool {
-        *phase == Phase::Live && !self.in_flight && now >= self.cooldown_until
+    pub fn enabled(&self, phase: &SessionPhase, now: f64) -> bool {
+        *phase == SessionPhase::Live && !self.in_flight && now >= self.cooldown_until
     }
 }
 
@@ -173,21 +176,21 @@ mod tests {
 
     #[test]
     fn happy_path_kill_and_recovery() {
-        let phase = Phase::Idle.on(Input::Start);
-        assert_eq!(phase, Phase::Provisioning);
+        let phase = SessionPhase::Idle.on(Input::Start);
+        assert_eq!(phase, SessionPhase::Provisioning);
         let phase = phase.on(Input::Provisioned).on(Input::Connected);
-        assert_eq!(phase, Phase::Live);
+        assert_eq!(phase, SessionPhase::Live);
         let phase = phase.on(Input::SocketClosed);
-        assert_eq!(phase, Phase::Recovering);
-        assert_eq!(phase.on(Input::Connected), Phase::Live);
-        assert_eq!(Phase::Live.on(Input::Stop), Phase::Ended);
+        assert_eq!(phase, SessionPhase::Recovering);
+        assert_eq!(phase.on(Input::Connected), SessionPhase::Live);
+        assert_eq!(SessionPhase::Live.on(Input::Stop), SessionPhase::Ended);
     }
 
     #[test]
     fn irrelevant_inputs_do_not_move_the_machine() {
-        assert_eq!(Phase::Idle.on(Input::Connected), Phase::Idle);
-        assert_eq!(Phase::Live.on(Input::Start), Phase::Live);
-        assert_eq!(Phase::Ended.on(Input::SocketClosed), Phase::Ended);
+        assert_eq!(SessionPhase::Idle.on(Input::Connected), SessionPhase::Idle);
+        assert_eq!(SessionPhase::Live.on(Input::Start), SessionPhase::Live);
+        assert_eq!(SessionPhase::Ended.on(Input::SocketClosed), SessionPhase::Ended);
     }
 
     #[test]
@@ -198,9 +201,9 @@ mod tests {
             Some(ErrorBody::new(ApiErrorCode::AtCapacity, "no room")),
         );
         assert_eq!(capacity.message(), "The demo is at capacity, retrying in 12 s.");
-        let phase = Phase::Provisioning.on(Input::Failed(capacity));
-        assert!(matches!(phase, Phase::Retrying { in_s: 12, .. }));
-        assert_eq!(phase.on(Input::Start), Phase::Provisioning);
+        let phase = SessionPhase::Provisioning.on(Input::Failed(capacity));
+        assert!(matches!(phase, SessionPhase::Retrying { in_s: 12, .. }));
+        assert_eq!(phase.on(Input::Start), SessionPhase::Provisioning);
         assert_eq!(
             Failure::from_http(None, None, None).message(),
             "The provisioner is unreachable, retrying in 5 s."
@@ -228,15 +231,15 @@ mod tests {
     #[test]
     fn kill_button_respects_flight_and_cooldown() {
         let mut button = KillButton::default();
-        assert!(button.enabled(&Phase::Live, 0.0));
-        assert!(!button.enabled(&Phase::Recovering, 0.0));
+        assert!(button.enabled(&SessionPhase::Live, 0.0));
+        assert!(!button.enabled(&SessionPhase::Recovering, 0.0));
         button.in_flight = true;
-        assert!(!button.enabled(&Phase::Live, 0.0));
+        assert!(!button.enabled(&SessionPhase::Live, 0.0));
         button = KillButton {
             in_flight: false,
             cooldown_until: 5_000.0,
         };
-        assert!(!button.enabled(&Phase::Live, 4_999.0));
-        assert!(button.enabled(&Phase::Live, 5_000.0));
+        assert!(!button.enabled(&SessionPhase::Live, 4_999.0));
+        assert!(button.enabled(&SessionPhase::Live, 5_000.0));
     }
 }

@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use super::WINDOWS;
 use crate::browser;
 use crate::driver::Demo;
-use crate::session::Phase;
+use crate::session::SessionPhase;
 
 /// Rates offered, in pings per second.
 const RATES: [f64; 5] = [0.5, 1.0, 2.0, 5.0, 10.0];
@@ -19,7 +19,7 @@ pub fn Controls(demo: Demo, window_s: RwSignal<u32>, dark: RwSignal<bool>) -> im
         tick.track();
         demo.kill.get().enabled(&demo.phase.get(), browser::now())
     };
-    let running = move || !matches!(demo.phase.get(), Phase::Idle | Phase::Ended);
+    let running = move || !matches!(demo.phase.get(), SessionPhase::Idle | SessionPhase::Ended);
     view! {
         <nav class="controls" aria-label="Demo controls">
             <span class="badge" data-phase=move || demo.phase.get().badge() id="phase">
