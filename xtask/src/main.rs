@@ -12,6 +12,8 @@ mod bench;
 mod cluster;
 mod demo;
 mod disk;
+#[cfg(test)]
+mod docs;
 mod process;
 mod setup;
 mod site;
