@@ -60,6 +60,12 @@ api_error_codes! {
     RequestTimeout = "request_timeout", 408;
     /// Every session slot is taken.
     AtCapacity = "at_capacity", 429;
+    /// This client (its address) already holds its share of sessions.
+    TooManySessions = "too_many_sessions", 429;
+    /// The request's `Host` is not one this service answers to (a DNS-rebinding page).
+    HostNotAllowed = "host_not_allowed", 403;
+    /// This client already holds its share of WebSocket connections on this server.
+    TooManyClientConnections = "too_many_client_connections", 429;
     /// Too many requests from this client; wait for `Retry-After`.
     RateLimited = "rate_limited", 429;
     /// No pod became ready within the cold-start timeout.
@@ -247,11 +253,14 @@ pub struct PoolStatus {
     pub max_sessions: u32,
 }
 
-/// Body of the ping server's `GET /activity`: what the provisioner polls to end idle sessions.
+/// Body of the ping server's `GET /activity`: what the provisioner polls to end unused sessions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActivityBody {
     /// Open WebSocket connections.
     pub connections: u32,
+    /// WebSocket connections accepted since the server started (0 from an older server).
+    #[serde(default)]
+    pub opened_total: u64,
     /// Wall-clock time (Unix ms) of the last frame received from any client, or of start-up if none yet.
     pub last_activity_ms: u64,
 }

@@ -19,6 +19,7 @@ pub struct ApiError {
     code: ApiErrorCode,
     message: String,
     retry_after: Option<Duration>,
+    close: bool,
 }
 
 impl ApiError {
@@ -29,7 +30,15 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            close: false,
         }
+    }
+
+    /// Asks for the connection to be closed after this answer (`Connection: close`), for a client that is too
+    /// slow to keep.
+    pub fn close_connection(mut self) -> Self {
+        self.close = true;
+        self
     }
 
     /// The same error with another status (for codes whose status depends on the case, such as a refused
@@ -73,6 +82,11 @@ impl IntoResponse for ApiError {
             && let Ok(value) = HeaderValue::from_str(&retry_seconds(after).to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        if self.close {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }

@@ -21,6 +21,9 @@ pub const POOL_WARM: &str = "warm";
 pub const ASSIGNED: &str = "assigned";
 /// `session-id`: the session a pod serves (absent while unassigned).
 pub const SESSION_ID: &str = "session-id";
+/// `ended`: `"true"` once the pod's session has ended, written by the provisioner that ended it before it
+/// deletes the pod, so that every replica sees the ending and none replaces the pod.
+pub const ENDED: &str = "ended";
 
 /// Label the Job controller puts on a Job's pods: the pool names a pod after its Job.
 pub const JOB_NAME: &str = "batch.kubernetes.io/job-name";

@@ -12,8 +12,9 @@
 //! - [`names`]: the friendly, stable display name derived from a pod name.
 //! - [`origin`]: which browser origins may use the services.
 //!
-//! - [`runtime`], [`serve`], [`error`] (feature `runtime`): logging, the shutdown signal, the wall clock, HTTP
-//!   serving with a header deadline, and the one error response type of the two services.
+//! - [`runtime`], [`serve`], [`error`], [`client`] (feature `runtime`): logging, the shutdown signal, the wall
+//!   clock, HTTP serving with its deadlines, the one error response type of the two services, and who a client
+//!   is (through trusted proxies) for their per-client limits.
 //! - [`signing`] (feature `signing`): HMAC session tokens and signed routes to session pods.
 //!
 //! It compiles for `wasm32-unknown-unknown` (the web page uses it); native-only helpers for the two services
@@ -26,6 +27,8 @@ pub mod names;
 pub mod origin;
 pub mod protocol;
 
+#[cfg(feature = "runtime")]
+pub mod client;
 #[cfg(feature = "runtime")]
 pub mod error;
 #[cfg(feature = "runtime")]

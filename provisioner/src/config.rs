@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
+use common::client::ClientFlags;
 use common::signing::{SecretArg, SigningKey};
 
 use crate::pool::PoolConfig;
@@ -26,7 +27,9 @@ pub enum BackendKind {
 #[command(
     name = "provisioner",
     version,
-    about = "Session provisioner of resume-showcase"
+    about = "Session provisioner of resume-showcase",
+    // A flag given twice takes its last value (scripts and tests add to a base set of flags).
+    args_override_self = true
 )]
 pub struct Config {
     /// Address to listen on.
@@ -73,17 +76,36 @@ pub struct Config {
     #[arg(long, env = "RESYNC_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub resync_interval: Duration,
 
-    /// Sessions one client IP may create per minute (sustained rate).
+    /// Live sessions one client (an IPv4 address, or an IPv6 /64) may hold at once; the next `POST /session` is
+    /// refused with 429 `too_many_sessions`. Raise it where many visitors share one address (an office, a
+    /// mobile carrier's NAT).
+    #[arg(long, env = "MAX_SESSIONS_PER_CLIENT", default_value_t = 3)]
+    pub max_sessions_per_client: u32,
+
+    /// Sessions one client may create per minute (sustained rate).
     #[arg(long, env = "SESSIONS_PER_MINUTE", default_value = "20")]
     pub sessions_per_minute: NonZeroU32,
 
-    /// Sessions one client IP may create in a burst.
+    /// Sessions one client may create in a burst.
     #[arg(long, env = "SESSION_BURST", default_value = "10")]
     pub session_burst: NonZeroU32,
 
-    /// Take the client IP from `X-Forwarded-For` (only behind a trusted reverse proxy such as the ingress).
-    #[arg(long, env = "TRUST_FORWARDED_FOR")]
-    pub trust_forwarded_for: bool,
+    /// Requests per second one client may make to the API's session endpoints (a page polling at 5 Hz makes
+    /// 5); beyond it, 429 `rate_limited` with `Retry-After`. Also the burst.
+    #[arg(long, env = "REQUESTS_PER_SECOND", default_value = "20")]
+    pub requests_per_second: NonZeroU32,
+
+    /// A session whose pod sees no WebSocket within this long after it was assigned ends, and frees the pod.
+    #[arg(long, env = "FIRST_CONNECT_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub first_connect_timeout: Duration,
+
+    /// A session whose pod has had no open WebSocket for this long ends (a closed tab, a crashed browser).
+    #[arg(long, env = "RECONNECT_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub reconnect_timeout: Duration,
+
+    /// How clients are told apart (trusted proxies, IPv6 grouping).
+    #[command(flatten)]
+    pub client: ClientFlags,
 
     /// Origin allowed to call the API from a browser (repeatable, or comma-separated in the environment),
     /// e.g. `https://user.github.io`. Localhost origins are allowed unless `--no-localhost-origins`.
@@ -94,9 +116,29 @@ pub struct Config {
     #[arg(long, env = "NO_LOCALHOST_ORIGINS")]
     pub no_localhost_origins: bool,
 
-    /// A connection whose request headers are not complete within this long is closed (slow clients).
+    /// A connection that has not sent a complete request head within this long (a silent one, a slow one,
+    /// half an HTTP/2 preface) is closed.
     #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_read_timeout: Duration,
+
+    /// A request body that has not fully arrived within this long is answered 408 and its connection closed.
+    #[arg(long, env = "BODY_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub body_read_timeout: Duration,
+
+    /// After SIGTERM, keep serving (with `/ready` at 503) this long so load balancers stop routing here; pending
+    /// cold starts are answered.
+    #[arg(long, env = "DRAIN_DELAY", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub drain_delay: Duration,
+
+    /// After the drain delay, the most requests still in flight get before the process stops anyway.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// `Host` (`name` or `name:port`) the API answers to (repeatable, or comma-separated in the environment);
+    /// other hosts get 403 `host_not_allowed`, so a DNS-rebinding page cannot reach a local provisioner. Default:
+    /// any host, except that a provisioner bound to a loopback address answers only to loopback names.
+    #[arg(long = "allowed-host", env = "ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
 
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 4096)]
@@ -114,8 +156,9 @@ pub struct Config {
     #[arg(long, env = "PUBLIC_HOST", default_value = "127.0.0.1")]
     pub public_host: String,
 
-    /// Key that signs session tokens and routes to session pods, at least 32 bytes. Every provisioner replica
-    /// and edge server must share it. Without one, a random key is made and tokens die with the process.
+    /// Key that derives the session tokens, at least 32 bytes. Every provisioner replica must share it, and only
+    /// they hold it (the edge servers never do). Without one, a random key is made and tokens die with the
+    /// process.
     #[arg(long, env = "SIGNING_KEY", hide_env_values = true)]
     pub signing_key: Option<SecretArg>,
 
@@ -148,9 +191,24 @@ pub struct KubernetesFlags {
     #[arg(long, env = "EDGE_URL", required_if_eq("backend", "kubernetes"))]
     pub edge_url: Option<String>,
 
-    /// How long a signed route to a session pod stays valid (default: the session's maximum age).
-    #[arg(long, env = "ROUTE_TTL", value_parser = humantime::parse_duration)]
-    pub route_ttl: Option<Duration>,
+    /// How long a signed route to a session pod stays valid for connecting; a reconnect asks `GET
+    /// /session/{id}` for a fresh one.
+    #[arg(long, env = "ROUTE_TTL", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub route_ttl: Duration,
+
+    /// Key that signs routes to session pods, at least 32 bytes, shared with the edge servers (a different key
+    /// from `--signing-key`: an edge can check routes but never make session tokens).
+    #[arg(
+        long,
+        env = "ROUTE_KEY",
+        hide_env_values = true,
+        conflicts_with = "route_key_file"
+    )]
+    pub route_key: Option<SecretArg>,
+
+    /// Read the route key from this file (a mounted Secret).
+    #[arg(long, env = "ROUTE_KEY_FILE")]
+    pub route_key_file: Option<PathBuf>,
 
     /// Image of the session pods (the ping server).
     #[arg(
@@ -216,6 +274,14 @@ impl Config {
         Ok(key.unwrap_or_else(|| self.random_key.get_or_init(crate::ids::random_key).clone()))
     }
 
+    /// The key that signs routes (`--route-key` or `--route-key-file`), which the Kubernetes backend needs.
+    pub fn route_key(&self) -> anyhow::Result<SigningKey> {
+        let k = &self.kubernetes;
+        SigningKey::from_args(k.route_key.as_ref(), k.route_key_file.as_deref())
+            .context("--route-key / --route-key-file")?
+            .context("--route-key or --route-key-file is required with --backend kubernetes (the edge servers' key)")
+    }
+
     /// The pool algorithm's part of the configuration.
     pub fn pool(&self) -> PoolConfig {
         PoolConfig {
@@ -223,6 +289,10 @@ impl Config {
             max_sessions: self.max_sessions,
             max_starting: self.max_starting.max(1),
             cold_start_timeout: self.cold_start_timeout,
+            max_sessions_per_client: self.max_sessions_per_client.max(1),
+            first_connect_timeout: self.first_connect_timeout,
+            reconnect_timeout: self.reconnect_timeout,
+            pod_start_timeout: self.pod_start_timeout,
             idle_timeout: self.session_idle_timeout,
             max_age: self.session_max_age,
             kill_cooldown: self.kill_cooldown,

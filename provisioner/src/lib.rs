@@ -67,7 +67,7 @@ pub async fn run(
             let client = kube::Client::try_default()
                 .await
                 .context("cannot configure a Kubernetes client (in-cluster or KUBECONFIG)")?;
-            let settings = kube_settings(&config, client.default_namespace(), key.clone())?;
+            let settings = kube_settings(&config, client.default_namespace())?;
             let (events, receiver) = mpsc::unbounded_channel();
             let backend = KubernetesBackend::start(client, settings, events).await?;
             serve(config, key, listener, backend, receiver, shutdown).await
@@ -75,12 +75,8 @@ pub async fn run(
     }
 }
 
-/// The Kubernetes backend's settings from the flags; routes are signed with `key`.
-pub fn kube_settings(
-    config: &Config,
-    default_namespace: &str,
-    key: SigningKey,
-) -> anyhow::Result<KubeSettings> {
+/// The Kubernetes backend's settings from the flags.
+pub fn kube_settings(config: &Config, default_namespace: &str) -> anyhow::Result<KubeSettings> {
     let k = &config.kubernetes;
     let secs = |d: std::time::Duration| d.as_secs();
     Ok(KubeSettings {
@@ -105,9 +101,8 @@ pub fn kube_settings(
             .edge_url
             .clone()
             .context("--edge-url is required with --backend kubernetes")?,
-        route_ttl: k.route_ttl.unwrap_or(config.session_max_age),
-        key,
-        start_timeout: config.pod_start_timeout,
+        route_ttl: k.route_ttl,
+        key: config.route_key()?,
         session_max_age: config.session_max_age,
         owner: k.session_owner.clone(),
     })
@@ -125,8 +120,11 @@ pub async fn serve<B: Backend>(
 ) -> anyhow::Result<()> {
     let metrics = Arc::new(metrics::Metrics::default());
     let pool = pool::Pool::new(backend, config.pool(), metrics.clone());
+    // Two stages of stopping: `draining` turns `/ready` 503 while everything keeps working (for the drain
+    // delay, so load balancers move on); `stopping` ends the pool's loop once no request is in flight.
     let draining = CancellationToken::new();
-    let pool_loop = tokio::spawn(pool.clone().run(events, draining.clone()));
+    let stopping = CancellationToken::new();
+    let pool_loop = tokio::spawn(pool.clone().run(events, stopping.clone()));
     let state = Arc::new(api::ApiState::new(
         &config,
         pool.clone(),
@@ -134,6 +132,7 @@ pub async fn serve<B: Backend>(
         metrics,
         draining.clone(),
     ));
+    tokio::spawn(api::guard::prune(state.clone(), stopping.clone()));
     let app = api::router(state, &config);
 
     tracing::info!(
@@ -143,16 +142,23 @@ pub async fn serve<B: Backend>(
         backend = ?config.backend,
         "provisioner listening"
     );
-    let stop = {
+    let drain_delay = config.drain_delay;
+    let stop_accepting = {
         let draining = draining.clone();
         async move {
             shutdown.await;
-            tracing::info!("shutdown signal received");
+            tracing::info!(?drain_delay, "shutdown signal received; draining");
             draining.cancel();
+            tokio::time::sleep(drain_delay).await;
         }
     };
-    common::serve::serve(listener, app, config.header_read_timeout, stop).await;
+    let limits = common::serve::Limits {
+        header_read_timeout: config.header_read_timeout,
+        shutdown_timeout: config.shutdown_timeout,
+    };
+    common::serve::serve(listener, app, limits, stop_accepting).await;
     draining.cancel();
+    stopping.cancel();
     if let Err(e) = pool_loop.await {
         tracing::warn!(error = %e, "pool loop failed");
     }

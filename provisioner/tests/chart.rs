@@ -237,9 +237,19 @@ async fn the_chart_installs_runs_sessions_and_uninstalls_without_leftovers() {
         .unwrap();
     assert_eq!(headless.spec.unwrap().cluster_ip.as_deref(), Some("None"));
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), NAMESPACE);
-    let key = |secret: Secret| secret.data.unwrap()["signing-key"].0.clone();
+    let key_of = |secret: Secret, name: &str| secret.data.unwrap()[name].0.clone();
+    let key = |secret: Secret| key_of(secret, "signing-key");
     let first_key = key(secrets.get("demo-resume-showcase-signing-key").await.unwrap());
     assert_eq!(first_key.len(), 64);
+    let first_route_key = key_of(
+        secrets.get("demo-resume-showcase-signing-key").await.unwrap(),
+        "route-key",
+    );
+    assert_eq!(first_route_key.len(), 64);
+    assert_ne!(
+        first_route_key, first_key,
+        "two keys: the edge holds only the route key"
+    );
 
     // An upgrade keeps the key, so live sessions keep working.
     cluster
@@ -258,6 +268,13 @@ async fn the_chart_installs_runs_sessions_and_uninstalls_without_leftovers() {
     assert_eq!(
         key(secrets.get("demo-resume-showcase-signing-key").await.unwrap()),
         first_key
+    );
+    assert_eq!(
+        key_of(
+            secrets.get("demo-resume-showcase-signing-key").await.unwrap(),
+            "route-key"
+        ),
+        first_route_key
     );
 
     // The provisioner as the chart runs it (its ServiceAccount, its owner ConfigMap, its key): session Jobs are
@@ -283,7 +300,10 @@ async fn the_chart_installs_runs_sessions_and_uninstalls_without_leftovers() {
     ]);
     let mut config = config;
     config.signing_key = Some(common::signing::SecretArg(signing_key));
-    let settings = provisioner::kube_settings(&config, NAMESPACE, config.signing_key().unwrap()).unwrap();
+    config.kubernetes.route_key = Some(common::signing::SecretArg(
+        String::from_utf8(first_route_key).unwrap(),
+    ));
+    let settings = provisioner::kube_settings(&config, NAMESPACE).unwrap();
     let (events, receiver) = mpsc::unbounded_channel();
     let backend = KubernetesBackend::start(client, settings, events).await.unwrap();
     let p = TestProvisioner::serve(config, backend, receiver).await;

@@ -23,7 +23,7 @@ use kube::{Client, ResourceExt};
 use provisioner::backend::kubernetes::KubernetesBackend;
 use provisioner::backend::kubernetes::pods;
 use serde_json::json;
-use support::{SIGNING_KEY, TestProvisioner, WAIT};
+use support::{ROUTE_KEY, SIGNING_KEY, TestProvisioner, WAIT};
 use testkit::cluster::Cluster;
 use testkit::spawn::Service;
 use tokio::sync::mpsc;
@@ -89,10 +89,15 @@ impl Env {
             EDGE,
             "--session-label",
             "app.kubernetes.io/instance=demo",
+            "--route-key",
+            ROUTE_KEY,
+            // These tests hold many sessions from one address (the test itself).
+            "--max-sessions-per-client",
+            "1000",
         ];
         all.extend_from_slice(flags);
         let config = support::config(&all);
-        let settings = provisioner::kube_settings(&config, "default", config.signing_key().unwrap()).unwrap();
+        let settings = provisioner::kube_settings(&config, "default").unwrap();
         let (events, receiver) = mpsc::unbounded_channel();
         let backend = KubernetesBackend::start(self.provisioner_client.clone(), settings, events)
             .await
@@ -115,6 +120,8 @@ impl Env {
         command
             .env("KUBECONFIG", &self.provisioner_kubeconfig)
             .env("SIGNING_KEY", SIGNING_KEY)
+            .env("ROUTE_KEY", ROUTE_KEY)
+            .env("MAX_SESSIONS_PER_CLIENT", "1000")
             .args(["--backend", "kubernetes", "--bind", "127.0.0.1", "--port", "0"])
             .args(["--edge-url", EDGE, "--resync-interval", "500ms"]);
         command
@@ -207,7 +214,7 @@ async fn pool_fills_sessions_are_labelled_killed_replaced_and_capped() {
     // Its WebSocket URL is a signed route to that pod through the edge.
     let prefix = format!("{EDGE}/ws/session/{}?token=", session.session_id);
     let token = session.websocket_url.strip_prefix(&prefix).unwrap();
-    let key = SigningKey::new(SIGNING_KEY.as_bytes()).unwrap();
+    let key = SigningKey::new(ROUTE_KEY.as_bytes()).unwrap();
     let route = key.verify_route(token, &session.session_id, 0).unwrap();
     let ip = pod.status.as_ref().unwrap().pod_ip.clone().unwrap();
     assert_eq!(route.addr, format!("{ip}:8080"));

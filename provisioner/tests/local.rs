@@ -109,7 +109,9 @@ async fn thirty_concurrent_requests_get_exactly_ten_sessions() {
     ])
     .await;
     p.until_pool("a warm pool", |pool| pool.warm == 2).await;
-    let responses = futures_util::future::join_all((0..30).map(|_| p.create())).await;
+    // Thirty clients, each from an address of its own (one address may hold only a few sessions).
+    let responses =
+        futures_util::future::join_all((0..30).map(|i| p.create_from(testkit::ws::loopback_client(i)))).await;
     let mut created = Vec::new();
     let mut refused = 0;
     for response in responses {
@@ -149,7 +151,8 @@ async fn thirty_concurrent_requests_get_exactly_ten_sessions() {
 
 #[tokio::test]
 async fn tokens_guard_every_session_endpoint() {
-    let p = TestProvisioner::start(&["--warm-pool-size", "1"]).await;
+    // Two dozen requests at once: above the per-client rate, which is not what is probed here.
+    let p = TestProvisioner::start(&["--warm-pool-size", "1", "--requests-per-second", "1000"]).await;
     let a = p.create_ok().await;
     let b = p.create_ok().await;
     let id = &a.session_id;
@@ -379,7 +382,8 @@ async fn three_hundred_clients_at_once_never_exceed_the_pod_budget() {
         "2",
         "--max-sessions",
         "8",
-        "--trust-forwarded-for",
+        "--trusted-proxies",
+        "127.0.0.1",
         "--session-burst",
         "2",
     ])

@@ -13,6 +13,7 @@ use common::runtime::unix_time_ms as now_ms;
 #[derive(Debug)]
 pub struct Activity {
     connections: AtomicU32,
+    opened_total: AtomicU64,
     last_activity_ms: AtomicU64,
 }
 
@@ -20,6 +21,7 @@ impl Default for Activity {
     fn default() -> Self {
         Self {
             connections: AtomicU32::new(0),
+            opened_total: AtomicU64::new(0),
             last_activity_ms: AtomicU64::new(now_ms()),
         }
     }
@@ -34,6 +36,7 @@ impl Activity {
     /// Counts a new connection until the returned guard is dropped.
     pub fn open(&self) -> OpenConnection<'_> {
         self.connections.fetch_add(1, Ordering::Relaxed);
+        self.opened_total.fetch_add(1, Ordering::Relaxed);
         self.touch();
         OpenConnection(self)
     }
@@ -42,6 +45,7 @@ impl Activity {
     pub fn report(&self) -> ActivityBody {
         ActivityBody {
             connections: self.connections.load(Ordering::Relaxed),
+            opened_total: self.opened_total.load(Ordering::Relaxed),
             last_activity_ms: self.last_activity_ms.load(Ordering::Relaxed),
         }
     }
@@ -73,6 +77,7 @@ mod tests {
         }
         let after = activity.report();
         assert_eq!(after.connections, 0);
+        assert_eq!(after.opened_total, 2, "every connection ever opened is counted");
         assert!(after.last_activity_ms >= before.last_activity_ms);
     }
 }

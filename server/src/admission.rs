@@ -1,17 +1,21 @@
 //! Who gets a WebSocket here, and on what terms: the state every request shares ([`AppState`]), the admission
 //! rules both WebSocket routes apply before upgrading (allowed browser origins, no new connections while
-//! draining, at most `max_connections` at once), and the one upgrade set-up with the buffer sizes and message
-//! limits every socket gets. `/ws` ([`crate::routes`]) and the edge's `/ws/session/{id}` ([`crate::edge`]) both
+//! draining, at most `max_connections` at once and `max_connections_per_client` per client, the client seen
+//! through the trusted proxies), and the one upgrade set-up with the buffer sizes and message limits every
+//! socket gets. `/ws` ([`crate::routes`]) and the edge's `/ws/session/{id}` ([`crate::edge`]) both
 //! come through here, so the two can never admit or size sockets differently.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{OnFailedUpgrade, WebSocketUpgrade};
 use axum::http::{HeaderMap, header};
 use common::api::ApiErrorCode;
+use common::client::{ClientFlags, ClientKey};
 use common::error::ApiError;
 use common::signing::SigningKey;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -42,9 +46,13 @@ pub struct AppState {
     pub max_pings_per_second: NonZeroU32,
     /// Silence allowed on a connection before `goodbye idle`.
     pub idle_timeout: Duration,
+    /// The longest a frame may take to be written before its connection is closed.
+    pub write_timeout: Duration,
     /// What the provisioner reads on `/activity`.
     pub activity: Arc<Activity>,
     connection_slots: Arc<Semaphore>,
+    per_client: Arc<PerClient>,
+    clients: ClientFlags,
     draining: CancellationToken,
     connections: TaskTracker,
     allowed_origins: Vec<String>,
@@ -53,10 +61,53 @@ pub struct AppState {
 }
 
 /// What an admitted WebSocket holds for its whole life: a connection slot (counted against
-/// `max_connections`) and a token shutdown waits for.
+/// `max_connections`), its client's share (counted against `max_connections_per_client`), and a token shutdown
+/// waits for.
 pub struct Admission {
     _slot: OwnedSemaphorePermit,
+    _share: ClientShare,
     _tracked: TaskTrackerToken,
+}
+
+/// Open connections by client. Only clients with an open connection have an entry, so it is bounded by the
+/// connection cap.
+#[derive(Debug)]
+struct PerClient {
+    limit: usize,
+    open: Mutex<HashMap<ClientKey, usize>>,
+}
+
+impl PerClient {
+    fn take(self: &Arc<Self>, client: ClientKey) -> Option<ClientShare> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(client).or_insert(0);
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(ClientShare {
+            of: self.clone(),
+            client,
+        })
+    }
+}
+
+/// One connection of one client; released on drop.
+struct ClientShare {
+    of: Arc<PerClient>,
+    client: ClientKey,
+}
+
+impl Drop for ClientShare {
+    fn drop(&mut self) {
+        let mut open = self.of.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.client) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.client);
+            }
+        }
+    }
 }
 
 impl AppState {
@@ -74,7 +125,13 @@ impl AppState {
             max_message_bytes: config.max_message_bytes,
             max_pings_per_second: config.max_pings_per_second,
             idle_timeout: config.idle_timeout,
+            write_timeout: config.write_timeout,
             connection_slots: Arc::new(Semaphore::new(config.max_connections)),
+            per_client: Arc::new(PerClient {
+                limit: config.max_connections_per_client.max(1),
+                open: Mutex::default(),
+            }),
+            clients: config.client.clone(),
             draining,
             connections,
             activity: Arc::default(),
@@ -108,8 +165,14 @@ impl AppState {
         Ok(())
     }
 
-    /// Admits one more WebSocket, or refuses with 503 + `Retry-After` (draining, or at the connection limit).
-    pub fn admit(&self) -> Result<Admission, ApiError> {
+    /// The client of a request from `peer` with `headers`.
+    pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> ClientKey {
+        self.clients.client(peer, headers)
+    }
+
+    /// Admits one more WebSocket of `client`, or refuses with 503 + `Retry-After` (draining, or at the
+    /// connection limit) or 429 (the client holds its share).
+    pub fn admit(&self, client: ClientKey) -> Result<Admission, ApiError> {
         let busy = |code, message| ApiError::new(code, message).retry_after(Duration::from_secs(1));
         if self.draining.is_cancelled() {
             return Err(busy(
@@ -117,6 +180,13 @@ impl AppState {
                 "this server is shutting down; connect again to reach another one",
             ));
         }
+        let Some(share) = self.per_client.take(client) else {
+            return Err(ApiError::new(
+                ApiErrorCode::TooManyClientConnections,
+                "your address holds as many connections to this server as one address may; close one",
+            )
+            .retry_after(Duration::from_secs(5)));
+        };
         let Ok(slot) = self.connection_slots.clone().try_acquire_owned() else {
             return Err(busy(
                 ApiErrorCode::TooManyConnections,
@@ -125,6 +195,7 @@ impl AppState {
         };
         Ok(Admission {
             _slot: slot,
+            _share: share,
             _tracked: self.connections.token(),
         })
     }

@@ -48,6 +48,20 @@ pub struct Config {
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1000)]
     pub max_connections: usize,
 
+    /// Open WebSocket connections one client (an IPv4 address, or an IPv6 /64) may hold on this server;
+    /// further upgrades get HTTP 429 `too_many_client_connections`.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_CLIENT", default_value_t = 20)]
+    pub max_connections_per_client: usize,
+
+    /// A WebSocket frame that cannot be written within this long (the client does not read) closes the
+    /// connection, so a client that only sends cannot pin it.
+    #[arg(long, env = "WRITE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub write_timeout: Duration,
+
+    /// How clients are told apart (trusted proxies, IPv6 grouping).
+    #[command(flatten)]
+    pub client: common::client::ClientFlags,
+
     /// A connection that sends nothing for this long gets `goodbye idle` and close code 1000.
     #[arg(long, env = "IDLE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
     pub idle_timeout: Duration,
@@ -74,14 +88,14 @@ pub struct Config {
     #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub header_read_timeout: Duration,
 
-    /// Key (at least 32 bytes) that checks the provisioner's signed routes: with it, this server is also an
-    /// edge and proxies `/ws/session/{id}` to session pods.
-    #[arg(long, env = "SIGNING_KEY", hide_env_values = true)]
-    pub signing_key: Option<common::signing::SecretArg>,
+    /// Key (at least 32 bytes) that checks the provisioner's signed routes (its `--route-key`): with it, this
+    /// server is also an edge and proxies `/ws/session/{id}` to session pods.
+    #[arg(long, env = "ROUTE_KEY", hide_env_values = true)]
+    pub route_key: Option<common::signing::SecretArg>,
 
-    /// Read the signing key from this file (a mounted Secret).
-    #[arg(long, env = "SIGNING_KEY_FILE", conflicts_with = "signing_key")]
-    pub signing_key_file: Option<std::path::PathBuf>,
+    /// Read the route key from this file (a mounted Secret).
+    #[arg(long, env = "ROUTE_KEY_FILE", conflicts_with = "route_key")]
+    pub route_key_file: Option<std::path::PathBuf>,
 
     /// Shut down gracefully when standard input reaches end-of-file. The provisioner's local backend starts
     /// session pods with this, so they can never outlive it, even if it is killed with SIGKILL.

@@ -1,7 +1,9 @@
 //! One WebSocket connection, from `hello` to close.
 //!
 //! The loop moves frames between the socket and the [`Responder`], and watches two timers: the idle timeout and
-//! the server's shutdown. Both end the connection the polite way, with a `goodbye` and a close frame. A ping
+//! the server's shutdown. Every write has a deadline (`write_timeout`): a client that sends but never reads fills
+//! its socket's buffers, and the write that would wait for it forever closes the connection instead, so the
+//! idle timer and shutdown are never kept from it for longer than that. Both end the connection the polite way, with a `goodbye` and a close frame. A ping
 //! sent before the client could know of the shutdown is still answered: on shutdown the loop answers every frame
 //! already buffered, says goodbye, keeps answering for a short linger, then closes with 1001.
 
@@ -37,6 +39,8 @@ pub struct Connection {
     pub responder: Responder,
     /// Silence allowed before `goodbye idle`.
     pub idle_timeout: Duration,
+    /// The longest one frame may take to be written.
+    pub write_timeout: Duration,
     /// Cancelled when the server starts shutting down.
     pub shutdown: CancellationToken,
     /// Where this connection reports that it is open and active.
@@ -61,7 +65,7 @@ impl Connection {
             session_id: self.identity.session_id.clone(),
             server_time_ms: now_ms(),
         };
-        if send(&mut socket, &hello).await.is_err() {
+        if send(&mut socket, &hello, self.write_timeout).await.is_err() {
             return;
         }
         let idle = tokio::time::sleep(self.idle_timeout);
@@ -79,13 +83,13 @@ impl Connection {
                 }
                 () = &mut shutdown => return self.leave(socket).await,
                 () = &mut idle => {
-                    goodbye(socket, GoodbyeReason::Idle, CLOSE_NORMAL, "idle").await;
+                    goodbye(socket, GoodbyeReason::Idle, CLOSE_NORMAL, "idle", self.write_timeout).await;
                     return;
                 }
             };
             match step {
                 Step::Continue => {}
-                Step::Close(code, reason) => return close(socket, code, reason).await,
+                Step::Close(code, reason) => return close(socket, code, reason, self.write_timeout).await,
                 Step::Gone => return,
             }
         }
@@ -99,19 +103,14 @@ impl Connection {
         while let Some(received) = socket.recv().now_or_never() {
             match self.handle(&mut socket, received).await {
                 Step::Continue => {}
-                Step::Close(code, reason) => return close(socket, code, reason).await,
+                Step::Close(code, reason) => return close(socket, code, reason, self.write_timeout).await,
                 Step::Gone => return,
             }
         }
-        if send(
-            &mut socket,
-            &ServerMessage::Goodbye {
-                reason: GoodbyeReason::Shutdown,
-            },
-        )
-        .await
-        .is_err()
-        {
+        let goodbye = ServerMessage::Goodbye {
+            reason: GoodbyeReason::Shutdown,
+        };
+        if send(&mut socket, &goodbye, self.write_timeout).await.is_err() {
             return;
         }
         let linger = tokio::time::sleep(SHUTDOWN_LINGER);
@@ -120,14 +119,20 @@ impl Connection {
             tokio::select! {
                 received = socket.recv() => match self.handle(&mut socket, received).await {
                     Step::Continue => {}
-                    Step::Close(code, reason) => return close(socket, code, reason).await,
+                    Step::Close(code, reason) => return close(socket, code, reason, self.write_timeout).await,
                     // A polite client closes as soon as it reads the goodbye.
                     Step::Gone => return,
                 },
                 () = &mut linger => break,
             }
         }
-        close(socket, CLOSE_GOING_AWAY, "server shutting down").await;
+        close(
+            socket,
+            CLOSE_GOING_AWAY,
+            "server shutting down",
+            self.write_timeout,
+        )
+        .await;
     }
 
     async fn handle(&self, socket: &mut WebSocket, received: Option<Result<Message, axum::Error>>) -> Step {
@@ -150,7 +155,7 @@ impl Connection {
             Message::Ping(_) | Message::Pong(_) | Message::Close(_) => return Step::Continue,
         };
         match action {
-            Action::Reply(reply) => match send(socket, &reply).await {
+            Action::Reply(reply) => match send(socket, &reply, self.write_timeout).await {
                 Ok(()) => Step::Continue,
                 Err(()) => Step::Gone,
             },
@@ -159,31 +164,50 @@ impl Connection {
     }
 }
 
-async fn send(socket: &mut WebSocket, message: &ServerMessage) -> Result<(), ()> {
-    socket
-        .send(Message::Text(message.to_json().into()))
-        .await
-        .map_err(|e| {
-            tracing::debug!(error = %e, "websocket send failed");
-        })
+async fn send(socket: &mut WebSocket, message: &ServerMessage, deadline: Duration) -> Result<(), ()> {
+    write(socket, Message::Text(message.to_json().into()), deadline).await
 }
 
-async fn goodbye(mut socket: WebSocket, reason: GoodbyeReason, code: u16, text: &'static str) {
-    if send(&mut socket, &ServerMessage::Goodbye { reason })
+/// Writes one frame within `deadline`; a client that does not read long enough loses its connection.
+async fn write(socket: &mut WebSocket, frame: Message, deadline: Duration) -> Result<(), ()> {
+    match timeout(deadline, socket.send(frame)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "websocket send failed");
+            Err(())
+        }
+        Err(_) => {
+            tracing::debug!(?deadline, "the client does not read; closing its connection");
+            Err(())
+        }
+    }
+}
+
+async fn goodbye(
+    mut socket: WebSocket,
+    reason: GoodbyeReason,
+    code: u16,
+    text: &'static str,
+    deadline: Duration,
+) {
+    if send(&mut socket, &ServerMessage::Goodbye { reason }, deadline)
         .await
         .is_ok()
     {
-        close(socket, code, text).await;
+        close(socket, code, text, deadline).await;
     }
 }
 
 /// Sends a close frame and waits (briefly) for the client's close frame, completing the handshake.
-async fn close(mut socket: WebSocket, code: u16, reason: &'static str) {
+async fn close(mut socket: WebSocket, code: u16, reason: &'static str, deadline: Duration) {
     let frame = CloseFrame {
         code,
         reason: reason.into(),
     };
-    if socket.send(Message::Close(Some(frame))).await.is_err() {
+    if write(&mut socket, Message::Close(Some(frame)), deadline)
+        .await
+        .is_err()
+    {
         return;
     }
     let _ = timeout(CLOSE_HANDSHAKE_TIMEOUT, async {

@@ -1,25 +1,29 @@
 //! The edge role: `/ws/session/{id}?token=<route>` proxies a browser's WebSocket to *its own* session pod.
 //!
 //! The shared ping servers sit behind the ingress; session pods do not (a browser landing on someone else's
-//! pod is exactly what must not happen). The provisioner signs a route `session → pod address` with the key
-//! both read from the same Secret (`common::signing`); the edge checks signature, session and expiry, opens
-//! the upstream WebSocket to the address inside, and only then accepts the browser's upgrade — so every
-//! refusal is a plain HTTP status with a JSON body. It needs no state and no Kubernetes API access.
+//! pod is exactly what must not happen). The provisioner signs a short-lived route `session → pod address` with
+//! the route key both read from the same Secret (`common::signing`); the edge checks signature, session and
+//! expiry, opens the upstream WebSocket to the address inside, reads its `hello` to check that the pod answering
+//! there is the pod named in the route (a pod IP is reused by the next pod), and only then accepts the
+//! browser's upgrade, so every refusal is a plain HTTP status with a JSON body. It needs no state and no
+//! Kubernetes API access. Writes both ways have the connection's write deadline.
 //!
 //! Frames are relayed both ways unchanged. The pod's close frame reaches the browser as is; a pod that
 //! vanishes without one closes the browser with 1011 `session pod went away` (the page then asks the
 //! provisioner for the replacement). When the edge itself drains, the browser gets 1001 and reconnects
 //! through another edge replica.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{self, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use common::api::ApiErrorCode;
 use common::error::ApiError;
+use common::protocol::ServerMessage;
 use common::signing::{SigningError, SigningKey};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -45,6 +49,7 @@ pub struct RouteQuery {
 /// `GET /ws/session/{id}?token=…`.
 pub async fn session_websocket(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(session_id): Path<String>,
     Query(query): Query<RouteQuery>,
     headers: HeaderMap,
@@ -75,11 +80,11 @@ pub async fn session_websocket(
         Ok(claims) => claims,
         Err(refused) => return refused.into_response(),
     };
-    let admission = match state.admit() {
+    let admission = match state.admit(state.client(peer.ip(), &headers)) {
         Ok(admission) => admission,
         Err(busy) => return busy.into_response(),
     };
-    let upstream = match connect_upstream(&claims.addr).await {
+    let (upstream, hello) = match connect_upstream(&claims.addr, &claims.pod).await {
         Ok(upstream) => upstream,
         Err(e) => {
             tracing::info!(session = %session_id, pod = %claims.pod, error = %e, "session pod unreachable");
@@ -92,10 +97,11 @@ pub async fn session_websocket(
     };
     tracing::info!(session = %session_id, pod = %claims.pod, "routing session");
     let draining = state.draining().clone();
+    let write_timeout = state.write_timeout;
     state.configure(upgrade).on_upgrade(move |browser| async move {
         // Held for the life of the relay: a connection slot, and shutdown waits for it.
         let _admission = admission;
-        relay(browser, upstream, draining).await;
+        relay(browser, upstream, hello, draining, write_timeout).await;
     })
 }
 
@@ -118,7 +124,9 @@ fn verify(key: &SigningKey, token: &str, session_id: &str) -> Result<common::sig
     })
 }
 
-async fn connect_upstream(addr: &str) -> anyhow::Result<Upstream> {
+/// Connects to the pod at `addr` and reads its `hello`, which must name `pod`: the address of a pod that is
+/// gone may already belong to another one.
+async fn connect_upstream(addr: &str, pod: &str) -> anyhow::Result<(Upstream, tungstenite::Message)> {
     let url = format!("ws://{addr}/ws");
     // Small reads, as on the browser side: tungstenite zero-fills its whole read buffer before every read, and
     // its 128 KiB default cost both memory per relayed session and CPU per frame.
@@ -126,24 +134,66 @@ async fn connect_upstream(addr: &str) -> anyhow::Result<Upstream> {
         .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(Some(HARD_MESSAGE_CEILING))
         .max_frame_size(Some(HARD_MESSAGE_CEILING));
-    let connect = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
-    let (upstream, _) = tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, connect)
+    let connect = async {
+        let (mut upstream, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true).await?;
+        let text = loop {
+            match upstream.next().await {
+                Some(Ok(tungstenite::Message::Text(text))) => break text,
+                Some(Ok(tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_))) => {}
+                Some(Ok(other)) => anyhow::bail!("the pod sent {other:?} instead of its hello"),
+                Some(Err(e)) => return Err(e.into()),
+                None => anyhow::bail!("the pod closed before its hello"),
+            }
+        };
+        match ServerMessage::parse(&text) {
+            Ok(ServerMessage::Hello { pod: answered, .. }) if answered.name == pod => {
+                Ok((upstream, tungstenite::Message::Text(text)))
+            }
+            Ok(ServerMessage::Hello { pod: answered, .. }) => {
+                anyhow::bail!("{} answers at {addr}, not {pod}", answered.name)
+            }
+            _ => anyhow::bail!("the pod's first message is not a hello"),
+        }
+    };
+    tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, connect)
         .await
-        .map_err(|_| anyhow::anyhow!("timed out after {UPSTREAM_CONNECT_TIMEOUT:?}"))??;
-    Ok(upstream)
+        .map_err(|_| anyhow::anyhow!("timed out after {UPSTREAM_CONNECT_TIMEOUT:?}"))?
 }
 
-/// Relays frames both ways until either side closes or the edge drains.
-async fn relay(browser: WebSocket, upstream: Upstream, draining: CancellationToken) {
+/// Sends `message` within `deadline`; `false` if it could not be (failed, or the reader does not read).
+async fn send_within<S, M>(sink: &mut S, message: M, deadline: Duration) -> bool
+where
+    S: futures_util::Sink<M> + Unpin,
+{
+    matches!(
+        tokio::time::timeout(deadline, sink.send(message)).await,
+        Ok(Ok(()))
+    )
+}
+
+/// Relays frames both ways, the pod's `hello` first, until either side closes or the edge drains.
+async fn relay(
+    browser: WebSocket,
+    upstream: Upstream,
+    hello: tungstenite::Message,
+    draining: CancellationToken,
+    write_timeout: Duration,
+) {
     let (mut to_browser, mut from_browser) = browser.split();
     let (mut to_pod, mut from_pod) = upstream.split();
+    if let Some(hello) = from_tungstenite(hello)
+        && !send_within(&mut to_browser, hello, write_timeout).await
+    {
+        let _ = to_pod.close().await;
+        return;
+    }
     // Registered once, not per frame (each registration locks the token shared by every connection).
     let drained = draining.cancelled();
     tokio::pin!(drained);
     loop {
         tokio::select! {
             () = &mut drained => {
-                let _ = to_browser.send(close(CloseCode::Away.into(), "edge shutting down")).await;
+                let _ = send_within(&mut to_browser, close(CloseCode::Away.into(), "edge shutting down"), write_timeout).await;
                 let _ = to_pod.close().await;
                 return;
             }
@@ -151,7 +201,7 @@ async fn relay(browser: WebSocket, upstream: Upstream, draining: CancellationTok
                 Some(Ok(message)) => {
                     let closing = matches!(message, ws::Message::Close(_));
                     let Some(message) = to_tungstenite(message) else { continue };
-                    if to_pod.send(message).await.is_err() || closing {
+                    if !send_within(&mut to_pod, message, write_timeout).await || closing {
                         return;
                     }
                 }
@@ -165,14 +215,17 @@ async fn relay(browser: WebSocket, upstream: Upstream, draining: CancellationTok
                 Some(Ok(message)) => {
                     let Some(message) = from_tungstenite(message) else { continue };
                     let closing = matches!(message, ws::Message::Close(_));
-                    if to_browser.send(message).await.is_err() || closing {
+                    if !send_within(&mut to_browser, message, write_timeout).await || closing {
                         return;
                     }
                 }
                 _ => {
-                    let _ = to_browser
-                        .send(close(CloseCode::Error.into(), "session pod went away"))
-                        .await;
+                    let _ = send_within(
+                        &mut to_browser,
+                        close(CloseCode::Error.into(), "session pod went away"),
+                        write_timeout,
+                    )
+                    .await;
                     return;
                 }
             },

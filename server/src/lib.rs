@@ -47,11 +47,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let draining = CancellationToken::new();
     let connections = TaskTracker::new();
-    let edge_key = common::signing::SigningKey::from_args(
-        config.signing_key.as_ref(),
-        config.signing_key_file.as_deref(),
-    )
-    .map_err(|e| anyhow::anyhow!("--signing-key / --signing-key-file: {e}"))?;
+    let edge_key =
+        common::signing::SigningKey::from_args(config.route_key.as_ref(), config.route_key_file.as_deref())
+            .map_err(|e| anyhow::anyhow!("--route-key / --route-key-file: {e}"))?;
     let state = Arc::new(AppState::new(
         &config,
         edge_key,
@@ -71,10 +69,14 @@ pub async fn run(
             tokio::time::sleep(drain_delay).await;
         }
     };
+    let limits = common::serve::Limits {
+        header_read_timeout: config.header_read_timeout,
+        shutdown_timeout: config.shutdown_grace,
+    };
     let server = tokio::spawn(common::serve::serve(
         listener::NoDelay(listener),
         app,
-        config.header_read_timeout,
+        limits,
         stop_accepting,
     ));
 

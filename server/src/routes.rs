@@ -2,12 +2,13 @@
 //! `/ready`, `/activity` (for the provisioner), and JSON errors for everything else. Who may open a WebSocket,
 //! and with what limits, is [`crate::admission`]'s to say.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -36,6 +37,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 async fn websocket(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
@@ -46,7 +48,7 @@ async fn websocket(
         Ok(upgrade) => upgrade,
         Err(rejection) => return not_an_upgrade(rejection).into_response(),
     };
-    let admission = match state.admit() {
+    let admission = match state.admit(state.client(peer.ip(), &headers)) {
         Ok(admission) => admission,
         Err(busy) => return busy.into_response(),
     };
@@ -58,6 +60,7 @@ async fn websocket(
             state.max_pings_per_second,
         ),
         idle_timeout: state.idle_timeout,
+        write_timeout: state.write_timeout,
         shutdown: state.draining().clone(),
         activity: state.activity.clone(),
     };
@@ -122,7 +125,12 @@ mod tests {
 
     async fn get(app: Router, uri: &str) -> (StatusCode, serde_json::Value) {
         let response = app
-            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .oneshot(
+                Request::get(uri)
+                    .extension(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 9))))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
             .await
             .unwrap();
         let status = response.status();

@@ -24,7 +24,7 @@ fn now() -> u64 {
 fn route(session: &str, pod: &TestServer, exp: u64) -> String {
     let claims = RouteClaims {
         sid: session.into(),
-        pod: "session-b".into(),
+        pod: pod.name.clone(),
         addr: pod.address.to_string(),
         exp,
     };
@@ -32,7 +32,7 @@ fn route(session: &str, pod: &TestServer, exp: u64) -> String {
 }
 
 async fn edge() -> TestServer {
-    TestServer::start_named("edge-0", &["--signing-key", KEY]).await
+    TestServer::start_named("edge-0", &["--route-key", KEY]).await
 }
 
 /// The HTTP refusal of an upgrade: status and JSON `error` code.
@@ -194,7 +194,7 @@ async fn the_edge_takes_the_same_message_sizes_as_the_pod() {
     let limit = ["--max-message-bytes", "100000"];
     let mine = TestServer::start_named("session-b", &limit).await;
     let edge =
-        TestServer::start_named("edge-0", &["--signing-key", KEY, "--max-message-bytes", "100000"]).await;
+        TestServer::start_named("edge-0", &["--route-key", KEY, "--max-message-bytes", "100000"]).await;
     let big = "x".repeat(80_000);
     let (mut direct, _) = mine.connect().await;
     let mut relayed = edge

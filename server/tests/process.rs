@@ -142,7 +142,7 @@ async fn the_binary_is_an_edge_with_a_key_file_and_refuses_a_weak_key() {
     let (_pod, pod_address) = spawn_server(&[("POD_NAME", "session-proc")]).await;
     let (_edge, edge_address) = spawn_server(&[
         ("POD_NAME", "edge-0"),
-        ("SIGNING_KEY_FILE", key_file.to_str().unwrap()),
+        ("ROUTE_KEY_FILE", key_file.to_str().unwrap()),
     ])
     .await;
     let now = common::runtime::unix_time_ms() / 1000;
@@ -168,7 +168,7 @@ async fn the_binary_is_an_edge_with_a_key_file_and_refuses_a_weak_key() {
     ));
 
     let output = Command::new(env!("CARGO_BIN_EXE_server"))
-        .env("SIGNING_KEY", "short")
+        .env("ROUTE_KEY", "short")
         .output()
         .await
         .unwrap();

@@ -445,12 +445,18 @@ async fn slow_clients_that_never_finish_their_headers_are_cut_off() {
 async fn a_ping_flood_over_a_thousand_connections_is_limited_and_a_quiet_client_is_unaffected() {
     let server = TestServer::start(&["--max-connections", "1000"]).await;
     let (mut quiet, _) = server.connect().await;
-    // 999 flooding connections fill the server to its limit; one more is refused with 503.
+    // 999 flooding connections from 50 addresses (within the per-client cap of 20) fill the server to its
+    // limit; one more is refused with 503.
     let mut flooders = Vec::new();
-    for _ in 0..999 {
-        flooders.push(server.connect().await.0);
+    for i in 0..999 {
+        flooders.push(
+            server
+                .connect_as(testkit::ws::loopback_client(i % 50))
+                .await
+                .unwrap(),
+        );
     }
-    match server.try_connect().await {
+    match server.connect_as(testkit::ws::loopback_client(999)).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 503),
         other => panic!("the 1001st connection was not refused: {:?}", other.map(|_| ())),
     }

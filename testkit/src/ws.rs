@@ -23,6 +23,28 @@ pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// server; a pong is under 200 bytes.
 const READ_BUFFER_BYTES: usize = 4096;
 
+/// A TCP connection to `target` from `source` (port chosen by the system), with `TCP_NODELAY`.
+pub async fn bound_stream(
+    source: std::net::IpAddr,
+    target: std::net::SocketAddr,
+) -> std::io::Result<TcpStream> {
+    let socket = if target.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(std::net::SocketAddr::new(source, 0))?;
+    let stream = socket.connect(target).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// The `n`-th of many distinct loopback client addresses: 127.1.x.y, never 127.0.0.1 (the default source).
+pub fn loopback_client(n: u32) -> std::net::IpAddr {
+    let [_, _, high, low] = (n % 65_000 + 1).to_be_bytes();
+    std::net::IpAddr::from([127, 1, high, low])
+}
+
 /// What the server sent next: a protocol message or the close frame (`None`: closed without one).
 #[derive(Debug)]
 pub enum Event {
@@ -47,18 +69,55 @@ impl WsClient {
 
     /// Connects to `url` as a browser page from `origin` would (with its `Origin` header).
     pub async fn connect_from(url: &str, origin: Option<&str>) -> Result<Self, tungstenite::Error> {
+        let headers: Vec<(&str, &str)> = origin.map(|o| ("origin", o)).into_iter().collect();
+        Self::connect_with(url, None, &headers).await
+    }
+
+    /// Connects to `url` (a `ws://` URL on a numeric address) from the local address `source`, when given (any
+    /// of 127.0.0.0/8 on loopback: many clients on one machine), with extra request `headers`.
+    pub async fn connect_with(
+        url: &str,
+        source: Option<std::net::IpAddr>,
+        headers: &[(&str, &str)],
+    ) -> Result<Self, tungstenite::Error> {
         let mut request = url.into_client_request()?;
-        if let Some(origin) = origin {
-            let value = origin
+        for (name, value) in headers {
+            let name: tungstenite::http::HeaderName =
+                name.parse()
+                    .map_err(|e: tungstenite::http::header::InvalidHeaderName| {
+                        tungstenite::Error::HttpFormat(e.into())
+                    })?;
+            let value = value
                 .parse()
                 .map_err(|e: tungstenite::http::header::InvalidHeaderValue| {
                     tungstenite::Error::HttpFormat(e.into())
                 })?;
-            request.headers_mut().insert("origin", value);
+            request.headers_mut().append(name, value);
         }
         let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
-        let connect = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
-        let (ws, _) = tokio::time::timeout(WAIT, connect)
+        let connect = async {
+            match source {
+                None => tokio_tungstenite::connect_async_with_config(request, Some(config), true)
+                    .await
+                    .map(|(ws, _)| ws),
+                Some(source) => {
+                    let target = request
+                        .uri()
+                        .authority()
+                        .and_then(|a| a.as_str().parse::<std::net::SocketAddr>().ok())
+                        .ok_or(tungstenite::Error::Url(tungstenite::error::UrlError::NoHostName))?;
+                    let stream = bound_stream(source, target).await?;
+                    tokio_tungstenite::client_async_with_config(
+                        request,
+                        MaybeTlsStream::Plain(stream),
+                        Some(config),
+                    )
+                    .await
+                    .map(|(ws, _)| ws)
+                }
+            }
+        };
+        let ws = tokio::time::timeout(WAIT, connect)
             .await
             .map_err(|_| tungstenite::Error::Io(std::io::ErrorKind::TimedOut.into()))??;
         Ok(Self { ws, wait: WAIT })

@@ -16,6 +16,9 @@ impl From<PoolError> for ApiError {
             PoolError::AtCapacity(_) => {
                 ApiError::new(ApiErrorCode::AtCapacity, message).retry_after(Duration::from_secs(10))
             }
+            PoolError::TooManySessions(_) => {
+                ApiError::new(ApiErrorCode::TooManySessions, message).retry_after(Duration::from_secs(30))
+            }
             PoolError::ColdStartTimeout(_) => ApiError::new(ApiErrorCode::ColdStartTimeout, message),
             PoolError::UnknownSession => ApiError::new(ApiErrorCode::SessionNotFound, message),
             PoolError::Ended => ApiError::new(ApiErrorCode::SessionEnded, message),

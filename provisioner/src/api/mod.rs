@@ -2,27 +2,26 @@
 //!
 //! - [`session`]: `POST /session`, `GET|DELETE /session/{id}`, `POST /session/{id}/kill`.
 //! - [`ops`]: `GET /pool`, `/health`, `/ready`, `/metrics`.
+//! - [`guard`]: what every request must pass first (host, origin, per-client rate) and who its client is.
 //! - [`auth`]: who may act on a session (the token check); [`error`]: how the pool's refusals become the
 //!   shared error answers.
 //!
-//! Layers, outermost first: request tracing, CORS (origin allowlist), JSON-ifying of layer errors, the request
-//! body limit.
+//! Layers, outermost first: request tracing, CORS (origin allowlist), JSON-ifying of layer errors, the host
+//! guard, the request body's deadline and size limit; the API's routes add the origin and rate guard.
 
 pub mod auth;
 pub mod error;
+pub mod guard;
 pub mod ops;
 pub mod session;
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::routing::{get, post};
-use common::api::ApiErrorCode;
+use common::client::{ClientFlags, ClientKey};
 use common::signing::SigningKey;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio_util::sync::CancellationToken;
@@ -30,13 +29,14 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::RequestBodyDeadlineLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::backend::Backend;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pool::Pool;
-use error::ApiError;
+use guard::Hosts;
 
 /// State shared by every request.
 pub struct ApiState<B> {
@@ -46,10 +46,18 @@ pub struct ApiState<B> {
     pub key: SigningKey,
     /// Metrics for `/metrics` and rejections.
     pub metrics: Arc<Metrics>,
-    /// Per-client-IP limiter for `POST /session`.
-    pub session_limiter: DefaultKeyedRateLimiter<IpAddr>,
-    /// Whether `X-Forwarded-For` names the client.
-    pub trust_forwarded_for: bool,
+    /// How clients are told apart.
+    pub clients: ClientFlags,
+    /// Per-client limiter for `POST /session`.
+    pub session_limiter: DefaultKeyedRateLimiter<ClientKey>,
+    /// Per-client limiter for every API request.
+    pub request_limiter: DefaultKeyedRateLimiter<ClientKey>,
+    /// Browser origins allowed to use session endpoints.
+    pub allowed_origins: Vec<String>,
+    /// Whether localhost origins are allowed too.
+    pub localhost_origins: bool,
+    /// Which `Host`s are answered.
+    pub hosts: Hosts,
     /// Cancelled when shutdown begins (`/ready` turns 503).
     pub draining: CancellationToken,
 }
@@ -71,8 +79,12 @@ impl<B: Backend> ApiState<B> {
             pool,
             key,
             metrics,
+            clients: config.client.clone(),
             session_limiter: RateLimiter::keyed(quota),
-            trust_forwarded_for: config.trust_forwarded_for,
+            request_limiter: RateLimiter::keyed(Quota::per_second(config.requests_per_second)),
+            allowed_origins: origins(config),
+            localhost_origins: !config.no_localhost_origins,
+            hosts: Hosts::new(&config.allowed_hosts, config.bind.is_loopback()),
             draining,
         }
     }
@@ -80,11 +92,17 @@ impl<B: Backend> ApiState<B> {
 
 /// The router with every route and layer.
 pub fn router<B: Backend>(state: Arc<ApiState<B>>, config: &Config) -> Router {
-    let routes = Router::new()
+    let api = Router::new()
         .route("/session", post(session::create::<B>))
         .route("/session/{id}", get(session::get::<B>).delete(session::end::<B>))
         .route("/session/{id}/kill", post(session::kill::<B>))
         .route("/pool", get(ops::pool::<B>))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::api::<B>,
+        ));
+    let routes = Router::new()
+        .merge(api)
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready::<B>))
         .route("/metrics", get(ops::metrics::<B>));
@@ -108,20 +126,30 @@ pub fn router<B: Backend>(state: Arc<ApiState<B>>, config: &Config) -> Router {
             HeaderValue::from_static("require-corp"),
         ))
         .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
+        .layer(RequestBodyDeadlineLayer::new(config.body_read_timeout))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::hosts::<B>,
+        ))
         .layer(axum::middleware::map_response(error::json_errors))
         .layer(cors(config))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
-/// CORS for browsers: the configured origins, plus localhost unless disabled.
-fn cors(config: &Config) -> CorsLayer {
-    let allowed: Vec<String> = config
+/// The configured browser origins, normalised.
+fn origins(config: &Config) -> Vec<String> {
+    config
         .allowed_origins
         .iter()
         .map(|o| o.trim().trim_end_matches('/').to_owned())
         .filter(|o| !o.is_empty())
-        .collect();
+        .collect()
+}
+
+/// CORS for browsers: the configured origins, plus localhost unless disabled.
+fn cors(config: &Config) -> CorsLayer {
+    let allowed = origins(config);
     let localhost = !config.no_localhost_origins;
     CorsLayer::new()
         .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, _| {
@@ -135,34 +163,6 @@ fn cors(config: &Config) -> CorsLayer {
         .max_age(Duration::from_secs(600))
 }
 
-/// The client's IP: the socket peer, or the first `X-Forwarded-For` hop behind a trusted proxy.
-pub struct ClientIp(pub IpAddr);
-
-impl<B: Backend> FromRequestParts<Arc<ApiState<B>>> for ClientIp {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &Arc<ApiState<B>>,
-    ) -> Result<Self, Self::Rejection> {
-        if state.trust_forwarded_for
-            && let Some(ip) = parts
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .and_then(|first| first.trim().parse().ok())
-        {
-            return Ok(Self(ip));
-        }
-        parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(address)| Self(address.ip()))
-            .ok_or_else(|| ApiError::new(ApiErrorCode::InternalError, "no peer address"))
-    }
-}
-
 #[cfg(test)]
 mod router_tests {
     //! Router-level tests with `oneshot`: no socket, a fake backend, the real layers.
@@ -170,8 +170,10 @@ mod router_tests {
     use crate::backend::fake::FakeBackend;
     use crate::pool::PoolConfig;
     use axum::body::{Body, to_bytes};
+    use axum::extract::ConnectInfo;
     use axum::http::{Request, StatusCode};
     use clap::Parser;
+    use std::net::SocketAddr;
     use tower::ServiceExt;
 
     fn app(flags: &[&str]) -> (Router, CancellationToken) {
@@ -285,7 +287,12 @@ mod router_tests {
     async fn get(app: &Router, uri: &str) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
         let response = app
             .clone()
-            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .oneshot(
+                Request::get(uri)
+                    .extension(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 9))))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
             .await
             .unwrap();
         let (parts, body) = response.into_parts();

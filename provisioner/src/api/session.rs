@@ -1,5 +1,9 @@
 //! The session endpoints: create (rate-limited per client), read, kill, end. Who may read, kill or end a
 //! session is decided before the handler runs, by the [`SessionAuth`] extractor.
+//!
+//! A client that hangs up cancels its handler; the pool's work must not be cut halfway (a claim in flight, a
+//! cold start). So each handler runs the pool's part in a task of its own and only waits for its answer; a
+//! session created for a client that is gone by then is ended at once.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,13 +14,14 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use common::api::{ApiErrorCode, CreateSessionRequest, CreateSessionResponse, KillResponse, SessionStatus};
-use governor::clock::{Clock, DefaultClock};
 
+use super::ApiState;
 use super::auth::SessionAuth;
 use super::error::ApiError;
-use super::{ApiState, ClientIp};
+use super::guard::{self, Client};
 use crate::backend::Backend;
 use crate::ids::Token;
+use crate::pool::PoolError;
 
 /// Longest `client` name accepted in `POST /session`.
 const MAX_CLIENT_LEN: usize = 64;
@@ -24,29 +29,33 @@ const MAX_CLIENT_LEN: usize = 64;
 /// `POST /session`: a new session with its own pod.
 pub async fn create<B: Backend>(
     State(state): State<Arc<ApiState<B>>>,
-    ClientIp(ip): ClientIp,
+    Client(client): Client,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<CreateSessionResponse>), ApiError> {
     let started = Instant::now();
     let request = parse_body(body).inspect_err(|e| state.metrics.reject(e.code()))?;
-    if let Err(not_until) = state.session_limiter.check_key(&ip) {
-        state.metrics.reject(ApiErrorCode::RateLimited);
-        let wait = not_until.wait_time_from(DefaultClock::default().now());
-        return Err(ApiError::new(
-            ApiErrorCode::RateLimited,
-            "too many new sessions from your address; wait a moment",
-        )
-        .retry_after(wait));
-    }
-    let created = state.pool.create_session().await.map_err(|e| {
-        let error = ApiError::from(e);
-        state.metrics.reject(error.code());
-        error
-    })?;
+    guard::check(&state.session_limiter, client).inspect_err(|e| state.metrics.reject(e.code()))?;
+    let pool = state.pool.clone();
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let result = pool.create_session(client).await;
+        if let Err(Ok(created)) = answer.send(result) {
+            tracing::info!(session = %created.session_id, %client, "the client hung up before its session was handed out; ending it");
+            let _ = pool.end(&created.session_id, "client_gone").await;
+        }
+    });
+    let created = answered
+        .await
+        .map_err(|_| ApiError::new(ApiErrorCode::InternalError, "the session could not be created"))?
+        .map_err(|e| {
+            let error = ApiError::from(e);
+            state.metrics.reject(error.code());
+            error
+        })?;
     tracing::info!(
         session = %created.session_id,
         client = request.client.as_deref().unwrap_or("-"),
-        %ip,
+        address = %client,
         "session handed out"
     );
     Ok((
@@ -67,6 +76,13 @@ pub async fn create<B: Backend>(
 /// An empty body means `{}`; anything else must be a valid [`CreateSessionRequest`].
 fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<CreateSessionRequest, ApiError> {
     let bytes = body.map_err(|rejection| {
+        if timed_out(&rejection) {
+            return ApiError::new(
+                ApiErrorCode::RequestTimeout,
+                "the request body did not arrive in time",
+            )
+            .close_connection();
+        }
         let status = rejection.status();
         ApiError::new(ApiErrorCode::for_status(status.as_u16()), rejection.body_text()).with_status(status)
     })?;
@@ -88,6 +104,33 @@ fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<CreateSessionReques
     Ok(request)
 }
 
+/// Whether reading the body failed because it did not arrive before the body deadline.
+fn timed_out(rejection: &BytesRejection) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(error) = source {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
+}
+
+/// Runs `work` in a task of its own, so that a client hanging up cannot cut it halfway, and waits for it.
+async fn detached<T: Send + 'static>(
+    work: impl Future<Output = Result<T, PoolError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::spawn(work)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                ApiErrorCode::InternalError,
+                "the request failed inside the provisioner",
+            )
+        })?
+        .map_err(ApiError::from)
+}
+
 /// `GET /session/{id}`.
 pub async fn get<B: Backend>(
     State(state): State<Arc<ApiState<B>>>,
@@ -101,11 +144,10 @@ pub async fn kill<B: Backend>(
     State(state): State<Arc<ApiState<B>>>,
     SessionAuth(id): SessionAuth,
 ) -> Result<(StatusCode, Json<KillResponse>), ApiError> {
-    let killed = state.pool.kill(&id).await.map_err(|e| {
-        let error = ApiError::from(e);
-        state.metrics.reject(error.code());
-        error
-    })?;
+    let pool = state.pool.clone();
+    let killed = detached(async move { pool.kill(&id).await })
+        .await
+        .inspect_err(|error| state.metrics.reject(error.code()))?;
     Ok((StatusCode::ACCEPTED, Json(KillResponse { killed })))
 }
 
@@ -114,6 +156,7 @@ pub async fn end<B: Backend>(
     State(state): State<Arc<ApiState<B>>>,
     SessionAuth(id): SessionAuth,
 ) -> Result<StatusCode, ApiError> {
-    state.pool.end(&id).await?;
+    let pool = state.pool.clone();
+    detached(async move { pool.end(&id, "deleted").await }).await?;
     Ok(StatusCode::NO_CONTENT)
 }

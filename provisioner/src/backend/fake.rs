@@ -33,6 +33,8 @@ pub struct FakeBackend {
     pub last_activity_ms: Arc<AtomicU64>,
     /// `activity` fails (the pods cannot be reached).
     pub fail_activity: Arc<AtomicBool>,
+    /// What every pod reports as its open WebSockets (and as the ones it ever had).
+    pub open_connections: Arc<AtomicU32>,
 }
 
 impl FakeBackend {
@@ -46,6 +48,7 @@ impl FakeBackend {
             max_pods: Arc::default(),
             last_activity_ms: Arc::default(),
             fail_activity: Arc::default(),
+            open_connections: Arc::new(AtomicU32::new(1)),
         }
     }
 
@@ -143,6 +146,8 @@ impl Backend for FakeBackend {
                 session_age: None,
                 node: None,
                 outdated: false,
+                ended: false,
+                age: None,
             })
             .collect())
     }
@@ -168,7 +173,8 @@ impl Backend for FakeBackend {
         let configured = self.last_activity_ms.load(Ordering::SeqCst);
         let now = common::runtime::unix_time_ms();
         Ok(ActivityBody {
-            connections: 0,
+            connections: self.open_connections.load(Ordering::SeqCst),
+            opened_total: u64::from(self.open_connections.load(Ordering::SeqCst)),
             last_activity_ms: if configured == 0 { now } else { configured },
         })
     }

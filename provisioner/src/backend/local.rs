@@ -62,6 +62,8 @@ struct LocalPod {
     ready: bool,
     session: Option<SessionId>,
     kill: CancellationToken,
+    /// When the child was started.
+    started: std::time::Instant,
 }
 
 struct Inner {
@@ -176,6 +178,7 @@ impl Backend for LocalBackend {
                     ready: false,
                     session: None,
                     kill: kill.clone(),
+                    started: std::time::Instant::now(),
                 },
             );
             pods.len()
@@ -224,6 +227,8 @@ impl Backend for LocalBackend {
                 session_age: None,
                 node: Some("localhost".into()),
                 outdated: false,
+                ended: false,
+                age: Some(pod.started.elapsed()),
             })
             .collect())
     }

@@ -38,6 +38,12 @@ pub struct PodRecord {
     pub node: Option<String>,
     /// Made from an older pod template (before an upgrade): recycled while warm.
     pub outdated: bool,
+    /// Its session has ended (a provisioner recorded that on the pod before deleting it): every replica treats
+    /// the session as over, never as one that lost its pod.
+    pub ended: bool,
+    /// How long ago the pod was created, when the backend knows (a pod not ready within the start timeout is
+    /// terminated, whoever created it).
+    pub age: Option<std::time::Duration>,
 }
 
 /// What a backend reports as it happens.
@@ -54,6 +60,13 @@ pub enum PodEvent {
     Exited {
         /// Pod name.
         name: PodName,
+    },
+    /// The pod's session ended (another replica recorded it on the pod, then deletes the pod).
+    Ended {
+        /// Pod name.
+        name: PodName,
+        /// The session that ended.
+        session: SessionId,
     },
 }
 
@@ -78,6 +91,13 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Terminates a pod. Idempotent; its exit arrives as [`PodEvent::Exited`].
     fn terminate(&self, name: &PodName) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Terminates the pod of a session that ended. A backend shared by several provisioners first records the
+    /// ending where they all see it (they then end the session too, instead of replacing a pod they think it
+    /// lost); with one provisioner this is [`Backend::terminate`].
+    fn end(&self, name: &PodName) -> impl Future<Output = Result<(), BackendError>> + Send {
+        self.terminate(name)
+    }
 
     /// Terminates a pod only if it is still unclaimed (trimming the warm pool). Fails with
     /// [`BackendError::Conflict`] when someone claimed it meanwhile — another replica may have, with a view

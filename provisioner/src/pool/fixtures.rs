@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use common::client::ClientKey;
 use common::ids::SessionId;
 use tokio::sync::oneshot;
 
@@ -28,6 +29,8 @@ pub struct Given {
     /// "Now": sessions are admitted and pods become ready at offsets from it.
     pub now: Instant,
     config: PoolConfig,
+    /// Clients so far: each session admitted without one named gets a client of its own.
+    clients: u32,
 }
 
 impl Default for Given {
@@ -49,6 +52,7 @@ impl Given {
             // An hour ahead of the real clock, so fixtures can place events before "now".
             now: Instant::now() + Duration::from_secs(3600),
             config,
+            clients: 0,
         }
     }
 
@@ -83,17 +87,31 @@ impl Given {
     pub fn waiting_at(mut self, id: &str, ms: u64) -> Self {
         let at = self.now + Duration::from_millis(ms);
         let (waiter, _) = oneshot::channel();
+        let client = self.new_client();
         self.state
-            .admit(SessionId::new(id), at, waiter, &self.config)
+            .admit(SessionId::new(id), client, at, waiter, &self.config)
             .expect("the fixture's pool admits the session");
         self
     }
 
-    /// Admits session `id` "now", or says why not.
+    /// A client no session has yet (10.0.x.y).
+    fn new_client(&mut self) -> ClientKey {
+        self.clients += 1;
+        let [_, _, high, low] = self.clients.to_be_bytes();
+        client([10, 0, high, low])
+    }
+
+    /// Admits session `id` "now" for a client of its own, or says why not.
     pub fn try_admit(&mut self, id: &str) -> Result<(), AdmitRefused> {
+        let client = self.new_client();
+        self.try_admit_for(id, client)
+    }
+
+    /// Admits session `id` "now" for `client`, or says why not.
+    pub fn try_admit_for(&mut self, id: &str, client: ClientKey) -> Result<(), AdmitRefused> {
         let (waiter, _) = oneshot::channel();
         self.state
-            .admit(SessionId::new(id), self.now, waiter, &self.config)
+            .admit(SessionId::new(id), client, self.now, waiter, &self.config)
     }
 
     /// Session `id`, admitted "now" and served by `pod` (warm since before it was admitted). Call it before
@@ -125,6 +143,11 @@ impl Given {
     }
 }
 
+/// The client at IPv4 address `ip`.
+pub fn client(ip: [u8; 4]) -> ClientKey {
+    ClientKey::new(std::net::IpAddr::from(ip), 64)
+}
+
 /// A listed pod: starting, unlabelled, of the current template. Refine it with [`RecordExt`].
 pub fn record(name: &str) -> PodRecord {
     PodRecord {
@@ -134,6 +157,8 @@ pub fn record(name: &str) -> PodRecord {
         session_age: None,
         node: None,
         outdated: false,
+        ended: false,
+        age: None,
     }
 }
 
@@ -149,6 +174,10 @@ pub trait RecordExt {
     fn node(self, node: &str) -> Self;
     /// Made from an older template.
     fn outdated(self) -> Self;
+    /// Its session ended (recorded on the pod by another provisioner).
+    fn ended(self) -> Self;
+    /// Created `age` ago.
+    fn created(self, age: Duration) -> Self;
 }
 
 impl RecordExt for PodRecord {
@@ -174,6 +203,16 @@ impl RecordExt for PodRecord {
 
     fn outdated(mut self) -> Self {
         self.outdated = true;
+        self
+    }
+
+    fn ended(mut self) -> Self {
+        self.ended = true;
+        self
+    }
+
+    fn created(mut self, age: Duration) -> Self {
+        self.age = Some(age);
         self
     }
 }

@@ -35,7 +35,8 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::{Backend, BackendError, PodEvent};
 use crate::ids;
 use crate::metrics::{Metrics, ReasonLabel, SourceLabel};
-use state::{AdmitRefused, ClaimOutcome, EndOutcome, KillRefused, Lookup, PodGone, State};
+use common::client::ClientKey;
+use state::{AdmitRefused, ClaimOutcome, EndOutcome, KillRefused, Lookup, PodGone, PodUsage, State, Unused};
 /// Tuning of the pool algorithm.
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
@@ -47,6 +48,14 @@ pub struct PoolConfig {
     pub max_starting: u32,
     /// How long a new session waits for a pod when none is warm.
     pub cold_start_timeout: Duration,
+    /// Most live sessions of one client.
+    pub max_sessions_per_client: u32,
+    /// A session whose pod sees no WebSocket this long after its assignment ends.
+    pub first_connect_timeout: Duration,
+    /// A session whose pod has had no open WebSocket for this long ends.
+    pub reconnect_timeout: Duration,
+    /// A pod not ready this long after it was created is terminated.
+    pub pod_start_timeout: Duration,
     /// Sessions without WebSocket activity for this long end.
     pub idle_timeout: Duration,
     /// Sessions end at this age.
@@ -64,6 +73,10 @@ impl Default for PoolConfig {
             max_sessions: 20,
             max_starting: 4,
             cold_start_timeout: Duration::from_secs(20),
+            max_sessions_per_client: 3,
+            first_connect_timeout: Duration::from_secs(30),
+            reconnect_timeout: Duration::from_secs(60),
+            pod_start_timeout: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(600),
             max_age: Duration::from_secs(3600),
             kill_cooldown: Duration::from_secs(5),
@@ -85,6 +98,12 @@ pub enum PoolError {
     /// Every session slot is taken.
     #[error("the demo is at capacity ({0} sessions)")]
     AtCapacity(u32),
+    /// This client already holds its share of sessions.
+    #[error(
+        "your address already holds {0} sessions, the most one address may have; close one of your tabs (or wait \
+         a minute for an unused one to end) and try again"
+    )]
+    TooManySessions(u32),
     /// No pod became ready within the cold-start timeout.
     #[error("no pod became ready within {0:?}")]
     ColdStartTimeout(Duration),
@@ -185,7 +204,11 @@ impl<B: Backend> Pool<B> {
                 biased;
                 () = shutdown.cancelled() => break,
                 event = events.recv() => match event {
-                    Some(event) => self.on_event(event),
+                    Some(event) => {
+                        for pod in self.on_event(event) {
+                            self.terminate(&pod).await;
+                        }
+                    }
                     None => break,
                 },
                 () = self.wake.notified() => {}
@@ -196,20 +219,43 @@ impl<B: Backend> Pool<B> {
         self.closing.cancel();
     }
 
-    fn on_event(&self, event: PodEvent) {
+    /// Applies a backend event; returns pods to terminate.
+    fn on_event(&self, event: PodEvent) -> Vec<PodName> {
         let mut state = self.lock();
         match event {
             PodEvent::Ready { name, node } => {
                 tracing::debug!(pod = %name, "pod ready");
                 state.mark_ready(name.as_str(), node, Instant::now());
+                Vec::new()
             }
-            PodEvent::Exited { name } => match state.forget_pod(name.as_str()) {
-                PodGone::Orphaned(session) => {
-                    tracing::info!(pod = %name, %session, "session pod exited; replacing it");
+            PodEvent::Exited { name } => {
+                match state.forget_pod(name.as_str()) {
+                    PodGone::Orphaned(session) => {
+                        tracing::info!(pod = %name, %session, "session pod exited; replacing it");
+                    }
+                    PodGone::Free | PodGone::Unknown => tracing::debug!(pod = %name, "pod exited"),
                 }
-                PodGone::Free | PodGone::Unknown => tracing::debug!(pod = %name, "pod exited"),
-            },
+                Vec::new()
+            }
+            PodEvent::Ended { name, session } => {
+                match state.ended_elsewhere_event(&name, &session, Instant::now()) {
+                    EndOutcome::Ended { pods } => {
+                        drop(state);
+                        tracing::info!(%session, pod = %name, "session ended by another provisioner");
+                        self.count_ended("ended_elsewhere");
+                        pods.into_iter().filter(|pod| *pod != name).collect()
+                    }
+                    EndOutcome::NotLive => Vec::new(),
+                }
+            }
         }
+    }
+
+    fn count_ended(&self, reason: &'static str) {
+        self.metrics
+            .sessions_ended
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
     }
 
     /// Dispatch, then start or trim pods to meet the target.
@@ -308,7 +354,13 @@ impl<B: Backend> Pool<B> {
     async fn resync(&self) {
         match self.backend.list().await {
             Ok(listed) => {
-                let outcome = self.lock().resync(&listed, Instant::now());
+                let outcome = self
+                    .lock()
+                    .resync(&listed, Instant::now(), self.config.pod_start_timeout);
+                for session in &outcome.ended {
+                    tracing::info!(%session, "session ended by another provisioner");
+                    self.count_ended("ended_elsewhere");
+                }
                 for session in outcome.orphaned {
                     tracing::info!(%session, "session pod vanished; replacing it");
                 }
@@ -330,29 +382,40 @@ impl<B: Backend> Pool<B> {
         for session in expired {
             self.finish(&session, "max_age").await;
         }
-        for session in self.idle_sessions().await {
-            self.finish(&session, "idle").await;
+        for (session, unused) in self.unused_sessions().await {
+            let reason = match unused {
+                Unused::Idle => "idle",
+                Unused::NeverConnected => "never_connected",
+                Unused::Disconnected => "disconnected",
+            };
+            self.finish(&session, reason).await;
         }
         self.lock().prune_tombstones(Instant::now());
     }
 
-    /// Sessions whose pod reports no WebSocket activity for the idle timeout. A pod that cannot be asked
-    /// counts as quiet since the last activity it did report (or its assignment): a session nobody can see
-    /// being used — its pod unreachable, or adopted after a crash with no client — ends like an idle one.
-    async fn idle_sessions(&self) -> Vec<SessionId> {
+    /// Sessions nobody uses, by the rule [`Unused::verdict`] applies to what each one's pod reports (or, for a
+    /// pod that cannot be asked, to the last activity it did report): a session nobody can see being used — its
+    /// pod unreachable, or adopted after a crash with no client — ends like an idle one.
+    async fn unused_sessions(&self) -> Vec<(SessionId, Unused)> {
         let candidates = self.lock().idle_candidates();
         let checks = candidates.into_iter().map(|candidate| async move {
-            let quiet = match self.backend.activity(&candidate.pod).await {
+            let usage = match self.backend.activity(&candidate.pod).await {
                 Ok(report) => {
                     let quiet_ms = common::runtime::unix_time_ms().saturating_sub(report.last_activity_ms);
-                    let quiet = Duration::from_millis(quiet_ms).min(candidate.evidence.elapsed());
+                    let usage = PodUsage {
+                        open: report.connections,
+                        opened_total: report.opened_total,
+                        quiet: Duration::from_millis(quiet_ms),
+                    };
+                    let quiet = usage.quiet.min(candidate.evidence.elapsed());
                     self.lock()
                         .record_activity(candidate.session.as_str(), Instant::now().checked_sub(quiet));
-                    quiet
+                    Some(usage)
                 }
-                Err(_) => candidate.evidence.elapsed(),
+                Err(_) => None,
             };
-            (quiet >= self.config.idle_timeout).then_some(candidate.session)
+            Unused::verdict(&candidate, usage, Instant::now(), &self.config)
+                .map(|unused| (candidate.session, unused))
         });
         futures_util::future::join_all(checks)
             .await
@@ -366,12 +429,11 @@ impl<B: Backend> Pool<B> {
         let outcome = self.lock().end_session(session_id.as_str(), Instant::now());
         if let EndOutcome::Ended { pods } = outcome {
             tracing::info!(session = %session_id, reason, "session ended");
-            self.metrics
-                .sessions_ended
-                .get_or_create(&ReasonLabel { reason })
-                .inc();
+            self.count_ended(reason);
             for pod in pods {
-                self.terminate(&pod).await;
+                if let Err(e) = self.backend.end(&pod).await {
+                    tracing::warn!(%pod, error = %e, "cannot end the session's pod; the resync will retry");
+                }
             }
         }
         self.wake.notify_one();
@@ -391,8 +453,11 @@ impl<B: Backend> Pool<B> {
         self.counts.subscribe()
     }
 
-    /// Creates a session and gives it a pod: a warm one at once, else a cold one within the timeout.
-    pub async fn create_session(&self) -> Result<Created, PoolError> {
+    /// Creates a session for `client` and gives it a pod: a warm one at once, else a cold one within the timeout.
+    ///
+    /// Not cancel-safe by design: once begun, a claim or a cold start must complete or be rolled back, so the
+    /// API runs this in a task of its own and ends the session if its client has gone ([`Pool::end`]).
+    pub async fn create_session(&self, client: ClientKey) -> Result<Created, PoolError> {
         if self.closing.is_cancelled() {
             return Err(PoolError::ShuttingDown);
         }
@@ -403,9 +468,12 @@ impl<B: Backend> Pool<B> {
         let session_id = ids::session_id();
         let (tx, rx) = oneshot::channel();
         self.lock()
-            .admit(session_id.clone(), started, tx, &self.config)
+            .admit(session_id.clone(), client, started, tx, &self.config)
             .map_err(|refused| match refused {
                 AdmitRefused::AtCapacity => PoolError::AtCapacity(self.config.max_sessions),
+                AdmitRefused::TooManySessions => {
+                    PoolError::TooManySessions(self.config.max_sessions_per_client)
+                }
             })?;
         self.dispatch().await;
         // Refill behind us (warm path) or start our pod (cold path).
@@ -507,14 +575,15 @@ impl<B: Backend> Pool<B> {
         Ok(pod)
     }
 
-    /// Ends session `id` and terminates its pod. Ending an ended session is fine; an unknown one is not.
-    pub async fn end(&self, id: &SessionId) -> Result<(), PoolError> {
+    /// Ends session `id` for `reason` and terminates its pod. Ending an ended session is fine; an unknown one
+    /// is not.
+    pub async fn end(&self, id: &SessionId, reason: &'static str) -> Result<(), PoolError> {
         let lookup = self.lock().lookup(id.as_str());
         match lookup {
             Lookup::Unknown => Err(PoolError::UnknownSession),
             Lookup::Ended { .. } => Ok(()),
             Lookup::Live(_) => {
-                self.finish(id, "deleted").await;
+                self.finish(id, reason).await;
                 Ok(())
             }
         }
@@ -544,10 +613,7 @@ impl<B: Backend> Pool<B> {
         let live = self.lock().live_sessions();
         for id in live {
             self.lock().end_session(id.as_str(), Instant::now());
-            self.metrics
-                .sessions_ended
-                .get_or_create(&ReasonLabel { reason: "shutdown" })
-                .inc();
+            self.count_ended("shutdown");
         }
         self.backend.shutdown().await;
     }

@@ -11,6 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use common::api::{ProvisionSource, SessionState};
+use common::client::ClientKey;
 use common::ids::{PodName, SessionId};
 use tokio::sync::oneshot;
 
@@ -69,6 +70,8 @@ struct Assignment {
 /// A live session.
 #[derive(Debug)]
 struct Session {
+    /// Who asked for it (`None`: adopted from a pod's labels, whoever it was).
+    client: Option<ClientKey>,
     /// When it was created.
     created_at: Instant,
     /// Its pod; `None` while it waits for one (first, or a replacement).
@@ -86,8 +89,9 @@ struct Session {
 }
 
 impl Session {
-    fn new(created_at: Instant, waiter: Option<oneshot::Sender<()>>) -> Self {
+    fn new(client: Option<ClientKey>, created_at: Instant, waiter: Option<oneshot::Sender<()>>) -> Self {
         Self {
+            client,
             created_at,
             pod: None,
             source: None,
@@ -154,6 +158,8 @@ impl Counts {
 pub enum AdmitRefused {
     /// Every session slot is taken.
     AtCapacity,
+    /// The client already holds its share (`max_sessions_per_client`).
+    TooManySessions,
 }
 
 /// What [`State::forget_pod`] found.
@@ -241,16 +247,70 @@ pub enum Lookup {
     Unknown,
 }
 
-/// A session to check for idleness: its pod, and the latest evidence that it was in use (the activity its pod
-/// last reported, or its assignment).
+/// A session to check for use: its pod, when the pod was assigned, and the latest evidence that it was in use
+/// (the activity its pod last reported, or its assignment).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdleCandidate {
     /// The session.
     pub session: SessionId,
     /// Its pod, to be asked for its activity.
     pub pod: PodName,
+    /// When the pod was assigned.
+    pub assigned_at: Instant,
     /// The latest known use.
     pub evidence: Instant,
+}
+
+/// What a pod reports of its WebSockets (its `/activity`), as the unused-session rule reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodUsage {
+    /// WebSockets open now.
+    pub open: u32,
+    /// WebSockets it has accepted since it started (a warm pod has had none: nobody can reach it before it is
+    /// assigned).
+    pub opened_total: u64,
+    /// Since its last frame, open or close.
+    pub quiet: Duration,
+}
+
+/// Why a session nobody uses ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unused {
+    /// Its WebSocket sent nothing for the idle timeout (or its pod could not be asked for that long).
+    Idle,
+    /// Its pod saw no WebSocket within the first-connect timeout of its assignment: a client that asked for a
+    /// session and never used it.
+    NeverConnected,
+    /// Its pod has had no open WebSocket for the reconnect timeout: a closed tab, a crashed browser, a reload
+    /// whose goodbye never arrived.
+    Disconnected,
+}
+
+impl Unused {
+    /// Whether `candidate`'s session is unused at `now`, from its pod's `usage` (`None`: the pod could not be
+    /// asked, so only the idle timeout since the last evidence of use applies).
+    pub fn verdict(
+        candidate: &IdleCandidate,
+        usage: Option<PodUsage>,
+        now: Instant,
+        config: &PoolConfig,
+    ) -> Option<Unused> {
+        let since_assigned = now.saturating_duration_since(candidate.assigned_at);
+        let Some(usage) = usage else {
+            let quiet = now.saturating_duration_since(candidate.evidence);
+            return (quiet >= config.idle_timeout).then_some(Unused::Idle);
+        };
+        // The pod's clock of quiet may reach back before the assignment (a warm pod waited); the session is
+        // never quiet for longer than it has had this pod.
+        let quiet = usage.quiet.min(since_assigned);
+        if usage.open == 0 && usage.opened_total == 0 {
+            return (since_assigned >= config.first_connect_timeout).then_some(Unused::NeverConnected);
+        }
+        if usage.open == 0 && quiet >= config.reconnect_timeout {
+            return Some(Unused::Disconnected);
+        }
+        (quiet >= config.idle_timeout).then_some(Unused::Idle)
+    }
 }
 
 /// What a [`State::resync`] found.
@@ -266,6 +326,8 @@ pub struct Resync {
     /// Surplus pods whose trimming did not take, and warm pods of an older template: trim them, if still
     /// unclaimed.
     pub retire: Vec<PodName>,
+    /// Sessions another provisioner ended (their pods say so): ended here too.
+    pub ended: Vec<SessionId>,
 }
 
 /// Everything the pool knows.
@@ -369,19 +431,30 @@ impl State {
         PodGone::Orphaned(session_id)
     }
 
-    /// A new session `id`, created `now`, waiting for a pod (at the back of the queue); `waiter` is woken when
-    /// it gets one. Refused when every session slot is taken.
+    /// A new session `id` of `client`, created `now`, waiting for a pod (at the back of the queue); `waiter` is
+    /// woken when it gets one. Refused when the client already holds its share, so another client still gets
+    /// in, and when every session slot is taken.
     pub fn admit(
         &mut self,
         id: SessionId,
+        client: ClientKey,
         now: Instant,
         waiter: oneshot::Sender<()>,
         config: &PoolConfig,
     ) -> Result<(), AdmitRefused> {
+        let held = self
+            .sessions
+            .values()
+            .filter(|s| s.client == Some(client))
+            .count();
+        if held >= config.max_sessions_per_client as usize {
+            return Err(AdmitRefused::TooManySessions);
+        }
         if self.sessions.len() >= config.max_sessions as usize {
             return Err(AdmitRefused::AtCapacity);
         }
-        self.sessions.insert(id.clone(), Session::new(now, Some(waiter)));
+        self.sessions
+            .insert(id.clone(), Session::new(Some(client), now, Some(waiter)));
         self.waiting.push_back(id);
         Ok(())
     }
@@ -622,6 +695,7 @@ impl State {
                 Some(IdleCandidate {
                     session: id.clone(),
                     pod: assignment.pod.clone(),
+                    assigned_at: assignment.at,
                     evidence,
                 })
             })
@@ -645,8 +719,11 @@ impl State {
     /// - a session with two pods (two replicas replaced it at once) keeps the pod whose name sorts first, the
     ///   same choice on every replica; the other is terminated;
     /// - a pod labelled for an ended session is terminated;
+    /// - a pod on which another provisioner recorded its session's end ends that session here too (and is
+    ///   terminated, in case the other one did not get that far): it is never replaced;
+    /// - a pod still not ready `start_timeout` after its creation is terminated, whoever created it;
     /// - a warm pod of an older template (the deployment was upgraded) is trimmed, to be replaced.
-    pub fn resync(&mut self, listed: &[PodRecord], now: Instant) -> Resync {
+    pub fn resync(&mut self, listed: &[PodRecord], now: Instant, start_timeout: Duration) -> Resync {
         let mut outcome = Resync::default();
         let gone: Vec<PodName> = self
             .pods
@@ -661,6 +738,25 @@ impl State {
             }
         }
         for record in listed {
+            if record.ended {
+                self.ended_elsewhere(record, now, &mut outcome);
+                continue;
+            }
+            if record.phase == PodPhase::Starting
+                && record.session.is_none()
+                && record.age.is_some_and(|age| age >= start_timeout)
+                && !matches!(self.pod_state(record.name.as_str()), Some(PodState::Terminating))
+            {
+                self.pods.insert(
+                    record.name.clone(),
+                    Pod {
+                        state: PodState::Terminating,
+                        node: record.node.clone(),
+                    },
+                );
+                outcome.terminate.push(record.name.clone());
+                continue;
+            }
             match self.pods.get_mut(&record.name) {
                 Some(pod) => {
                     match pod.state {
@@ -721,6 +817,35 @@ impl State {
         outcome
     }
 
+    /// A listed pod whose session another provisioner ended: see [`State::resync`].
+    fn ended_elsewhere(&mut self, record: &PodRecord, now: Instant, outcome: &mut Resync) {
+        if let Some(session) = &record.session
+            && let EndOutcome::Ended { pods } = self.end_session(session.as_str(), now)
+        {
+            outcome.ended.push(session.clone());
+            outcome
+                .terminate
+                .extend(pods.into_iter().filter(|pod| *pod != record.name));
+        }
+        // Terminated here too (idempotent), in case the other provisioner did not get that far.
+        self.pods.insert(
+            record.name.clone(),
+            Pod {
+                state: PodState::Terminating,
+                node: record.node.clone(),
+            },
+        );
+        outcome.terminate.push(record.name.clone());
+    }
+
+    /// The pod `name` says its session `session` ended (another provisioner recorded it): the session ends here
+    /// too. Returns what [`State::end_session`] did.
+    pub fn ended_elsewhere_event(&mut self, name: &PodName, session: &SessionId, now: Instant) -> EndOutcome {
+        let outcome = self.end_session(session.as_str(), now);
+        self.set_pod_state(name, PodState::Terminating);
+        outcome
+    }
+
     /// One pod labelled for `session_id`: see [`State::resync`].
     fn reconcile_label(
         &mut self,
@@ -742,7 +867,7 @@ impl State {
         }
         let Some(session) = self.sessions.get_mut(session_id) else {
             let created_at = age.and_then(|age| now.checked_sub(age)).unwrap_or(now);
-            let mut session = Session::new(created_at, None);
+            let mut session = Session::new(None, created_at, None);
             session.assign(pod_name, None, now);
             self.sessions.insert(session_id.clone(), session);
             outcome.adopted.push(session_id.clone());
@@ -774,7 +899,10 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pool::fixtures::{Given, RecordExt, config, record};
+    use crate::pool::fixtures::{Given, RecordExt, client, config, record};
+
+    /// The start timeout of the resyncs below.
+    const START: Duration = Duration::from_secs(15);
 
     #[test]
     fn fills_to_target_counting_starting_pods() {
@@ -812,6 +940,58 @@ mod tests {
         given.state.set_pod_state("p0", PodState::Terminating);
         assert_eq!(given.state.counts().total(), 5);
         assert_eq!(given.state.pods_to_create(&c), 0);
+    }
+
+    #[test]
+    fn a_client_holds_at_most_its_share_and_another_still_gets_in() {
+        let mut c = config(2, 10, 4);
+        c.max_sessions_per_client = 3;
+        let mut given = Given::with(c);
+        let greedy = client([203, 0, 113, 7]);
+        for id in ["g1", "g2", "g3"] {
+            assert_eq!(given.try_admit_for(id, greedy), Ok(()));
+        }
+        assert_eq!(
+            given.try_admit_for("g4", greedy),
+            Err(AdmitRefused::TooManySessions)
+        );
+        assert_eq!(given.try_admit_for("other", client([198, 51, 100, 1])), Ok(()));
+        // An ended session frees its share; an abandoned one too.
+        given.state.end_session("g1", given.now);
+        assert_eq!(given.try_admit_for("g4", greedy), Ok(()));
+        given.state.abandon("g4");
+        assert_eq!(given.try_admit_for("g5", greedy), Ok(()));
+        // The whole pool still caps everyone.
+        let mut full = Given::with(config(2, 2, 4)).waiting(&["a", "b"]);
+        assert_eq!(full.try_admit("c"), Err(AdmitRefused::AtCapacity));
+    }
+
+    #[test]
+    fn unused_sessions_end_by_the_rule_that_fits_what_their_pod_saw() {
+        let c = config(2, 10, 4);
+        let given = Given::new().assigned("s", "p");
+        let candidate = given.state.idle_candidates().remove(0);
+        let at = |secs: u64| candidate.assigned_at + Duration::from_secs(secs);
+        let usage = |open, opened_total, quiet_secs| {
+            Some(PodUsage {
+                open,
+                opened_total,
+                quiet: Duration::from_secs(quiet_secs),
+            })
+        };
+        let verdict = |usage, secs| Unused::verdict(&candidate, usage, at(secs), &c);
+        // Never connected: 30 s after the assignment, however long the warm pod was quiet before.
+        assert_eq!(verdict(usage(0, 0, 9999), 29), None);
+        assert_eq!(verdict(usage(0, 0, 9999), 30), Some(Unused::NeverConnected));
+        // Connected once, gone since: 60 s after the last close.
+        assert_eq!(verdict(usage(0, 1, 59), 300), None);
+        assert_eq!(verdict(usage(0, 1, 60), 300), Some(Unused::Disconnected));
+        // Open but silent: the idle timeout.
+        assert_eq!(verdict(usage(1, 1, 599), 9999), None);
+        assert_eq!(verdict(usage(1, 1, 600), 9999), Some(Unused::Idle));
+        // The pod cannot be asked: idle from the last evidence of use only.
+        assert_eq!(verdict(None, 599), None);
+        assert_eq!(verdict(None, 600), Some(Unused::Idle));
     }
 
     #[test]
@@ -987,7 +1167,7 @@ mod tests {
     fn resync_adopts_unknown_pods_and_drops_vanished_ones() {
         let mut state = Given::new().warm("vanished", 0).starting("creating").state;
         let listed = vec![record("adopted").ready().node("n1")];
-        state.resync(&listed, Instant::now());
+        state.resync(&listed, Instant::now(), START);
         assert!(state.pod_state("vanished").is_none());
         assert_eq!(
             state.pod_state("creating"),
@@ -1005,6 +1185,7 @@ mod tests {
         let outcome = state.resync(
             &[record("p1").ready().session("s1").age(Duration::from_secs(30))],
             now,
+            START,
         );
         assert_eq!(outcome.adopted, [SessionId::from("s1")]);
         assert_eq!(
@@ -1022,7 +1203,7 @@ mod tests {
         assert_eq!(state.counts().assigned, 1);
         // Adopted once only.
         assert_eq!(
-            state.resync(&[record("p1").ready().session("s1")], now),
+            state.resync(&[record("p1").ready().session("s1")], now, START),
             Resync::default()
         );
     }
@@ -1035,7 +1216,7 @@ mod tests {
         given = given.warm("p1", 0);
         let outcome = given
             .state
-            .resync(&[record("p1").ready().session("s1")], given.now);
+            .resync(&[record("p1").ready().session("s1")], given.now, START);
         assert!(outcome.terminate.is_empty() && outcome.adopted.is_empty());
         assert_eq!(given.view("s1").pod.map(|(pod, _)| pod), Some("p1".into()));
         assert_eq!(given.view("s1").replacements, 1);
@@ -1050,7 +1231,7 @@ mod tests {
                 record(ours).ready().session("s1"),
                 record(theirs).ready().session("s1"),
             ];
-            let outcome = given.state.resync(&listed, given.now);
+            let outcome = given.state.resync(&listed, given.now, START);
             assert_eq!(outcome.terminate, [PodName::from("p2")], "ours = {ours}");
             assert_eq!(given.view("s1").pod.map(|(pod, _)| pod), Some("p1".into()));
             assert_eq!(given.state.pod_state("p2"), Some(&PodState::Terminating));
@@ -1063,7 +1244,7 @@ mod tests {
         given.state.end_session("s1", given.now);
         let outcome = given
             .state
-            .resync(&[record("p1").ready().session("s1")], given.now);
+            .resync(&[record("p1").ready().session("s1")], given.now, START);
         assert_eq!(outcome.terminate, [PodName::from("p1")]);
         assert_eq!(given.state.lookup("s1"), Lookup::Ended { replacements: 0 });
 
@@ -1074,7 +1255,7 @@ mod tests {
         assert_eq!(
             given
                 .state
-                .resync(&[record("p2").ready().session("s2")], given.now),
+                .resync(&[record("p2").ready().session("s2")], given.now, START),
             Resync::default()
         );
         assert_eq!(given.view("s2").pod, None);
@@ -1085,7 +1266,7 @@ mod tests {
         let mut given = Given::new().assigned("s1", "p1");
         // Listed unlabelled, or with a session it served before: our view stands.
         for listed in [record("p1").ready(), record("p1").ready().session("s0")] {
-            assert_eq!(given.state.resync(&[listed], given.now), Resync::default());
+            assert_eq!(given.state.resync(&[listed], given.now, START), Resync::default());
             assert_eq!(given.view("s1").pod.map(|(pod, _)| pod), Some("p1".into()));
         }
         assert_eq!(given.state.lookup("s0"), Lookup::Unknown, "not adopted");
@@ -1112,12 +1293,12 @@ mod tests {
             record("surplus").ready(),
             record("kept").ready(),
         ];
-        let outcome = given.state.resync(&listed, given.now);
+        let outcome = given.state.resync(&listed, given.now, START);
         assert_eq!(outcome.terminate, [PodName::from("ended")]);
         assert_eq!(outcome.retire, [PodName::from("surplus")]);
         // Once the backend lists them no more, they are gone.
         assert_eq!(
-            given.state.resync(&[record("kept").ready()], given.now),
+            given.state.resync(&[record("kept").ready()], given.now, START),
             Resync::default()
         );
         assert_eq!(
@@ -1130,6 +1311,52 @@ mod tests {
     }
 
     #[test]
+    fn a_session_another_provisioner_ended_ends_here_and_is_never_replaced() {
+        // We adopted s1 from its pod's labels; the other replica ends it and records that on the pod.
+        let mut given = Given::new();
+        given
+            .state
+            .resync(&[record("p1").ready().session("s1")], given.now, START);
+        assert!(matches!(given.state.lookup("s1"), Lookup::Live(_)));
+        let outcome = given
+            .state
+            .resync(&[record("p1").ready().session("s1").ended()], given.now, START);
+        assert_eq!(outcome.ended, [SessionId::from("s1")]);
+        assert_eq!(outcome.terminate, [PodName::from("p1")]);
+        assert_eq!(given.state.lookup("s1"), Lookup::Ended { replacements: 0 });
+        // Once the pod is gone the session is not orphaned, and nobody waits for a replacement.
+        let outcome = given.state.resync(&[], given.now, START);
+        assert!(outcome.orphaned.is_empty(), "{outcome:?}");
+        assert_eq!(given.state.pods_to_create(&config(0, 10, 4)), 0);
+        // The same through the watch event.
+        let mut given = Given::new().assigned("s2", "p2");
+        assert_eq!(
+            given
+                .state
+                .ended_elsewhere_event(&"p2".into(), &"s2".into(), given.now),
+            EndOutcome::Ended {
+                pods: vec!["p2".into()]
+            }
+        );
+        assert_eq!(given.state.forget_pod("p2"), PodGone::Free);
+    }
+
+    #[test]
+    fn a_pod_that_never_gets_ready_expires_whoever_created_it() {
+        let mut state = State::default();
+        let young = record("young").created(START - Duration::from_secs(1));
+        let old = record("old").created(START);
+        let outcome = state.resync(&[young.clone(), old.clone()], Instant::now(), START);
+        assert_eq!(outcome.terminate, [PodName::from("old")]);
+        assert_eq!(state.pod_state("young"), Some(&PodState::Starting));
+        // Asked once, then left to its termination.
+        assert_eq!(
+            state.resync(&[young, old], Instant::now(), START).terminate,
+            [PodName::from("old")]
+        );
+    }
+
+    #[test]
     fn warm_pods_of_an_older_template_are_replaced_assigned_ones_kept() {
         let now = Instant::now();
         let mut state = State::default();
@@ -1137,7 +1364,7 @@ mod tests {
             record("warm-old").ready().outdated(),
             record("busy-old").ready().session("s1").outdated(),
         ];
-        let outcome = state.resync(&listed, now);
+        let outcome = state.resync(&listed, now, START);
         assert_eq!(outcome.retire, [PodName::from("warm-old")]);
         assert_eq!(outcome.adopted, [SessionId::from("s1")]);
         assert_eq!(state.pod_state("warm-old"), Some(&PodState::Retiring));

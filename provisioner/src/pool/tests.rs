@@ -15,6 +15,8 @@ struct Harness {
     fake: FakeBackend,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
+    /// Clients handed out so far: each session comes from a client of its own unless a test says otherwise.
+    clients: std::sync::atomic::AtomicU32,
 }
 
 impl Harness {
@@ -36,7 +38,15 @@ impl Harness {
             fake,
             metrics,
             shutdown,
+            clients: std::sync::atomic::AtomicU32::new(0),
         }
+    }
+
+    /// A client no session has come from yet.
+    fn client(&self) -> ClientKey {
+        let n = self.clients.fetch_add(1, Ordering::SeqCst) + 1;
+        let [_, _, high, low] = n.to_be_bytes();
+        crate::pool::fixtures::client([10, 1, high, low])
     }
 
     /// Waits until the published counts satisfy `condition`.
@@ -103,7 +113,7 @@ async fn fills_to_the_warm_target_and_stops() {
 async fn warm_session_is_served_from_the_pool_and_the_pool_refills() {
     let h = Harness::start(config(2, 10));
     h.until("warm pool", |c| c.warm == 2).await;
-    let created = h.pool.create_session().await.unwrap();
+    let created = h.pool.create_session(h.client()).await.unwrap();
     assert_eq!(created.source, ProvisionSource::Warm);
     assert!(h.fake.exists(created.pod.name.as_str()));
     assert_eq!(
@@ -120,7 +130,7 @@ async fn warm_session_is_served_from_the_pool_and_the_pool_refills() {
 #[tokio::test]
 async fn empty_pool_takes_the_cold_path() {
     let h = Harness::start(config(0, 10));
-    let created = h.pool.create_session().await.unwrap();
+    let created = h.pool.create_session(h.client()).await.unwrap();
     assert_eq!(created.source, ProvisionSource::Cold);
     h.until("one assigned pod and no warm", |c| c.assigned == 1 && c.warm == 0)
         .await;
@@ -133,7 +143,7 @@ async fn cold_start_timeout_gives_the_slot_back() {
     let h = Harness::start(c);
     h.fake.auto_ready.store(false, Ordering::SeqCst);
     assert!(matches!(
-        h.pool.create_session().await,
+        h.pool.create_session(h.client()).await,
         Err(PoolError::ColdStartTimeout(_))
     ));
     // The slot is free again: once pods start, a session fits.
@@ -141,7 +151,7 @@ async fn cold_start_timeout_gives_the_slot_back() {
     for name in h.fake.names(PodPhase::Starting) {
         h.fake.make_ready(name.as_str());
     }
-    assert!(h.pool.create_session().await.is_ok());
+    assert!(h.pool.create_session(h.client()).await.is_ok());
 }
 
 #[tokio::test]
@@ -150,10 +160,10 @@ async fn session_cap_is_enforced_and_pods_never_exceed_the_total_cap() {
     h.until("warm pool", |c| c.warm == 2).await;
     let mut sessions = Vec::new();
     for _ in 0..3 {
-        sessions.push(h.pool.create_session().await.unwrap());
+        sessions.push(h.pool.create_session(h.client()).await.unwrap());
     }
     assert!(matches!(
-        h.pool.create_session().await,
+        h.pool.create_session(h.client()).await,
         Err(PoolError::AtCapacity(3))
     ));
     h.until("refilled pool", |c| c.warm == 2 && c.assigned == 3).await;
@@ -164,7 +174,7 @@ async fn session_cap_is_enforced_and_pods_never_exceed_the_total_cap() {
 async fn concurrent_requests_never_share_a_pod_or_break_the_cap() {
     let h = Harness::start(config(2, 10));
     h.until("warm pool", |c| c.warm == 2).await;
-    let results = futures_util::future::join_all((0..30).map(|_| h.pool.create_session())).await;
+    let results = futures_util::future::join_all((0..30).map(|_| h.pool.create_session(h.client()))).await;
     let ok: Vec<&Created> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
     let capped = results
         .iter()
@@ -182,7 +192,7 @@ async fn concurrent_requests_never_share_a_pod_or_break_the_cap() {
 async fn kill_replaces_the_pod_from_the_warm_pool_and_cools_down() {
     let h = Harness::start(config(2, 10));
     h.until("warm pool", |c| c.warm == 2).await;
-    let created = h.pool.create_session().await.unwrap();
+    let created = h.pool.create_session(h.client()).await.unwrap();
     let killed = h.pool.kill(&created.session_id).await.unwrap();
     assert_eq!(killed, created.pod.name);
     assert!(
@@ -204,7 +214,7 @@ async fn kill_replaces_the_pod_from_the_warm_pool_and_cools_down() {
 async fn a_crashed_session_pod_is_replaced_automatically() {
     let h = Harness::start(config(1, 10));
     h.until("warm pool", |c| c.warm == 1).await;
-    let created = h.pool.create_session().await.unwrap();
+    let created = h.pool.create_session(h.client()).await.unwrap();
     h.fake.crash(created.pod.name.as_str());
     let status = h
         .until_session(&created.session_id, SessionState::Active, Some(&created.pod.name))
@@ -224,7 +234,7 @@ async fn a_dead_warm_pod_is_replaced_and_never_handed_out() {
     let starting = h.fake.names(PodPhase::Starting).remove(0);
     h.fake.make_ready(starting.as_str());
     h.until("warm again", |c| c.warm == 1).await;
-    let created = h.pool.create_session().await.unwrap();
+    let created = h.pool.create_session(h.client()).await.unwrap();
     assert_eq!(created.pod.name, starting);
 }
 
@@ -234,7 +244,7 @@ async fn claim_conflict_moves_on_to_the_next_pod() {
     h.until("warm pool", |c| c.warm == 2).await;
     let stolen = h.fake.names(PodPhase::Ready).remove(0);
     h.fake.steal(stolen.as_str());
-    let created = h.pool.create_session().await.unwrap();
+    let created = h.pool.create_session(h.client()).await.unwrap();
     assert_ne!(created.pod.name, stolen);
 }
 
@@ -242,21 +252,24 @@ async fn claim_conflict_moves_on_to_the_next_pod() {
 async fn ending_a_session_terminates_its_pod_and_leaves_the_others() {
     let h = Harness::start(config(1, 10));
     h.until("warm pool", |c| c.warm == 1).await;
-    let a = h.pool.create_session().await.unwrap();
-    let b = h.pool.create_session().await.unwrap();
+    let a = h.pool.create_session(h.client()).await.unwrap();
+    let b = h.pool.create_session(h.client()).await.unwrap();
     // An unknown id is told apart (the API only asks once the token matched the id).
     assert!(matches!(
         h.pool.session(&"nope".into()),
         Err(PoolError::UnknownSession)
     ));
     assert!(matches!(
-        h.pool.end(&"nope".into()).await,
+        h.pool.end(&"nope".into(), "deleted").await,
         Err(PoolError::UnknownSession)
     ));
-    h.pool.end(&a.session_id).await.unwrap();
+    h.pool.end(&a.session_id, "deleted").await.unwrap();
     assert!(!h.fake.exists(a.pod.name.as_str()));
     assert_eq!(h.pool.session(&a.session_id).unwrap().state, SessionState::Ended);
-    h.pool.end(&a.session_id).await.expect("ending twice is fine");
+    h.pool
+        .end(&a.session_id, "deleted")
+        .await
+        .expect("ending twice is fine");
     assert!(matches!(h.pool.kill(&a.session_id).await, Err(PoolError::Ended)));
     assert_eq!(h.pool.session(&b.session_id).unwrap().state, SessionState::Active);
 }
@@ -270,7 +283,7 @@ async fn idle_and_old_sessions_are_ended_by_the_resync() {
     h.until("warm pool", |c| c.warm == 1).await;
     // Pods report their last activity long ago.
     h.fake.last_activity_ms.store(1, Ordering::SeqCst);
-    let created = h.pool.create_session().await.unwrap();
+    let created = h.pool.create_session(h.client()).await.unwrap();
     h.until_session(&created.session_id, SessionState::Ended, None)
         .await;
     assert!(!h.fake.exists(created.pod.name.as_str()));
@@ -279,7 +292,7 @@ async fn idle_and_old_sessions_are_ended_by_the_resync() {
     c.max_age = Duration::from_millis(50);
     c.resync_interval = Duration::from_millis(20);
     let h = Harness::start(c);
-    let created = h.pool.create_session().await.unwrap();
+    let created = h.pool.create_session(h.client()).await.unwrap();
     h.until_session(&created.session_id, SessionState::Ended, None)
         .await;
 }
@@ -291,7 +304,7 @@ async fn a_session_whose_pod_cannot_report_is_idle_from_its_last_known_activity(
     c.resync_interval = Duration::from_millis(20);
     let h = Harness::start(c);
     h.until("warm pool", |c| c.warm == 1).await;
-    let created = h.pool.create_session().await.unwrap();
+    let created = h.pool.create_session(h.client()).await.unwrap();
     // Active (reports "now") for a while, then unreachable: it lives on until the idle timeout has passed
     // since the last activity it reported, then ends.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -312,7 +325,7 @@ async fn active_sessions_are_not_idle() {
     c.idle_timeout = Duration::from_secs(60);
     c.resync_interval = Duration::from_millis(10);
     let h = Harness::start(c);
-    let created = h.pool.create_session().await.unwrap();
+    let created = h.pool.create_session(h.client()).await.unwrap();
     // Several resyncs pass (the pods report activity "now").
     let mut counts = h.pool.watch_counts();
     for _ in 0..5 {
@@ -371,7 +384,7 @@ async fn a_failing_backend_answers_new_sessions_at_once() {
             .unwrap();
     }
     let started = std::time::Instant::now();
-    let refused = h.pool.create_session().await;
+    let refused = h.pool.create_session(h.client()).await;
     assert!(
         matches!(refused, Err(PoolError::Backend(BackendError::Unavailable(_)))),
         "{refused:?}"
@@ -382,18 +395,18 @@ async fn a_failing_backend_answers_new_sessions_at_once() {
     );
     h.fake.fail_create.store(false, Ordering::SeqCst);
     h.until("the pool after recovery", |c| c.warm == 1).await;
-    h.pool.create_session().await.unwrap();
+    h.pool.create_session(h.client()).await.unwrap();
 }
 
 #[tokio::test]
 async fn shutdown_terminates_every_pod() {
     let h = Harness::start(config(2, 10));
     h.until("warm pool", |c| c.warm == 2).await;
-    let _session = h.pool.create_session().await.unwrap();
+    let _session = h.pool.create_session(h.client()).await.unwrap();
     h.pool.shutdown().await;
     assert!(h.fake.names(PodPhase::Ready).is_empty() && h.fake.names(PodPhase::Starting).is_empty());
     assert!(matches!(
-        h.pool.create_session().await,
+        h.pool.create_session(h.client()).await,
         Err(PoolError::ShuttingDown)
     ));
 }

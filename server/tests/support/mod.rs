@@ -16,6 +16,8 @@ pub use testkit::ws::WsClient as Client;
 /// A running server plus the handle to shut it down through the same path SIGTERM takes.
 pub struct TestServer {
     pub address: SocketAddr,
+    /// Its pod name (what its `hello` says).
+    pub name: String,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -39,6 +41,7 @@ impl TestServer {
         }));
         Self {
             address,
+            name: pod_name.to_owned(),
             shutdown: Some(tx),
             task,
         }
@@ -81,6 +84,17 @@ impl TestServer {
         origin: Option<&str>,
     ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
         Client::connect_from(&format!("ws://{}{path}", self.address), origin).await
+    }
+
+    /// Opens a WebSocket to `/ws` from the local address `source` and returns it with the `hello` already read.
+    pub async fn connect_as(
+        &self,
+        source: std::net::IpAddr,
+    ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+        let url = format!("ws://{}/ws", self.address);
+        let mut client = Client::connect_with(&url, Some(source), &[]).await?;
+        client.hello().await.expect("hello");
+        Ok(client)
     }
 
     /// Connects as a browser page from `origin` would.

@@ -9,7 +9,9 @@
 //!   pod's `resourceVersion`: the API server applies it only if nobody changed the pod since it was read, so
 //!   of two replicas claiming one pod exactly one wins and the other gets `409` ([`BackendError::Conflict`])
 //!   and moves on.
-//! - `terminate` (kill, end, trim) deletes the pod and its Job through the API.
+//! - `terminate` (kill, trim) deletes the pod and its Job through the API. `end` (the session is over) first
+//!   labels the pod `ended=true` with the same kind of conditional write, so that every other replica reads the
+//!   ending from the cluster and ends the session too, instead of replacing a pod it thinks the session lost.
 //! - The browser reaches its pod through the edge servers: `websocket_url` is
 //!   `<edge>/ws/session/<id>?token=<route>`, a route to the pod's address signed with the shared key
 //!   (`common::signing::RouteClaims`).
@@ -65,8 +67,6 @@ pub struct KubeSettings {
     pub route_ttl: Duration,
     /// Key that signs routes (shared with the edge servers).
     pub key: SigningKey,
-    /// A pod not ready this long after its Job was created is deleted.
-    pub start_timeout: Duration,
     /// The most a session lasts: a claimed pod's Job deadline becomes its age plus this.
     pub session_max_age: Duration,
     /// Name of the ConfigMap that owns every session Job (the chart's), if any.
@@ -84,7 +84,6 @@ struct Inner {
     pods: Api<Pod>,
     store: Store<Pod>,
     settings: KubeSettings,
-    events: mpsc::UnboundedSender<PodEvent>,
     http: reqwest::Client,
     stop: CancellationToken,
     /// The current pod template's hash (`manifest::template_hash`).
@@ -139,14 +138,13 @@ impl KubernetesBackend {
             pods = store.state().len(),
             "watching session pods"
         );
-        Self::from_parts(client, settings, events, store, stop)
+        Self::from_parts(client, settings, store, stop)
     }
 
     /// A backend over an existing cache (the unit tests fill one by hand and mock the API server).
     fn from_parts(
         client: Client,
         settings: KubeSettings,
-        events: mpsc::UnboundedSender<PodEvent>,
         store: Store<Pod>,
         stop: CancellationToken,
     ) -> anyhow::Result<Self> {
@@ -160,7 +158,6 @@ impl KubernetesBackend {
                 pods: Api::namespaced(client, &settings.namespace),
                 store,
                 settings,
-                events,
                 http,
                 stop,
             }),
@@ -176,26 +173,6 @@ impl KubernetesBackend {
             .find(|pod| pods::pool_name(pod) == Some(name.as_str()) && !pods::is_gone(pod))
     }
 
-    /// Deletes the Job of a pod that did not become ready in time.
-    fn expire_if_not_ready(&self, name: &PodName) {
-        let backend = self.clone();
-        let name = name.clone();
-        let timeout = self.inner.settings.start_timeout;
-        tokio::spawn(async move {
-            tokio::select! {
-                () = backend.inner.stop.cancelled() => return,
-                () = tokio::time::sleep(timeout) => {}
-            }
-            if backend.pod(&name).is_some_and(|pod| pods::is_ready(&pod)) {
-                return;
-            }
-            tracing::warn!(pod = %name, ?timeout, "pod not ready in time; deleting it");
-            if let Err(e) = backend.terminate(&name).await {
-                tracing::warn!(pod = %name, error = %e, "cannot delete the pod that did not start");
-            }
-            let _ = backend.inner.events.send(PodEvent::Exited { name });
-        });
-    }
     /// Deletes pool entry `name`'s pod; gone already is fine, a failed precondition is a conflict.
     async fn delete_pod(&self, name: &PodName, pod: &Pod, params: DeleteParams) -> Result<(), BackendError> {
         let pod_name = pod.name_any();
@@ -255,7 +232,7 @@ impl Backend for KubernetesBackend {
             Err(e) if status(&e) == Some(409) => {}
             Err(e) => return Err(classify(name, &e)),
         }
-        self.expire_if_not_ready(name);
+        // A pod that does not become ready in time is the pool's to expire (`pool::state`, from `list`).
         Ok(())
     }
 
@@ -265,6 +242,45 @@ impl Backend for KubernetesBackend {
             self.delete_pod(name, &pod, DeleteParams::default()).await?;
         }
         self.delete_job(name).await
+    }
+
+    async fn end(&self, name: &PodName) -> Result<(), BackendError> {
+        // Conditional on the version read, like a claim: a pod changed meanwhile (its status, say) is read again
+        // from the API server, a few times at most.
+        let mut pod = self.pod(name).map(|pod| (*pod).clone());
+        for _ in 0..3 {
+            let Some(current) = pod.take() else { break };
+            if pods::is_ended(&current) {
+                break;
+            }
+            let patch = json!({
+                "metadata": {
+                    "resourceVersion": current.resource_version(),
+                    "labels": {labels::ENDED: "true"},
+                }
+            });
+            let pod_name = current.name_any();
+            let patched = bounded(self.inner.pods.patch(
+                &pod_name,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            ))
+            .await;
+            match patched {
+                Ok(_) => break,
+                Err(e) if status(&e) == Some(404) => break,
+                Err(e) if status(&e) == Some(409) => {
+                    pod = bounded(self.inner.pods.get_opt(&pod_name)).await.ok().flatten();
+                }
+                Err(e) => {
+                    // Deleting without the record still beats keeping the pod: the other replicas then see a
+                    // vanished pod, as they did before this record existed.
+                    tracing::warn!(pod = %name, error = %e, "cannot record the session's end on its pod");
+                    break;
+                }
+            }
+        }
+        self.terminate(name).await
     }
 
     async fn retire(&self, name: &PodName) -> Result<(), BackendError> {

@@ -43,6 +43,11 @@ pub fn is_ready(pod: &Pod) -> bool {
             })
 }
 
+/// Whether a provisioner recorded that the pod's session ended.
+pub fn is_ended(pod: &Pod) -> bool {
+    label(pod, labels::ENDED) == Some("true")
+}
+
 /// The session the pod is labelled for, if it is assigned.
 pub fn session(pod: &Pod) -> Option<&str> {
     (label(pod, labels::ASSIGNED) == Some("true"))
@@ -94,6 +99,11 @@ pub fn record(pod: &Pod, now_ms: u64, template: &str) -> Option<PodRecord> {
         session_age: session_age(pod, now_ms),
         node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
         outdated: label(pod, labels::TEMPLATE) != Some(template),
+        ended: is_ended(pod),
+        age: pod.metadata.creation_timestamp.as_ref().map(|created| {
+            let created_ms = u64::try_from(created.0.as_millisecond()).unwrap_or(0);
+            Duration::from_millis(now_ms.saturating_sub(created_ms))
+        }),
     })
 }
 
@@ -102,7 +112,14 @@ pub fn event(event: &watcher::Event<Pod>) -> Option<PodEvent> {
     match event {
         watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
             let name = PodName::new(pool_name(pod)?);
-            if is_gone(pod) {
+            if is_ended(pod)
+                && let Some(session) = session(pod)
+            {
+                Some(PodEvent::Ended {
+                    name,
+                    session: SessionId::new(session),
+                })
+            } else if is_gone(pod) {
                 Some(PodEvent::Exited { name })
             } else if is_ready(pod) {
                 Some(PodEvent::Ready {

@@ -11,7 +11,6 @@ use kube::client::Body;
 use kube::runtime::reflector;
 use kube::runtime::watcher;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
@@ -28,7 +27,6 @@ fn settings() -> KubeSettings {
         edge_url: "wss://edge.test/".into(),
         route_ttl: Duration::from_secs(60),
         key: SigningKey::new(vec![7; 32]).unwrap(),
-        start_timeout: Duration::from_secs(3600),
         session_max_age: Duration::from_secs(3600),
         owner: None,
     }
@@ -56,9 +54,7 @@ fn mocked(pods: Vec<Pod>) -> (KubernetesBackend, Handle) {
     for pod in pods {
         writer.apply_watcher_event(&watcher::Event::Apply(pod));
     }
-    let (events, _) = mpsc::unbounded_channel();
-    let backend =
-        KubernetesBackend::from_parts(client, settings(), events, store, CancellationToken::new()).unwrap();
+    let backend = KubernetesBackend::from_parts(client, settings(), store, CancellationToken::new()).unwrap();
     (backend, handle)
 }
 
