@@ -97,6 +97,13 @@ pub enum Failure {
         /// Seconds to wait.
         retry_after_s: u64,
     },
+    /// This address already holds its share of sessions (other tabs, or other people behind the same address).
+    TooManySessions {
+        /// The provisioner's sentence, shown as is.
+        message: String,
+        /// Seconds to wait.
+        retry_after_s: u64,
+    },
     /// No answer at all (down, wrong URL, CORS refused).
     Unreachable,
     /// The provisioner could not find a pod in time.
@@ -116,6 +123,10 @@ impl Failure {
         match body.as_ref().map(|b| b.error) {
             Some(ApiErrorCode::AtCapacity) => Failure::AtCapacity { retry_after_s },
             Some(ApiErrorCode::RateLimited) => Failure::RateLimited { retry_after_s },
+            Some(ApiErrorCode::TooManySessions) => Failure::TooManySessions {
+                message: body.map(|b| b.message).unwrap_or_default(),
+                retry_after_s,
+            },
             Some(ApiErrorCode::ColdStartTimeout) => Failure::Timeout,
             _ if status == 429 => Failure::RateLimited { retry_after_s },
             _ if status == 504 => Failure::Timeout,
@@ -129,9 +140,9 @@ impl Failure {
     /// Seconds before trying again.
     pub fn retry_after_s(&self) -> u64 {
         match self {
-            Failure::AtCapacity { retry_after_s } | Failure::RateLimited { retry_after_s } => {
-                (*retry_after_s).max(1)
-            }
+            Failure::AtCapacity { retry_after_s }
+            | Failure::RateLimited { retry_after_s }
+            | Failure::TooManySessions { retry_after_s, .. } => (*retry_after_s).max(1),
             Failure::Unreachable | Failure::Timeout | Failure::Other(_) => 5,
         }
     }
@@ -144,6 +155,7 @@ impl Failure {
             Failure::RateLimited { .. } => {
                 format!("Too many new sessions from your address, retrying in {wait} s.")
             }
+            Failure::TooManySessions { message, .. } => format!("{message} (retrying in {wait} s)"),
             Failure::Unreachable => format!("The provisioner is unreachable, retrying in {wait} s."),
             Failure::Timeout => format!("No pod became ready in time, retrying in {wait} s."),
             Failure::Other(message) => format!("{message} (retrying in {wait} s)"),
@@ -218,6 +230,12 @@ mod tests {
             Failure::RateLimited { retry_after_s: 10 }
         );
         assert_eq!(Failure::from_http(Some(504), None, None), Failure::Timeout);
+        let share = Failure::from_http(
+            Some(429),
+            Some(30),
+            Some(ErrorBody::new(ApiErrorCode::TooManySessions, "your address already holds 3 sessions")),
+        );
+        assert_eq!(share.message(), "your address already holds 3 sessions (retrying in 30 s)");
         assert_eq!(
             Failure::from_http(
                 Some(503),

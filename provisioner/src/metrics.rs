@@ -51,6 +51,8 @@ pub struct Metrics {
     pub rejections: Family<ReasonLabel, Counter>,
     /// Pods the backend failed to create.
     pub create_failures: Counter,
+    /// Session requests whose client hung up before they were answered.
+    pub hangups: Counter,
 }
 
 impl Default for Metrics {
@@ -66,6 +68,7 @@ impl Default for Metrics {
         let replacements = Counter::default();
         let rejections = Family::<ReasonLabel, Counter>::default();
         let create_failures = Counter::default();
+        let hangups = Counter::default();
         registry.register(
             "sessions_created",
             "Sessions created, by pod source",
@@ -95,6 +98,11 @@ impl Default for Metrics {
             "Pods the backend failed to create",
             create_failures.clone(),
         );
+        registry.register(
+            "client_hangups",
+            "Session requests whose client hung up before they were answered",
+            hangups.clone(),
+        );
         Self {
             registry,
             sessions_created,
@@ -106,6 +114,7 @@ impl Default for Metrics {
             replacements,
             rejections,
             create_failures,
+            hangups,
         }
     }
 }

@@ -80,6 +80,36 @@ impl Env {
     }
 
     async fn provisioner(&self, flags: &[&str]) -> TestProvisioner<KubernetesBackend> {
+        let (config, backend, receiver) = self.backend(flags).await;
+        TestProvisioner::serve(config, backend, receiver).await
+    }
+
+    /// A provisioner whose backend holds its first `step` at the returned gate.
+    async fn gated(
+        &self,
+        flags: &[&str],
+        step: support::Step,
+    ) -> (
+        TestProvisioner<support::Gated<KubernetesBackend>>,
+        std::sync::Arc<support::Gate>,
+    ) {
+        let (config, inner, receiver) = self.backend(flags).await;
+        let gate = support::Gate::new(step);
+        let backend = support::Gated {
+            inner,
+            gate: gate.clone(),
+        };
+        (TestProvisioner::serve(config, backend, receiver).await, gate)
+    }
+
+    async fn backend(
+        &self,
+        flags: &[&str],
+    ) -> (
+        provisioner::Config,
+        KubernetesBackend,
+        mpsc::UnboundedReceiver<provisioner::backend::PodEvent>,
+    ) {
         let mut all = vec![
             "--backend",
             "kubernetes",
@@ -91,8 +121,10 @@ impl Env {
             "app.kubernetes.io/instance=demo",
             "--route-key",
             ROUTE_KEY,
-            // These tests hold many sessions from one address (the test itself).
+            // These tests hold many sessions from one address (the test itself), and ask for them at once.
             "--max-sessions-per-client",
+            "1000",
+            "--requests-per-second",
             "1000",
         ];
         all.extend_from_slice(flags);
@@ -102,7 +134,7 @@ impl Env {
         let backend = KubernetesBackend::start(self.provisioner_client.clone(), settings, events)
             .await
             .unwrap();
-        TestProvisioner::serve(config, backend, receiver).await
+        (config, backend, receiver)
     }
 
     fn jobs(&self) -> Api<Job> {
@@ -122,6 +154,7 @@ impl Env {
             .env("SIGNING_KEY", SIGNING_KEY)
             .env("ROUTE_KEY", ROUTE_KEY)
             .env("MAX_SESSIONS_PER_CLIENT", "1000")
+            .env("REQUESTS_PER_SECOND", "1000")
             .args(["--backend", "kubernetes", "--bind", "127.0.0.1", "--port", "0"])
             .args(["--edge-url", EDGE, "--resync-interval", "500ms"]);
         command
@@ -580,4 +613,119 @@ async fn a_provisioner_killed_mid_assignment_leaves_no_pod_twice_assigned_and_or
             .all(|p| label(p, labels::ASSIGNED) == Some("false"))
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_session_ended_on_one_replica_is_never_brought_back_by_the_other() {
+    let env = Env::start().await;
+    let flags = ["--warm-pool-size", "1"];
+    let a = env.provisioner(&flags).await;
+    let b = env.provisioner(&flags).await;
+    until_pool(&a, "a warm pod", |s| s.warm >= 1).await;
+    let session = a.create_ok().await;
+    let path = format!("/session/{}", session.session_id);
+    env.until("replica b knows the session", async |_| {
+        b.authorized(reqwest::Method::GET, &path, &session.token)
+            .await
+            .status()
+            == 200
+    })
+    .await;
+    let ended = a.authorized(reqwest::Method::DELETE, &path, &session.token).await;
+    assert_eq!(ended.status(), 204);
+    // For the next 30 s no pod serves the session again: replica b read the ending from the cluster, it did not
+    // take it for a pod the session lost.
+    let watching = std::time::Instant::now();
+    while watching.elapsed() < std::time::Duration::from_secs(30) {
+        let pods = env.pods_of(session.session_id.as_str()).await;
+        let replacement = pods
+            .iter()
+            .find(|p| label(p, JOB_NAME_LABEL) != Some(session.pod.name.as_str()));
+        assert!(
+            replacement.is_none(),
+            "the ended session got a pod again: {replacement:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    for p in [&a, &b] {
+        assert_eq!(
+            p.status(&session.session_id, &session.token).await.state,
+            SessionState::Ended
+        );
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_starting_pod_found_by_a_restarted_provisioner_expires() {
+    let env = Env::start().await;
+    // What a provisioner that crashed right after creating it leaves: a pool Job whose pod never gets ready
+    // (no node matches it).
+    let spec = provisioner::backend::kubernetes::manifest::SessionPodSpec::default();
+    let mut job = provisioner::backend::kubernetes::manifest::job("session-stuck", &spec);
+    if let Some(pod) = job.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
+        pod.node_selector = Some(BTreeMap::from([("no-such-node".to_owned(), "true".to_owned())]));
+    }
+    env.jobs().create(&PostParams::default(), &job).await.unwrap();
+    env.until("the stuck pod exists", async |env| {
+        !env.pool_pods().await.is_empty()
+    })
+    .await;
+    let p = env
+        .provisioner(&["--warm-pool-size", "0", "--pod-start-timeout", "2s"])
+        .await;
+    env.until("the stuck Job deleted", async |env| {
+        env.jobs().get_opt("session-stuck").await.unwrap().is_none()
+    })
+    .await;
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_hangs_up_during_the_claim_leaks_no_pod() {
+    use tokio::io::AsyncWriteExt;
+    let env = Env::start().await;
+    let (p, gate) = env
+        .gated(
+            &["--warm-pool-size", "1", "--first-connect-timeout", "10m"],
+            support::Step::Claim,
+        )
+        .await;
+    until_pool(&p, "a warm pod", |s| s.warm == 1).await;
+    let mut stream = tokio::net::TcpStream::connect(p.address).await.unwrap();
+    let head = format!(
+        "POST /session HTTP/1.1\r\nhost: {}\r\ncontent-length: 0\r\n\r\n",
+        p.address
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // The claim is written in the cluster (the pod is labelled for the new session) when the client hangs up.
+    gate.reached().await;
+    let claimed: Vec<Pod> = env
+        .pool_pods()
+        .await
+        .into_iter()
+        .filter(|pod| label(pod, labels::ASSIGNED) == Some("true"))
+        .collect();
+    assert_eq!(claimed.len(), 1, "the claim landed");
+    drop(stream);
+    // The provisioner has noticed the hang-up before the claim goes on.
+    p.until_metric("provisioner_client_hangups_total", 1.0).await;
+    gate.release();
+    p.until_metric("provisioner_sessions_ended_total{reason=\"client_gone\"}", 1.0)
+        .await;
+    let claimed_job = label(&claimed[0], JOB_NAME_LABEL).unwrap().to_owned();
+    env.until(
+        "the claimed pod's Job deleted, a warm one in its place",
+        async |env| {
+            let pods = env.pool_pods().await;
+            env.jobs().get_opt(&claimed_job).await.unwrap().is_none()
+                && pods
+                    .iter()
+                    .all(|pod| label(pod, labels::ASSIGNED) == Some("false"))
+                && !pods.is_empty()
+        },
+    )
+    .await;
+    p.stop().await;
 }

@@ -151,7 +151,8 @@ async fn every_session_endpoint_is_rate_limited_per_client() {
     assert!(retry_after.is_some());
     // Another client is not affected.
     let other = support::from(loopback_client(3));
-    assert_eq!(other.get(p.url("/pool")).send().await.unwrap().status(), 200);
+    let other_session = other.post(p.url("/session")).send().await.unwrap();
+    assert_eq!(other_session.status(), 201);
     p.stop().await;
 }
 
@@ -322,6 +323,8 @@ async fn a_client_that_hangs_up_during_a_cold_start_leaks_no_session() {
     // The cold start has begun (its pod is being created) when the client hangs up.
     gate.reached().await;
     drop(stream);
+    // The provisioner has noticed the hang-up before the cold start goes on.
+    p.until_metric("provisioner_client_hangups_total", 1.0).await;
     gate.release();
     p.until_metric("provisioner_sessions_ended_total{reason=\"client_gone\"}", 1.0)
         .await;

@@ -212,3 +212,70 @@ async fn the_edge_takes_the_same_message_sizes_as_the_pod() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_route_to_an_address_another_pod_now_answers_is_refused() {
+    // The route names session-b, but the address it holds is answered by session-z (a reused pod IP).
+    let other = TestServer::start_named("session-z", &[]).await;
+    let edge = edge().await;
+    let claims = RouteClaims {
+        sid: "s1".into(),
+        pod: "session-b".into(),
+        addr: other.address.to_string(),
+        exp: now() + 60,
+    };
+    let path = format!("/ws/session/s1?token={}", key().sign_route(&claims));
+    assert_eq!(
+        refusal(&edge, &path, None).await,
+        (502, "pod_unreachable".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn a_browser_that_never_reads_cannot_pin_its_relay() {
+    let pod = TestServer::start_named("session-b", &[]).await;
+    let edge = TestServer::start_named(
+        "edge-0",
+        &[
+            "--route-key",
+            KEY,
+            "--max-connections",
+            "1",
+            "--write-timeout",
+            "1s",
+        ],
+    )
+    .await;
+    let path = route("s1", &pod, now() + 60);
+    let mut hog = edge.connect_path(&path, None).await.unwrap();
+    hog.next_message().await.unwrap();
+    let flood = async {
+        use futures_util::SinkExt;
+        let ping = tokio_tungstenite::tungstenite::Message::text(
+            common::protocol::ClientMessage::Ping { seq: 1, sent_at: 1.0 }.to_json(),
+        );
+        for _ in 0..5_000_000 {
+            if hog.ws.send(ping.clone()).await.is_err() {
+                return;
+            }
+        }
+        panic!("the edge never cut off a browser that does not read");
+    };
+    testkit::wait::within(support::WAIT, "the edge to cut the relay", flood)
+        .await
+        .unwrap();
+    let mut next = testkit::wait::within(support::WAIT, "the freed relay slot", async {
+        loop {
+            if let Ok(client) = edge.connect_path(&path, None).await {
+                return client;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap();
+    assert!(matches!(
+        next.next_message().await.unwrap(),
+        ServerMessage::Hello { .. }
+    ));
+}

@@ -503,3 +503,111 @@ async fn a_ping_flood_over_a_thousand_connections_is_limited_and_a_quiet_client_
     }
     assert!(total_limited >= 999 * 10, "{total_limited} pings limited");
 }
+
+/// Floods `client` with pings and never reads, until a send fails (the server gave up on it); bounded in count
+/// and in time.
+async fn flood_without_reading(client: &mut support::Client) {
+    use futures_util::SinkExt;
+    let ping = tokio_tungstenite::tungstenite::Message::text(
+        common::protocol::ClientMessage::Ping { seq: 1, sent_at: 1.0 }.to_json(),
+    );
+    let flood = async {
+        for _ in 0..5_000_000 {
+            if client.ws.send(ping.clone()).await.is_err() {
+                return;
+            }
+        }
+        panic!("five million pings went out and the server never cut the connection");
+    };
+    testkit::wait::within(WAIT, "the server to cut off a client that does not read", flood)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_cannot_pin_its_connection() {
+    let server = TestServer::start(&[
+        "--max-connections",
+        "1",
+        "--idle-timeout",
+        "3s",
+        "--write-timeout",
+        "1s",
+    ])
+    .await;
+    let (mut hog, _) = server.connect().await;
+    flood_without_reading(&mut hog).await;
+    // Its slot is free again: the next visitor gets in and is answered.
+    let (mut next, _) = testkit::wait::within(WAIT, "the freed slot", async {
+        loop {
+            if let Ok(mut client) = server.try_connect().await {
+                let hello = client.next_message().await.unwrap();
+                return (client, hello);
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap();
+    next.ping(1, 1.0).await.unwrap();
+    assert!(matches!(
+        next.next_message().await.unwrap(),
+        ServerMessage::Pong { seq: 1, .. }
+    ));
+}
+
+#[tokio::test]
+async fn one_client_holds_at_most_its_share_of_connections() {
+    let server = TestServer::start(&["--max-connections-per-client", "3"]).await;
+    let greedy = testkit::ws::loopback_client(1);
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(server.connect_as(greedy).await.unwrap());
+    }
+    match server.connect_as(greedy).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 429);
+            assert!(response.headers().contains_key("retry-after"));
+            let body: serde_json::Value =
+                serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
+            assert_eq!(body["error"], "too_many_client_connections");
+        }
+        other => panic!(
+            "a fourth connection of one client was not refused: {:?}",
+            other.map(|_| ())
+        ),
+    }
+    // Another client still gets in.
+    server.connect_as(testkit::ws::loopback_client(2)).await.unwrap();
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_connection_shares_follow_the_forwarded_client() {
+    let server = TestServer::start(&[
+        "--max-connections-per-client",
+        "1",
+        "--trusted-proxies",
+        "127.0.0.1",
+    ])
+    .await;
+    let url = format!("ws://{}/ws", server.address);
+    let via_proxy = |client: &'static str| {
+        let url = url.clone();
+        async move { support::Client::connect_with(&url, None, &[("x-forwarded-for", client)]).await }
+    };
+    let _first = via_proxy("198.51.100.1").await.unwrap();
+    // The same visitor again, whatever it puts on the left: refused.
+    assert!(via_proxy("6.6.6.6, 198.51.100.1").await.is_err());
+    // Another visitor behind the same proxy: admitted.
+    let _second = via_proxy("198.51.100.2").await.unwrap();
+    // A peer that is not the proxy is its own client, whatever it forwards.
+    let direct = testkit::ws::loopback_client(9);
+    let _third = support::Client::connect_with(&url, Some(direct), &[("x-forwarded-for", "198.51.100.3")])
+        .await
+        .unwrap();
+    assert!(
+        support::Client::connect_with(&url, Some(direct), &[("x-forwarded-for", "198.51.100.4")])
+            .await
+            .is_err()
+    );
+}

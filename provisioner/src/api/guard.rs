@@ -127,17 +127,15 @@ pub async fn hosts<B: Backend>(
     next.run(request).await
 }
 
-/// The guard of the API's routes: the origin of browser requests to session endpoints, then the client's request
-/// rate. Requests without `Origin` are not from browsers and pass the origin check.
-pub async fn api<B: Backend>(
+/// The guard of the session endpoints: the origin of browser requests, then the client's request rate.
+/// Requests without `Origin` are not from browsers and pass the origin check.
+pub async fn sessions<B: Backend>(
     State(state): State<Arc<ApiState<B>>>,
     request: Request,
     next: Next,
 ) -> Response {
     let (mut parts, body) = request.into_parts();
-    if parts.uri.path().starts_with("/session")
-        && let Some(origin) = parts.headers.get(header::ORIGIN)
-    {
+    if let Some(origin) = parts.headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or_default();
         if !common::origin::allowed(origin, &state.allowed_origins, state.localhost_origins) {
             state.metrics.reject(ApiErrorCode::OriginNotAllowed);

@@ -7,7 +7,7 @@
 //!   shared error answers.
 //!
 //! Layers, outermost first: request tracing, CORS (origin allowlist), JSON-ifying of layer errors, the host
-//! guard, the request body's deadline and size limit; the API's routes add the origin and rate guard.
+//! guard, the request body's deadline and size limit; the session routes add the origin and rate guard.
 
 pub mod auth;
 pub mod error;
@@ -92,17 +92,17 @@ impl<B: Backend> ApiState<B> {
 
 /// The router with every route and layer.
 pub fn router<B: Backend>(state: Arc<ApiState<B>>, config: &Config) -> Router {
-    let api = Router::new()
+    let sessions = Router::new()
         .route("/session", post(session::create::<B>))
         .route("/session/{id}", get(session::get::<B>).delete(session::end::<B>))
         .route("/session/{id}/kill", post(session::kill::<B>))
-        .route("/pool", get(ops::pool::<B>))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            guard::api::<B>,
+            guard::sessions::<B>,
         ));
     let routes = Router::new()
-        .merge(api)
+        .merge(sessions)
+        .route("/pool", get(ops::pool::<B>))
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready::<B>))
         .route("/metrics", get(ops::metrics::<B>));

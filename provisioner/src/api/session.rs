@@ -37,6 +37,7 @@ pub async fn create<B: Backend>(
     guard::check(&state.session_limiter, client).inspect_err(|e| state.metrics.reject(e.code()))?;
     let pool = state.pool.clone();
     let (answer, answered) = tokio::sync::oneshot::channel();
+    let hangup = Hangup::watch(&state.metrics);
     tokio::spawn(async move {
         let result = pool.create_session(client).await;
         if let Err(Ok(created)) = answer.send(result) {
@@ -51,7 +52,9 @@ pub async fn create<B: Backend>(
             let error = ApiError::from(e);
             state.metrics.reject(error.code());
             error
-        })?;
+        });
+    hangup.answered();
+    let created = created?;
     tracing::info!(
         session = %created.session_id,
         client = request.client.as_deref().unwrap_or("-"),
@@ -102,6 +105,32 @@ fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<CreateSessionReques
         ));
     }
     Ok(request)
+}
+
+/// Counts a request whose client hung up (its handler dropped) before it was answered.
+struct Hangup {
+    metrics: Option<Arc<crate::metrics::Metrics>>,
+}
+
+impl Hangup {
+    fn watch(metrics: &Arc<crate::metrics::Metrics>) -> Self {
+        Self {
+            metrics: Some(metrics.clone()),
+        }
+    }
+
+    fn answered(mut self) {
+        self.metrics = None;
+    }
+}
+
+impl Drop for Hangup {
+    fn drop(&mut self) {
+        if let Some(metrics) = self.metrics.take() {
+            tracing::debug!("the client hung up before its session request was answered");
+            metrics.hangups.inc();
+        }
+    }
 }
 
 /// Whether reading the body failed because it did not arrive before the body deadline.
