@@ -2,10 +2,11 @@
 //! same run, and prints a Markdown table. Run it with `cargo xtask bench` (release builds of every binary).
 //!
 //! Benchmarks print numbers; they do not pass or fail. Modules: [`procs`] starts the release binaries and reads
-//! their memory; [`ping`], [`memory`], [`provision`] (local and, in [`provision_k8s`], Kubernetes) and [`page`]
-//! are the measurements; [`soak`] is the long
+//! their memory; [`ping`], [`memory`], [`clients`] (per-client state of 100,000 clients), [`provision`] (local
+//! and, in [`provision_k8s`], Kubernetes) and [`page`] are the measurements; [`soak`] is the long
 //! leak hunt of `cargo xtask soak` (not part of `bench` without arguments).
 
+mod clients;
 mod memory;
 mod page;
 mod ping;
@@ -92,6 +93,9 @@ fn main() -> anyhow::Result<()> {
         }
         if wanted("memory") {
             rows.extend(memory::run(&paths).await?);
+        }
+        if wanted("clients") {
+            rows.extend(clients::run(&paths).await?);
         }
         if wanted("provision") {
             rows.extend(provision::run(&paths).await?);

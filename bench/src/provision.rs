@@ -31,6 +31,11 @@ async fn start(paths: &Paths, warm: &str, max_sessions: &str) -> anyhow::Result<
             "60000",
             "--session-burst",
             "10000",
+            // One benchmark client asks for every session, as fast as it can.
+            "--max-sessions-per-client",
+            "100000",
+            "--requests-per-second",
+            "100000",
             "--server-bin",
             server_bin,
         ],

@@ -45,6 +45,13 @@ pub async fn run(paths: &Paths) -> anyhow::Result<Vec<Row>> {
                     "60000",
                     "--session-burst",
                     "10000",
+                    // One benchmark client asks for every session, as fast as it can.
+                    "--max-sessions-per-client",
+                    "100000",
+                    "--requests-per-second",
+                    "100000",
+                    "--route-key",
+                    "bench-route-key-bench-route-key-bench-route-key",
                 ],
                 &[("KUBECONFIG", OsStr::new(&kubeconfig))],
                 "provisioner listening",

@@ -55,6 +55,11 @@ pub async fn run(
             "60000",
             "--session-burst",
             "10000",
+            // One benchmark client asks for every session, as fast as it can.
+            "--max-sessions-per-client",
+            "100000",
+            "--requests-per-second",
+            "100000",
             "--kill-cooldown",
             "1s",
             "--server-bin",

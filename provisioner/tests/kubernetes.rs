@@ -252,6 +252,25 @@ async fn pool_fills_sessions_are_labelled_killed_replaced_and_capped() {
     let ip = pod.status.as_ref().unwrap().pod_ip.clone().unwrap();
     assert_eq!(route.addr, format!("{ip}:8080"));
     assert_eq!(route.pod, session.pod.name.as_str());
+    // Short-lived: a route is for connecting now; a reconnect asks GET /session/{id} for a fresh one.
+    let now = common::runtime::unix_time_ms() / 1000;
+    assert!(
+        route.exp > now && route.exp <= now + 61,
+        "the route expires in {} s, not within the 60 s route TTL",
+        route.exp.saturating_sub(now)
+    );
+    let fresh = p
+        .status(&session.session_id, &session.token)
+        .await
+        .websocket_url
+        .unwrap();
+    let fresh = key
+        .verify_route(fresh.strip_prefix(&prefix).unwrap(), &session.session_id, now)
+        .unwrap();
+    assert!(
+        fresh.exp >= route.exp,
+        "GET /session/{{id}} signs a route of its own"
+    );
 
     until_pool(&p, "the pool refilled", |s| s.warm == 2 && s.assigned == 1).await;
 
@@ -728,4 +747,39 @@ async fn a_client_that_hangs_up_during_the_claim_leaks_no_pod() {
     )
     .await;
     p.stop().await;
+}
+
+#[tokio::test]
+async fn two_releases_in_one_namespace_keep_their_pools_apart() {
+    let env = Env::start().await;
+    // `provisioner` labels its pods app.kubernetes.io/instance=demo; the second release says "other".
+    let demo = env.provisioner(&["--warm-pool-size", "1"]).await;
+    let other = env
+        .provisioner(&[
+            "--warm-pool-size",
+            "2",
+            "--session-label",
+            "app.kubernetes.io/instance=other",
+        ])
+        .await;
+    until_pool(&demo, "demo's warm pod", |s| s.warm == 1).await;
+    until_pool(&other, "other's warm pods", |s| s.warm == 2).await;
+    let instances: Vec<String> = env
+        .pool_pods()
+        .await
+        .iter()
+        .map(|p| {
+            label(p, "app.kubernetes.io/instance")
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(instances.len(), 3, "{instances:?}");
+    assert_eq!(instances.iter().filter(|i| *i == "demo").count(), 1);
+    assert_eq!(instances.iter().filter(|i| *i == "other").count(), 2);
+    // Neither adopted the other's: their counts are their own.
+    assert_eq!(demo.pool().await.warm, 1);
+    assert_eq!(other.pool().await.warm, 2);
+    demo.stop().await;
+    other.stop().await;
 }

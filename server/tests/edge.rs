@@ -279,3 +279,28 @@ async fn a_browser_that_never_reads_cannot_pin_its_relay() {
         ServerMessage::Hello { .. }
     ));
 }
+
+#[tokio::test]
+async fn the_edge_holds_each_client_to_its_share_of_relays() {
+    let pod = TestServer::start_named("session-b", &[]).await;
+    let edge = TestServer::start_named(
+        "edge-0",
+        &["--route-key", KEY, "--max-connections-per-client", "1"],
+    )
+    .await;
+    let url = format!("ws://{}{}", edge.address, route("s1", &pod, now() + 60));
+    let greedy = testkit::ws::loopback_client(1);
+    let _first = support::Client::connect_with(&url, Some(greedy), &[])
+        .await
+        .unwrap();
+    match support::Client::connect_with(&url, Some(greedy), &[]).await {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 429),
+        other => panic!(
+            "a second relay of one client was not refused: {:?}",
+            other.map(|_| ())
+        ),
+    }
+    let _other = support::Client::connect_with(&url, Some(testkit::ws::loopback_client(2)), &[])
+        .await
+        .unwrap();
+}

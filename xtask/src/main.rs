@@ -36,8 +36,8 @@ enum Command {
     Test(test::Args),
     /// Only install the tools the tests need (idempotent).
     Setup,
-    /// Run the benchmarks (release builds) and print a table: all, or those named (ping, memory, provision,
-    /// provision-k8s, page).
+    /// Run the benchmarks (release builds) and print a table: all, or those named (ping, memory, clients,
+    /// provision, provision-k8s, page).
     Bench {
         /// Benchmarks to run.
         only: Vec<String>,
