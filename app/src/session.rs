@@ -233,9 +233,15 @@ mod tests {
         let share = Failure::from_http(
             Some(429),
             Some(30),
-            Some(ErrorBody::new(ApiErrorCode::TooManySessions, "your address already holds 3 sessions")),
+            Some(ErrorBody::new(
+                ApiErrorCode::TooManySessions,
+                "your address already holds 3 sessions",
+            )),
         );
-        assert_eq!(share.message(), "your address already holds 3 sessions (retrying in 30 s)");
+        assert_eq!(
+            share.message(),
+            "your address already holds 3 sessions (retrying in 30 s)"
+        );
         assert_eq!(
             Failure::from_http(
                 Some(503),

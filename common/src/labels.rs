@@ -39,6 +39,16 @@ pub fn pool_selector() -> String {
     format!("{APP_NAME}={APP},{COMPONENT}={COMPONENT_SESSION},{POOL}={POOL_WARM}")
 }
 
+/// The label selector of one release's pool: the pool's labels plus the release's own (`--session-label`s such as
+/// `app.kubernetes.io/instance=demo`), so that two releases in one namespace never adopt each other's pods.
+pub fn release_pool_selector<'a>(extra: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let mut selector = pool_selector();
+    for (key, value) in extra {
+        selector.push_str(&format!(",{key}={value}"));
+    }
+    selector
+}
+
 /// The label selector of the pool's ready-to-claim pods.
 pub fn unassigned_selector() -> String {
     format!("{},{ASSIGNED}=false", pool_selector())
@@ -55,5 +65,9 @@ mod tests {
             "app.kubernetes.io/name=resume-showcase,app.kubernetes.io/component=session,pool=warm"
         );
         assert!(unassigned_selector().ends_with(",assigned=false"));
+        assert_eq!(
+            release_pool_selector([("app.kubernetes.io/instance", "demo")]),
+            format!("{},app.kubernetes.io/instance=demo", pool_selector())
+        );
     }
 }

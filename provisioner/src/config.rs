@@ -218,6 +218,19 @@ pub struct KubernetesFlags {
     )]
     pub session_image: String,
 
+    /// Pull policy of the session image (`Always`, `IfNotPresent` or `Never`); default: the cluster's.
+    #[arg(long, env = "SESSION_IMAGE_PULL_POLICY", value_parser = ["Always", "IfNotPresent", "Never"])]
+    pub session_image_pull_policy: Option<String>,
+
+    /// Secret for pulling the session image from a private registry (repeatable, or comma-separated in the
+    /// environment).
+    #[arg(
+        long = "session-image-pull-secret",
+        env = "SESSION_IMAGE_PULL_SECRETS",
+        value_delimiter = ','
+    )]
+    pub session_image_pull_secrets: Vec<String>,
+
     /// Port the ping server listens on inside session pods.
     #[arg(long, env = "SESSION_PORT", default_value_t = 8080)]
     pub session_port: u16,

@@ -86,6 +86,8 @@ pub fn kube_settings(config: &Config, default_namespace: &str) -> anyhow::Result
             .unwrap_or_else(|| default_namespace.to_owned()),
         pod: SessionPodSpec {
             image: k.session_image.clone(),
+            image_pull_policy: k.session_image_pull_policy.clone(),
+            image_pull_secrets: k.session_image_pull_secrets.clone(),
             port: k.session_port,
             cpu_request: k.session_cpu_request.clone(),
             memory_request: k.session_memory_request.clone(),

@@ -82,6 +82,35 @@ async fn the_chart_lints_renders_and_its_schema_refuses_bad_values() {
     );
     let two = kinds(&template(&["--set", "provisioner.replicas=2"]).await.unwrap());
     assert_eq!(two.get("PodDisruptionBudget"), Some(&2));
+    // As a subchart: a parent's `global` values are accepted.
+    template(&["--set", "global.imageRegistry=registry.example"])
+        .await
+        .expect("global values are allowed");
+    // Session Jobs get the chart's pull policy and pull secrets (the provisioner passes them on).
+    let private = template(&[
+        "--set",
+        "imagePullSecrets[0].name=ghcr",
+        "--set",
+        "image.pullPolicy=Always",
+    ])
+    .await
+    .unwrap();
+    assert!(
+        private.contains(r#"{name: SESSION_IMAGE_PULL_SECRETS, value: "ghcr"}"#),
+        "{private}"
+    );
+    assert!(private.contains(r#"{name: SESSION_IMAGE_PULL_POLICY, value: "Always"}"#));
+    // The edge servers mount the route key only, never the session-token key.
+    let rendered = template(&[]).await.unwrap();
+    let server = rendered
+        .split("\n---")
+        .find(|doc| doc.contains("kind: StatefulSet") && doc.contains("name: demo-resume-showcase-server\n"))
+        .expect("the server StatefulSet");
+    assert!(server.contains("key: route-key"), "{server}");
+    assert!(
+        !server.contains("key: signing-key") && !server.contains("SIGNING_KEY"),
+        "{server}"
+    );
 
     for bad in [
         "warmPoolSize=-1",
@@ -93,6 +122,8 @@ async fn the_chart_lints_renders_and_its_schema_refuses_bad_values() {
         "provisioner.replicas=0",
         "allowedOrigins[0]=not-an-origin",
         "ingress.tls.issuer.kind=Someone",
+        "trustedProxies[0]=the-ingress",
+        "maxSessionsPerClient=0",
     ] {
         let refused = template(&["--set", bad]).await;
         let error = refused.expect_err(bad).to_string();

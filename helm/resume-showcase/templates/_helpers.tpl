@@ -71,3 +71,12 @@ runAsNonRoot: true
 capabilities:
   drop: ["ALL"]
 {{- end -}}
+
+{{/* The names of .Values.imagePullSecrets, comma-separated (the provisioner gives them to session Jobs). */}}
+{{- define "showcase.pullSecretNames" -}}
+{{- $names := list -}}
+{{- range .Values.imagePullSecrets -}}
+{{- $names = append $names .name -}}
+{{- end -}}
+{{- join "," $names -}}
+{{- end -}}

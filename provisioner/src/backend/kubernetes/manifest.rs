@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use common::labels;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, ObjectFieldSelector,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-    SecurityContext,
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, LocalObjectReference,
+    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SeccompProfile, SecurityContext,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -21,6 +21,10 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 pub struct SessionPodSpec {
     /// The ping-server image.
     pub image: String,
+    /// Its pull policy (`Always`, `IfNotPresent`, `Never`); the cluster's default when `None`.
+    pub image_pull_policy: Option<String>,
+    /// Secrets for pulling it from a private registry.
+    pub image_pull_secrets: Vec<String>,
     /// Port the server listens on inside the pod.
     pub port: u16,
     /// CPU request, e.g. `10m`.
@@ -47,6 +51,8 @@ impl Default for SessionPodSpec {
     fn default() -> Self {
         Self {
             image: "ghcr.io/resume-showcase/resume-showcase/server:latest".into(),
+            image_pull_policy: None,
+            image_pull_secrets: Vec::new(),
             port: 8080,
             cpu_request: "10m".into(),
             memory_request: "30Mi".into(),
@@ -135,6 +141,7 @@ fn job_without_fingerprint(spec: &SessionPodSpec, labels: BTreeMap<String, Strin
     let container = Container {
         name: "server".into(),
         image: Some(spec.image.clone()),
+        image_pull_policy: spec.image_pull_policy.clone(),
         args: Some(vec!["--port".into(), spec.port.to_string()]),
         ports: Some(vec![ContainerPort {
             name: Some("http".into()),
@@ -203,6 +210,12 @@ fn job_without_fingerprint(spec: &SessionPodSpec, labels: BTreeMap<String, Strin
                 }),
                 spec: Some(PodSpec {
                     restart_policy: Some("Never".into()),
+                    image_pull_secrets: (!spec.image_pull_secrets.is_empty()).then(|| {
+                        spec.image_pull_secrets
+                            .iter()
+                            .map(|name| LocalObjectReference { name: name.clone() })
+                            .collect()
+                    }),
                     automount_service_account_token: Some(false),
                     enable_service_links: Some(false),
                     termination_grace_period_seconds: Some(5),
@@ -283,6 +296,29 @@ mod tests {
             container["env"][2],
             json!({"name": "ALLOWED_ORIGINS", "value": "https://me.github.io"})
         );
+    }
+
+    #[test]
+    fn private_images_get_their_pull_policy_and_secrets() {
+        let spec = SessionPodSpec {
+            image_pull_policy: Some("Always".into()),
+            image_pull_secrets: vec!["ghcr".into()],
+            ..SessionPodSpec::default()
+        };
+        let job = serde_json::to_value(job("s", &spec)).unwrap();
+        let pod = &job["spec"]["template"]["spec"];
+        assert_eq!(pod["imagePullSecrets"], json!([{"name": "ghcr"}]));
+        assert_eq!(pod["containers"][0]["imagePullPolicy"], "Always");
+        let plain = serde_json::to_value(job_of_default()).unwrap();
+        assert!(
+            plain["spec"]["template"]["spec"]
+                .get("imagePullSecrets")
+                .is_none()
+        );
+    }
+
+    fn job_of_default() -> Job {
+        job("s", &SessionPodSpec::default())
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The Kubernetes backend: session pods are one-pod Jobs labelled for the pool ([`manifest`]), and the pool's
 //! view of them comes from the cluster, not from memory.
 //!
-//! - A pod watch (kube-runtime `watcher` + `reflector`, selected by `common::labels::pool_selector`) keeps a
+//! - A pod watch (kube-runtime `watcher` + `reflector`, selected by `common::labels::release_pool_selector`:
+//!   the pool's labels and the release's own, so two releases in a namespace stay apart) keeps a
 //!   local cache of every pool pod and turns changes into [`PodEvent`]s ([`pods::event`]). A restarted
 //!   provisioner, or a second replica, sees exactly what exists and adopts it.
 //! - A pool entry is named after its Job; its pod carries that name in `batch.kubernetes.io/job-name`.
@@ -118,7 +119,13 @@ impl KubernetesBackend {
             });
         }
         let pods: Api<Pod> = Api::namespaced(client.clone(), &settings.namespace);
-        let selector = labels::pool_selector();
+        let selector = labels::release_pool_selector(
+            settings
+                .pod
+                .extra_labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
         // Fail fast and clearly (RBAC, namespace, address) instead of retrying a watch forever.
         pods.list_metadata(&ListParams::default().labels(&selector).limit(1))
             .await
