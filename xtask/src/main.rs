@@ -14,6 +14,7 @@ mod demo;
 mod disk;
 #[cfg(test)]
 mod docs;
+mod image;
 mod process;
 mod setup;
 mod site;
@@ -48,6 +49,8 @@ enum Command {
     ClusterTools,
     /// Build the web page for deployment (GitHub Pages), with its config.json.
     Site(site::Args),
+    /// Build the two container images (static musl binaries) as OCI archives in target/images, without Docker.
+    Images,
 }
 
 fn main() -> std::process::ExitCode {
@@ -61,6 +64,7 @@ fn main() -> std::process::ExitCode {
             Command::Bench { only } => bench::run(&only),
             Command::Soak(args) => bench::soak(&args),
             Command::Site(args) => site::run(&args),
+            Command::Images => image::build().map(|_| ()),
             Command::ClusterTools => {
                 // The directory on stdout, for scripts and the test harness (testkit::cluster).
                 cluster::ensure_binaries().map(|bin| println!("{}", bin.display()))

@@ -235,7 +235,7 @@ fn run_with_timeout(command: &mut Command, timeout: Duration) -> bool {
 }
 
 /// Installs the Debian packages whose programs are missing.
-fn ensure_apt(programs: &[(&str, &str)]) -> anyhow::Result<()> {
+pub fn ensure_apt(programs: &[(&str, &str)]) -> anyhow::Result<()> {
     let missing: Vec<&str> = programs
         .iter()
         .filter(|(program, _)| !on_path(program))
