@@ -217,7 +217,7 @@ pub enum SessionState {
 }
 
 /// Body of `GET /session/{id}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionStatus {
     /// The session.
     pub session_id: SessionId,
@@ -229,13 +229,94 @@ pub struct SessionStatus {
     pub websocket_url: Option<String>,
     /// How many times the session got a new pod after losing one.
     pub replacements: u32,
+    /// The provisioner's steps of the session's last kill, if it was killed.
+    #[serde(default)]
+    pub last_kill: Option<KillTimings>,
 }
 
 /// Body of `202 Accepted` from `POST /session/{id}/kill`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KillResponse {
     /// Name of the pod that was terminated.
     pub killed: PodName,
+    /// The replacement, when one was assigned before the answer (a warm pod): the page reconnects at once.
+    #[serde(default)]
+    pub replacement: Option<SessionPod>,
+    /// Its WebSocket URL, with the replacement.
+    #[serde(default)]
+    pub websocket_url: Option<String>,
+    /// The provisioner's own steps, as durations since it accepted the kill.
+    pub timings: KillTimings,
+}
+
+/// A kill's steps as the provisioner saw them, each in milliseconds since it accepted the kill. Durations on
+/// the provisioner's clock only: the page never subtracts one clock's reading from another's.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct KillTimings {
+    /// When the replacement pod was assigned (`null` while none has been).
+    pub replacement_assigned_ms: Option<f64>,
+    /// When the kill was answered (only in the kill's own answer).
+    #[serde(default)]
+    pub answered_ms: Option<f64>,
+}
+
+/// What a pod of the pool is doing, as the page's pod board shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BoardState {
+    /// Created, not ready yet.
+    Starting,
+    /// Ready, waiting for a session.
+    Warm,
+    /// Serving a session (or being claimed for one).
+    Assigned,
+    /// Being terminated.
+    Terminating,
+}
+
+/// One pod on the pod board. Nothing private: no session id, token or address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoardPod {
+    /// Pod name (a visitor's own pod is the one its session names).
+    pub name: PodName,
+    /// What it is doing.
+    pub state: BoardState,
+    /// Milliseconds since it was created, when the event was sent.
+    pub age_ms: u64,
+    /// Node it runs on, when known.
+    pub node: Option<String>,
+}
+
+/// One event of `GET /pool/events` (server-sent events, JSON `data`): a snapshot first, then changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PoolEvent {
+    /// Every pod, and the pool's sizes.
+    Snapshot {
+        /// Every pod, by name.
+        pods: Vec<BoardPod>,
+        /// Warm pods the pool aims to keep ready.
+        target: u32,
+        /// Most sessions at once.
+        max_sessions: u32,
+    },
+    /// A pod appeared or changed.
+    Pod {
+        /// The pod as it is now.
+        pod: BoardPod,
+    },
+    /// A pod is gone.
+    Gone {
+        /// Its name.
+        name: PodName,
+    },
+}
+
+/// Body of `GET /info`: what the page needs to know besides its session.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InfoBody {
+    /// WebSocket URLs of the shared, load-balanced ping servers (the page's second series), if any.
+    pub shared: Vec<String>,
 }
 
 /// Body of `GET /pool`.
@@ -330,10 +411,11 @@ mod tests {
             pod: None,
             websocket_url: None,
             replacements: 2,
+            last_kill: None,
         };
         assert_eq!(
             serde_json::to_value(&status).unwrap(),
-            serde_json::json!({"session_id":"abc","state":"replacing","pod":null,"websocket_url":null,"replacements":2})
+            serde_json::json!({"session_id":"abc","state":"replacing","pod":null,"websocket_url":null,"replacements":2,"last_kill":null})
         );
         let back: SessionStatus = serde_json::from_value(serde_json::to_value(&status).unwrap()).unwrap();
         assert_eq!(back, status);

@@ -7,13 +7,17 @@
 //!   address by sending the header. Otherwise the client is the peer.
 //! - [`ClientKey`]: an IPv4 address as is; an IPv6 address cut to its first `prefix` bits (/64 by default: one
 //!   subscriber's whole allocation), since one host can use as many addresses of its /64 as it likes.
+//! - [`ClientShares`]: how many long-lived connections (WebSockets, event streams) each client holds, against a
+//!   per-client limit.
 //!
 //! Written here rather than taken from a crate: `axum-client-ip` reads a fixed position of the header
 //! (leftmost or rightmost), which is right only with exactly one proxy hop and never checks who the peer is;
 //! the walk over a trusted set is a dozen lines, and `ipnet` does the address arithmetic.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 use axum::http::HeaderMap;
 use ipnet::IpNet;
@@ -131,6 +135,57 @@ impl std::fmt::Display for ClientKey {
     }
 }
 
+/// Open long-lived connections by client, each client held to `limit`. Only clients with an open connection have
+/// an entry, so the map is bounded by the connections themselves.
+#[derive(Debug)]
+pub struct ClientShares {
+    limit: usize,
+    open: Mutex<HashMap<ClientKey, usize>>,
+}
+
+/// One connection of one client; its share is given back when dropped.
+#[derive(Debug)]
+pub struct ClientShare {
+    of: Arc<ClientShares>,
+    client: ClientKey,
+}
+
+impl ClientShares {
+    /// Shares of at most `limit` connections per client (at least one).
+    pub fn new(limit: usize) -> Arc<Self> {
+        Arc::new(Self {
+            limit: limit.max(1),
+            open: Mutex::default(),
+        })
+    }
+
+    /// One more connection of `client`, unless it holds its limit already.
+    pub fn take(self: &Arc<Self>, client: ClientKey) -> Option<ClientShare> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(client).or_insert(0);
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(ClientShare {
+            of: self.clone(),
+            client,
+        })
+    }
+}
+
+impl Drop for ClientShare {
+    fn drop(&mut self) {
+        let mut open = self.of.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.client) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.client);
+            }
+        }
+    }
+}
+
 /// How a service tells its clients apart: the flags both services share.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ClientFlags {
@@ -235,6 +290,17 @@ mod tests {
             ClientKey::new(ip("::ffff:1.2.3.4"), 64),
             ClientKey::new(ip("1.2.3.4"), 64)
         );
+    }
+
+    #[test]
+    fn shares_are_held_per_client_and_given_back() {
+        let shares = ClientShares::new(2);
+        let a = ClientKey::new(ip("192.0.2.1"), 64);
+        let (first, _second) = (shares.take(a).unwrap(), shares.take(a).unwrap());
+        assert!(shares.take(a).is_none());
+        assert!(shares.take(ClientKey::new(ip("192.0.2.2"), 64)).is_some());
+        drop(first);
+        assert!(shares.take(a).is_some());
     }
 
     #[test]

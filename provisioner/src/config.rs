@@ -103,6 +103,16 @@ pub struct Config {
     #[arg(long, env = "RECONNECT_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub reconnect_timeout: Duration,
 
+    /// Open `GET /pool/events` streams one client may hold; further ones get 429.
+    #[arg(long, env = "MAX_STREAMS_PER_CLIENT", default_value_t = 4)]
+    pub max_streams_per_client: usize,
+
+    /// WebSocket URL of a shared, load-balanced ping server (repeatable, or comma-separated in the
+    /// environment), e.g. `wss://demo.example.com/ws`; `GET /info` tells the page, which pings it beside the
+    /// session's own pod.
+    #[arg(long = "shared-url", env = "SHARED_URLS", value_delimiter = ',')]
+    pub shared_urls: Vec<String>,
+
     /// How clients are told apart (trusted proxies, IPv6 grouping).
     #[command(flatten)]
     pub client: ClientFlags,

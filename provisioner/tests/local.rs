@@ -440,3 +440,76 @@ async fn three_hundred_clients_at_once_never_exceed_the_pod_budget() {
     );
     p.stop().await;
 }
+
+/// Reads server-sent events from `response` until `done` says enough (bounded by [`WAIT`]); returns them as
+/// (event name, JSON data).
+async fn read_events(
+    response: &mut reqwest::Response,
+    mut done: impl FnMut(&[(String, serde_json::Value)]) -> bool,
+) -> Vec<(String, serde_json::Value)> {
+    let mut buffer = String::new();
+    let mut events = Vec::new();
+    testkit::wait::within(WAIT, "the pool's events", async {
+        while !done(&events) {
+            let Some(chunk) = response.chunk().await.unwrap() else {
+                break;
+            };
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let block: String = buffer.drain(..end + 2).collect();
+                let name = block.lines().find_map(|l| l.strip_prefix("event: "));
+                let data = block.lines().find_map(|l| l.strip_prefix("data: "));
+                if let (Some(name), Some(data)) = (name, data) {
+                    events.push((name.to_owned(), serde_json::from_str(data).unwrap()));
+                }
+            }
+        }
+    })
+    .await
+    .unwrap();
+    events
+}
+
+#[tokio::test]
+async fn the_pod_board_streams_a_snapshot_then_every_change_and_ends_on_shutdown() {
+    let p = TestProvisioner::start(&["--warm-pool-size", "1", "--max-streams-per-client", "1"]).await;
+    p.until_pool("a warm pod", |pool| pool.warm == 1).await;
+    let mut stream = p.http.get(p.url("/pool/events")).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let events = read_events(&mut stream, |e| !e.is_empty()).await;
+    let (name, snapshot) = &events[0];
+    assert_eq!(name, "snapshot");
+    assert_eq!(snapshot["pods"].as_array().unwrap().len(), 1);
+    assert_eq!(snapshot["pods"][0]["state"], "warm");
+    // Nothing private travels: no session id, no token, no address.
+    let text = snapshot.to_string();
+    assert!(!text.contains("127.0.0.1") && !text.contains("session_id") && !text.contains("token"));
+    // The client's share of streams is one.
+    let second = p.http.get(p.url("/pool/events")).send().await.unwrap();
+    assert_eq!(second.status(), 429);
+    // A session takes the warm pod and a new one starts: both show up, as they happen.
+    let session = p.create_ok().await;
+    let mine = session.pod.name.to_string();
+    let events = read_events(&mut stream, |e| {
+        let assigned = e
+            .iter()
+            .any(|(_, d)| d["pod"]["name"] == mine && d["pod"]["state"] == "assigned");
+        let refilled = e
+            .iter()
+            .any(|(_, d)| d["pod"]["name"] != mine && d["pod"]["state"] == "warm");
+        assigned && refilled
+    })
+    .await;
+    assert!(
+        events.iter().all(|(name, _)| name == "pod" || name == "gone"),
+        "{events:?}"
+    );
+    p.stop().await;
+    // Shutdown ends the stream: the body completes.
+    testkit::wait::within(WAIT, "the stream to end", async {
+        while stream.chunk().await.unwrap_or(None).is_some() {}
+    })
+    .await
+    .unwrap();
+}

@@ -5,17 +5,16 @@
 //! socket gets. `/ws` ([`crate::routes`]) and the edge's `/ws/session/{id}` ([`crate::edge`]) both
 //! come through here, so the two can never admit or size sockets differently.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{OnFailedUpgrade, WebSocketUpgrade};
 use axum::http::{HeaderMap, header};
 use common::api::ApiErrorCode;
-use common::client::{ClientFlags, ClientKey};
+use common::client::{ClientFlags, ClientKey, ClientShare, ClientShares};
 use common::error::ApiError;
 use common::signing::SigningKey;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -51,7 +50,7 @@ pub struct AppState {
     /// What the provisioner reads on `/activity`.
     pub activity: Arc<Activity>,
     connection_slots: Arc<Semaphore>,
-    per_client: Arc<PerClient>,
+    per_client: Arc<ClientShares>,
     clients: ClientFlags,
     draining: CancellationToken,
     connections: TaskTracker,
@@ -67,47 +66,6 @@ pub struct Admission {
     _slot: OwnedSemaphorePermit,
     _share: ClientShare,
     _tracked: TaskTrackerToken,
-}
-
-/// Open connections by client. Only clients with an open connection have an entry, so it is bounded by the
-/// connection cap.
-#[derive(Debug)]
-struct PerClient {
-    limit: usize,
-    open: Mutex<HashMap<ClientKey, usize>>,
-}
-
-impl PerClient {
-    fn take(self: &Arc<Self>, client: ClientKey) -> Option<ClientShare> {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let count = open.entry(client).or_insert(0);
-        if *count >= self.limit {
-            return None;
-        }
-        *count += 1;
-        Some(ClientShare {
-            of: self.clone(),
-            client,
-        })
-    }
-}
-
-/// One connection of one client; released on drop.
-struct ClientShare {
-    of: Arc<PerClient>,
-    client: ClientKey,
-}
-
-impl Drop for ClientShare {
-    fn drop(&mut self) {
-        let mut open = self.of.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = open.get_mut(&self.client) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                open.remove(&self.client);
-            }
-        }
-    }
 }
 
 impl AppState {
@@ -127,10 +85,7 @@ impl AppState {
             idle_timeout: config.idle_timeout,
             write_timeout: config.write_timeout,
             connection_slots: Arc::new(Semaphore::new(config.max_connections)),
-            per_client: Arc::new(PerClient {
-                limit: config.max_connections_per_client.max(1),
-                open: Mutex::default(),
-            }),
+            per_client: ClientShares::new(config.max_connections_per_client),
             clients: config.client.clone(),
             draining,
             connections,

@@ -107,7 +107,11 @@ fn ensure_target() -> anyhow::Result<()> {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == TARGET))
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.trim() == TARGET)
+        })
         .unwrap_or(false);
     if !installed {
         eprintln!("xtask: adding the {TARGET} target with rustup (static binaries for the images)");
@@ -151,8 +155,7 @@ fn layer(binary: &Path, spec: &Spec) -> anyhow::Result<Vec<u8>> {
     directory(&mut builder, "home", 0o755, 0)?;
     directory(&mut builder, "home/nonroot", 0o700, USER)?;
     let mut files = base_files()?;
-    let program = std::fs::read(binary)
-        .with_context(|| format!("{} was not built", binary.display()))?;
+    let program = std::fs::read(binary).with_context(|| format!("{} was not built", binary.display()))?;
     files.push((spec.name.to_owned(), program, 0o755));
     for (path, data, mode) in files {
         let mut header = tar::Header::new_gnu();
@@ -255,7 +258,10 @@ mod tests {
         }
         let index: serde_json::Value = serde_json::from_slice(&entries["index.json"]).unwrap();
         let manifest_ref = &index["manifests"][0];
-        assert_eq!(manifest_ref["annotations"]["io.containerd.image.name"], "example/server:t");
+        assert_eq!(
+            manifest_ref["annotations"]["io.containerd.image.name"],
+            "example/server:t"
+        );
         let blob = |digest: &serde_json::Value| {
             let hex = digest.as_str().unwrap().trim_start_matches("sha256:");
             entries[&format!("blobs/sha256/{hex}")].clone()
@@ -273,7 +279,10 @@ mod tests {
             files.push(entry.unwrap().path().unwrap().to_string_lossy().into_owned());
         }
         for wanted in ["etc/passwd", "etc/ssl/certs/ca-certificates.crt", "server", "tmp"] {
-            assert!(files.iter().any(|f| f.trim_end_matches('/') == wanted), "{wanted} in {files:?}");
+            assert!(
+                files.iter().any(|f| f.trim_end_matches('/') == wanted),
+                "{wanted} in {files:?}"
+            );
         }
         std::fs::remove_dir_all(dir).unwrap();
     }

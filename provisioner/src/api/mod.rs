@@ -1,7 +1,7 @@
 //! The provisioner's HTTP API (axum): routes, shared state and the layers around them.
 //!
 //! - [`session`]: `POST /session`, `GET|DELETE /session/{id}`, `POST /session/{id}/kill`.
-//! - [`ops`]: `GET /pool`, `/health`, `/ready`, `/metrics`.
+//! - [`ops`]: `GET /pool`, `/info`, `/health`, `/ready`, `/metrics`; [`events`]: `GET /pool/events`.
 //! - [`guard`]: what every request must pass first (host, origin, per-client rate) and who its client is.
 //! - [`auth`]: who may act on a session (the token check); [`error`]: how the pool's refusals become the
 //!   shared error answers.
@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod events;
 pub mod guard;
 pub mod ops;
 pub mod session;
@@ -21,7 +22,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::routing::{get, post};
-use common::client::{ClientFlags, ClientKey};
+use common::client::{ClientFlags, ClientKey, ClientShares};
 use common::signing::SigningKey;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use tokio_util::sync::CancellationToken;
@@ -58,6 +59,10 @@ pub struct ApiState<B> {
     pub localhost_origins: bool,
     /// Which `Host`s are answered.
     pub hosts: Hosts,
+    /// Open event streams by client.
+    pub streams: Arc<ClientShares>,
+    /// What `GET /info` answers.
+    pub info: common::api::InfoBody,
     /// Cancelled when shutdown begins (`/ready` turns 503).
     pub draining: CancellationToken,
 }
@@ -85,6 +90,10 @@ impl<B: Backend> ApiState<B> {
             allowed_origins: origins(config),
             localhost_origins: !config.no_localhost_origins,
             hosts: Hosts::new(&config.allowed_hosts, config.bind.is_loopback()),
+            streams: ClientShares::new(config.max_streams_per_client),
+            info: common::api::InfoBody {
+                shared: config.shared_urls.clone(),
+            },
             draining,
         }
     }
@@ -103,6 +112,8 @@ pub fn router<B: Backend>(state: Arc<ApiState<B>>, config: &Config) -> Router {
     let routes = Router::new()
         .merge(sessions)
         .route("/pool", get(ops::pool::<B>))
+        .route("/pool/events", get(events::pool_events::<B>))
+        .route("/info", get(ops::info::<B>))
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready::<B>))
         .route("/metrics", get(ops::metrics::<B>));

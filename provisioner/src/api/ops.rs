@@ -1,5 +1,6 @@
-//! Operational endpoints: `GET /pool` (live counts for the page), `/health` (liveness), `/ready` (readiness,
-//! 503 while draining), `/metrics` (Prometheus text), and the JSON 404/405 answers.
+//! Operational endpoints: `GET /pool` (live counts for the page), `/info` (the shared servers' URLs), `/health`
+//! (liveness), `/ready` (readiness, 503 while draining), `/metrics` (Prometheus text), and the JSON 404/405
+//! answers.
 
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use common::api::{ApiErrorCode, HealthBody, PoolStatus};
+use common::api::{ApiErrorCode, HealthBody, InfoBody, PoolStatus};
 
 use super::ApiState;
 use super::error::ApiError;
@@ -16,6 +17,11 @@ use crate::backend::Backend;
 /// `GET /pool`.
 pub async fn pool<B: Backend>(State(state): State<Arc<ApiState<B>>>) -> Json<PoolStatus> {
     Json(state.pool.status())
+}
+
+/// `GET /info`: where the shared ping servers are (the page's second series).
+pub async fn info<B: Backend>(State(state): State<Arc<ApiState<B>>>) -> Json<InfoBody> {
+    Json(state.info.clone())
 }
 
 /// `GET /health`: the process is alive.

@@ -177,7 +177,7 @@ pub async fn kill<B: Backend>(
     let killed = detached(async move { pool.kill(&id).await })
         .await
         .inspect_err(|error| state.metrics.reject(error.code()))?;
-    Ok((StatusCode::ACCEPTED, Json(KillResponse { killed })))
+    Ok((StatusCode::ACCEPTED, Json(killed)))
 }
 
 /// `DELETE /session/{id}`: end the session and terminate its pod.

@@ -27,7 +27,9 @@ mod tests;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::api::{ProvisionSource, SessionPod, SessionState, SessionStatus};
+use common::api::{
+    BoardPod, KillResponse, KillTimings, ProvisionSource, SessionPod, SessionState, SessionStatus,
+};
 use common::ids::{PodName, SessionId};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -149,6 +151,7 @@ pub struct Pool<B> {
     wake: Notify,
     closing: CancellationToken,
     counts: watch::Sender<state::Counts>,
+    board: watch::Sender<Vec<BoardPod>>,
     /// The last failure to create a pod, until a create succeeds: new sessions then get a quick 503 instead
     /// of waiting for a cold start that cannot come.
     backend_failure: Mutex<Option<(Instant, String)>>,
@@ -165,6 +168,7 @@ impl<B: Backend> Pool<B> {
             wake: Notify::new(),
             closing: CancellationToken::new(),
             counts: watch::Sender::new(state::Counts::default()),
+            board: watch::Sender::new(Vec::new()),
             backend_failure: Mutex::new(None),
         })
     }
@@ -440,12 +444,27 @@ impl<B: Backend> Pool<B> {
     }
 
     fn publish(&self) {
-        let (counts, sessions) = {
+        let (counts, sessions, board) = {
             let state = self.lock();
-            (state.counts(), state.session_count())
+            (state.counts(), state.session_count(), state.board(Instant::now()))
         };
         self.metrics.set_pool(counts, sessions);
         self.counts.send_replace(counts);
+        // Only a change of what the board shows wakes its watchers (ages alone do not).
+        self.board.send_if_modified(|current| {
+            let same = current.len() == board.len()
+                && current
+                    .iter()
+                    .zip(&board)
+                    .all(|(a, b)| a.name == b.name && a.state == b.state && a.node == b.node);
+            *current = board;
+            !same
+        });
+    }
+
+    /// The pod board as it changes (published with the counts).
+    pub fn watch_board(&self) -> watch::Receiver<Vec<BoardPod>> {
+        self.board.subscribe()
     }
 
     /// Pod counts as they change (published after every reconcile).
@@ -542,6 +561,7 @@ impl<B: Backend> Pool<B> {
                 pod: None,
                 websocket_url: None,
                 replacements,
+                last_kill: None,
             }),
             Lookup::Live(view) => Ok(SessionStatus {
                 session_id: id.clone(),
@@ -552,15 +572,17 @@ impl<B: Backend> Pool<B> {
                     .and_then(|(name, _)| self.backend.websocket_url(name, id)),
                 pod: view.pod.map(|(name, node)| session_pod(&name, node)),
                 replacements: view.replacements,
+                last_kill: view.last_kill,
             }),
         }
     }
 
-    /// Kills session `id`'s pod; the session then gets a replacement. Returns the killed pod's name.
-    pub async fn kill(&self, id: &SessionId) -> Result<PodName, PoolError> {
-        let killed = self
-            .lock()
-            .kill(id.as_str(), Instant::now(), self.config.kill_cooldown);
+    /// Kills session `id`'s pod; the session then gets a replacement, from the warm pool at once when a pod is
+    /// warm. The answer names the killed pod, the replacement if it is already assigned, and the steps as
+    /// durations since the kill was accepted.
+    pub async fn kill(&self, id: &SessionId) -> Result<KillResponse, PoolError> {
+        let accepted = Instant::now();
+        let killed = self.lock().kill(id.as_str(), accepted, self.config.kill_cooldown);
         let pod = killed.map_err(|refused| match refused {
             KillRefused::Unknown => PoolError::UnknownSession,
             KillRefused::Ended => PoolError::Ended,
@@ -572,7 +594,18 @@ impl<B: Backend> Pool<B> {
         self.terminate(&pod).await;
         self.dispatch().await;
         self.wake.notify_one();
-        Ok(pod)
+        self.publish();
+        let status = self.session(id)?;
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        Ok(KillResponse {
+            killed: pod,
+            replacement: status.pod,
+            websocket_url: status.websocket_url,
+            timings: KillTimings {
+                replacement_assigned_ms: status.last_kill.and_then(|k| k.replacement_assigned_ms),
+                answered_ms: Some(ms(accepted.elapsed())),
+            },
+        })
     }
 
     /// Ends session `id` for `reason` and terminates its pod. Ending an ended session is fine; an unknown one

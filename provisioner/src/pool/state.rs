@@ -10,7 +10,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use common::api::{ProvisionSource, SessionState};
+use common::api::{BoardPod, BoardState, KillTimings, ProvisionSource, SessionState};
 use common::client::ClientKey;
 use common::ids::{PodName, SessionId};
 use tokio::sync::oneshot;
@@ -57,6 +57,8 @@ struct Pod {
     state: PodState,
     /// Node it runs on, when known.
     node: Option<String>,
+    /// When it was created (as far as the pool knows).
+    born: Instant,
 }
 
 /// A session's current pod.
@@ -82,6 +84,8 @@ struct Session {
     replacements: u32,
     /// When it was last killed on purpose.
     last_kill: Option<Instant>,
+    /// How long after that kill its replacement was assigned.
+    replaced_after: Option<Duration>,
     /// The latest WebSocket activity its pod reported (kept for when the pod cannot be asked).
     active_at: Option<Instant>,
     /// Woken when the session gets a pod (only while `POST /session` waits).
@@ -97,6 +101,7 @@ impl Session {
             source: None,
             replacements: 0,
             last_kill: None,
+            replaced_after: None,
             active_at: None,
             waiter,
         }
@@ -113,6 +118,11 @@ impl Session {
         }
         if self.source.is_some() {
             self.replacements += 1;
+            if let Some(killed) = self.last_kill
+                && self.replaced_after.is_none()
+            {
+                self.replaced_after = Some(now.saturating_duration_since(killed));
+            }
             return ClaimOutcome::Replacement;
         }
         let warm = warm_since.is_none_or(|ready| ready <= self.created_at);
@@ -221,7 +231,7 @@ pub enum EndOutcome {
 }
 
 /// A live session as the API reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SessionView {
     /// Active or replacing.
     pub state: SessionState,
@@ -231,10 +241,12 @@ pub struct SessionView {
     pub source: Option<ProvisionSource>,
     /// Replacement pods it received.
     pub replacements: u32,
+    /// The steps of its last kill, if it was killed.
+    pub last_kill: Option<KillTimings>,
 }
 
 /// What [`State::lookup`] knows of a session id.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Lookup {
     /// A live session.
     Live(SessionView),
@@ -393,8 +405,31 @@ impl State {
             Pod {
                 state: PodState::Starting,
                 node: None,
+                born: Instant::now(),
             },
         );
+    }
+
+    /// Every pod, as the pod board shows it at `now`, by name.
+    pub fn board(&self, now: Instant) -> Vec<BoardPod> {
+        let mut pods: Vec<BoardPod> = self
+            .pods
+            .iter()
+            .map(|(name, pod)| BoardPod {
+                name: name.clone(),
+                state: match pod.state {
+                    PodState::Starting => BoardState::Starting,
+                    PodState::Warm { .. } => BoardState::Warm,
+                    PodState::Claiming { .. } | PodState::Assigned { .. } => BoardState::Assigned,
+                    PodState::Retiring | PodState::Terminating => BoardState::Terminating,
+                },
+                age_ms: u64::try_from(now.saturating_duration_since(pod.born).as_millis())
+                    .unwrap_or(u64::MAX),
+                node: pod.node.clone(),
+            })
+            .collect();
+        pods.sort_by(|a, b| a.name.cmp(&b.name));
+        pods
     }
 
     /// The pod passed its readiness check: a starting pod turns warm.
@@ -595,6 +630,7 @@ impl State {
             return Err(KillRefused::NoPod);
         };
         session.last_kill = Some(now);
+        session.replaced_after = None;
         let id = SessionId::new(id);
         self.set_pod_state(&assignment.pod, PodState::Terminating);
         self.waiting.push_front(id);
@@ -671,6 +707,10 @@ impl State {
             pod,
             source: session.source,
             replacements: session.replacements,
+            last_kill: session.last_kill.map(|_| KillTimings {
+                replacement_assigned_ms: session.replaced_after.map(|d| d.as_secs_f64() * 1000.0),
+                answered_ms: None,
+            }),
         })
     }
 
@@ -752,6 +792,7 @@ impl State {
                     Pod {
                         state: PodState::Terminating,
                         node: record.node.clone(),
+                        born: born(record, now),
                     },
                 );
                 outcome.terminate.push(record.name.clone());
@@ -800,6 +841,7 @@ impl State {
                         Pod {
                             state,
                             node: record.node.clone(),
+                            born: born(record, now),
                         },
                     );
                 }
@@ -833,6 +875,7 @@ impl State {
             Pod {
                 state: PodState::Terminating,
                 node: record.node.clone(),
+                born: born(record, now),
             },
         );
         outcome.terminate.push(record.name.clone());
@@ -894,6 +937,11 @@ impl State {
             }
         }
     }
+}
+
+/// When a listed pod was created, as far as its record says (else: now).
+fn born(record: &PodRecord, now: Instant) -> Instant {
+    record.age.and_then(|age| now.checked_sub(age)).unwrap_or(now)
 }
 
 #[cfg(test)]
@@ -1195,6 +1243,7 @@ mod tests {
                 pod: Some(("p1".into(), None)),
                 source: Some(ProvisionSource::Warm),
                 replacements: 0,
+                last_kill: None,
             })
         );
         let expired = state.expired_sessions(Duration::from_secs(30), now);

@@ -193,16 +193,27 @@ async fn kill_replaces_the_pod_from_the_warm_pool_and_cools_down() {
     let h = Harness::start(config(2, 10));
     h.until("warm pool", |c| c.warm == 2).await;
     let created = h.pool.create_session(h.client()).await.unwrap();
-    let killed = h.pool.kill(&created.session_id).await.unwrap();
+    let answer = h.pool.kill(&created.session_id).await.unwrap();
+    let killed = answer.killed;
     assert_eq!(killed, created.pod.name);
     assert!(
         !h.fake.exists(killed.as_str()),
         "the pod must really be terminated"
     );
+    // A warm pod was there: the answer already names the replacement, with the provisioner's timings.
+    let replacement = answer.replacement.expect("a replacement from the warm pool");
+    assert_ne!(replacement.name, killed);
+    assert!(answer.websocket_url.is_some());
+    let (assigned, answered) = (
+        answer.timings.replacement_assigned_ms.unwrap(),
+        answer.timings.answered_ms.unwrap(),
+    );
+    assert!(0.0 <= assigned && assigned <= answered, "{:?}", answer.timings);
     let status = h
         .until_session(&created.session_id, SessionState::Active, Some(&killed))
         .await;
     assert_eq!(status.replacements, 1);
+    assert_eq!(status.last_kill.unwrap().replacement_assigned_ms, Some(assigned));
     assert!(matches!(
         h.pool.kill(&created.session_id).await,
         Err(PoolError::KillCooldown(_))
