@@ -1,6 +1,6 @@
 //! Calls to the provisioner (gloo-net `fetch`), each turned into a typed answer or a [`Failure`].
 
-use common::api::{CreateSessionResponse, ErrorBody, KillResponse, PoolStatus, SessionStatus};
+use common::api::{CreateSessionResponse, ErrorBody, InfoBody, KillResponse, PoolStatus, SessionStatus};
 use gloo_net::http::{Request, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 
@@ -71,6 +71,11 @@ impl Api {
             // Fire and forget: the page is leaving and cannot wait for the answer.
             let _ = window.fetch_with_str_and_init(&self.url(&format!("/session/{id}")), &init);
         }
+    }
+
+    /// `GET /info`: where the shared servers are.
+    pub async fn info(&self) -> Result<InfoBody, Failure> {
+        expect(Request::get(&self.url("/info")).send().await, 200).await
     }
 
     /// `GET /pool`.

@@ -1,23 +1,45 @@
-//! The chart's benchmark workload: an hour of one-per-second pings, drawn by the page's own code. The native
-//! benchmark (`cargo xtask bench page`) draws it into plotters' SVG backend; the browser test calls
-//! [`bench_chart_draw`] (exported to JavaScript) to time the same layout and drawing on a real canvas.
+//! The chart's benchmark workload: an hour of pings, as many as asked for (36,000 is an hour at 10 Hz, the most
+//! the history keeps), drawn by the page's own code. The native benchmark (`cargo xtask bench page`) draws it
+//! into plotters' SVG backend; the browser test calls [`bench_chart_draw`] and [`bench_stats`] (exported to
+//! JavaScript) to time the same layout, drawing and statistics on a real canvas.
 
 use crate::samples::{History, Sample};
 
-/// `samples` pings one second apart (RTTs between 1 and 3 ms, every 97th lost), and the page-clock time just
-/// after the last one.
+/// The window of the benchmark: an hour, in ms.
+pub const HOUR_MS: f64 = 3_600_000.0;
+
+/// `samples` pings spread evenly over an hour (RTTs between 1 and 3 ms, every 97th lost), and the page-clock
+/// time just after the last one.
 pub fn hour_of_pings(samples: usize) -> (History, f64) {
     let mut history = History::default();
+    let spacing = HOUR_MS / samples.max(1) as f64;
     for i in 0..samples {
         let wobble = ((i * 7919) % 100) as f64 / 50.0;
         history.push(Sample {
             seq: i as u64,
-            sent_at: i as f64 * 1000.0,
+            sent_at: i as f64 * spacing,
             rtt: (i % 97 != 0).then_some(1.0 + wobble),
             pod: "session-bench".into(),
         });
     }
-    (history, samples as f64 * 1000.0)
+    (history, HOUR_MS)
+}
+
+/// Computes the statistics of [`hour_of_pings`]`(samples)` over the hour `repeats` times and returns the median
+/// milliseconds per computation.
+#[cfg(target_arch = "wasm32")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn bench_stats(samples: u32, repeats: u32) -> f64 {
+    let (history, now) = hour_of_pings(samples as usize);
+    let mut times = Vec::new();
+    for _ in 0..repeats.max(1) {
+        let started = crate::browser::now();
+        let stats = crate::stats::Stats::of(history.since(now - HOUR_MS));
+        std::hint::black_box(stats);
+        times.push(crate::browser::now() - started);
+    }
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
 }
 
 /// Lays out and draws [`hour_of_pings`]`(samples)` over a one-hour window `redraws` times on a detached canvas
@@ -53,7 +75,7 @@ pub fn bench_chart_draw(samples: u32, redraws: u32) -> f64 {
     let mut times = Vec::new();
     for _ in 0..redraws.max(1) {
         let started = browser::now();
-        let layout = Layout::compute(&history, now, 3_600_000.0);
+        let layout = Layout::compute(&history, None, now, HOUR_MS, canvas.width() as usize);
         let Some(backend) = crate::canvas::BatchedCanvas::new(canvas.clone()) else {
             return -1.0;
         };

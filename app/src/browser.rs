@@ -69,13 +69,32 @@ pub fn prefers_dark() -> bool {
         .is_some_and(|m| m.matches())
 }
 
-/// Sets `data-theme` on `<html>` so the CSS follows the toggle.
-pub fn set_theme_attribute(dark: bool) {
-    if let Some(root) = web_sys::window()
-        .and_then(|w| w.document())
-        .and_then(|d| d.document_element())
-    {
-        let _ = root.set_attribute("data-theme", if dark { "dark" } else { "light" });
+/// Where the chosen theme is remembered.
+const THEME_KEY: &str = "theme";
+
+/// The theme the visitor chose last time (`Some(true)`: dark), if any.
+pub fn stored_theme() -> Option<bool> {
+    let stored = web_sys::window()?
+        .local_storage()
+        .ok()??
+        .get_item(THEME_KEY)
+        .ok()??;
+    Some(stored == "dark")
+}
+
+/// Applies the theme: `data-theme` on `<html>` (the CSS follows it; without it, the CSS follows
+/// `prefers-color-scheme`), and remembers it for the next visit (`index.html` reads it before the page loads,
+/// so no wrong theme flashes).
+pub fn set_theme(dark: bool) {
+    let theme = if dark { "dark" } else { "light" };
+    let Some(window) = web_sys::window() else {
+        return;
+    };
+    if let Some(root) = window.document().and_then(|d| d.document_element()) {
+        let _ = root.set_attribute("data-theme", theme);
+    }
+    if let Ok(Some(storage)) = window.local_storage() {
+        let _ = storage.set_item(THEME_KEY, theme);
     }
 }
 

@@ -3,13 +3,17 @@
 //! The page draws on a `<canvas>` through plotters-canvas; the tests draw the same model into an SVG string.
 //! Layout is SmokePing-style: every sample as a dot, a rolling median line, a p5–p95 band around it, lost pings
 //! as crosses along the top, and a labelled vertical line per event ("pod killed", "recovered in 840 ms").
+//! A second series, the shared servers', is drawn in its own colour with its own median. Dense windows (an hour
+//! at 10 Hz is 36,000 samples) are decimated to the canvas's pixel columns: the smallest, the median and the
+//! largest sample of each column, so every extreme still shows. [`draw_distribution`] draws the window's
+//! histogram and CDF instead of the time series.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::samples::{EventKind, History};
-use crate::stats::percentile;
+use crate::stats::{Distribution, percentile};
 
 /// Colours of one theme.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +36,8 @@ pub struct Palette {
     pub alert: RGBColor,
     /// Connection and recovery lines.
     pub good: RGBColor,
+    /// The shared servers' series.
+    pub shared: RGBColor,
 }
 
 /// Light theme colours.
@@ -45,6 +51,7 @@ pub const LIGHT: Palette = Palette {
     lost: RGBColor(220, 38, 38),
     alert: RGBColor(220, 38, 38),
     good: RGBColor(22, 163, 74),
+    shared: RGBColor(217, 119, 6),
 };
 
 /// Dark theme colours.
@@ -58,6 +65,7 @@ pub const DARK: Palette = Palette {
     lost: RGBColor(248, 113, 113),
     alert: RGBColor(248, 113, 113),
     good: RGBColor(74, 222, 128),
+    shared: RGBColor(251, 191, 36),
 };
 
 /// One bucket of the rolling band.
@@ -88,11 +96,22 @@ pub struct Layout {
     pub band: Vec<BandPoint>,
     /// Events: (seconds relative to now, label, is it good news).
     pub events: Vec<(f64, String, bool)>,
+    /// The shared servers' answered pings, when that series is shown.
+    pub shared: Vec<(f64, f64)>,
+    /// The shared series' rolling median.
+    pub shared_median: Vec<(f64, f64)>,
 }
 
 impl Layout {
-    /// Lays out the samples and events of the last `window_ms` before `now` (page clock).
-    pub fn compute(history: &History, now: f64, window_ms: f64) -> Self {
+    /// Lays out the samples and events of the last `window_ms` before `now` (page clock), with the shared
+    /// series when given, for a plot `columns` pixels wide.
+    pub fn compute(
+        history: &History,
+        shared: Option<&History>,
+        now: f64,
+        window_ms: f64,
+        columns: usize,
+    ) -> Self {
         let from = now - window_ms;
         let rel = |t: f64| (t - now) / 1000.0;
         let mut points = Vec::new();
@@ -104,25 +123,69 @@ impl Layout {
             }
         }
         let window_s = window_ms / 1000.0;
-        let band = band(&points, window_s);
-        let highest = points.iter().map(|(_, rtt)| *rtt).fold(0.0_f64, f64::max);
+        let band_points = band(&points, window_s);
+        let shared: Vec<(f64, f64)> = shared
+            .map(|h| {
+                h.since(from)
+                    .filter_map(|s| Some((rel(s.sent_at), s.rtt?)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let shared_median = band(&shared, window_s).iter().map(|b| (b.t, b.median)).collect();
+        let highest = points
+            .iter()
+            .chain(&shared)
+            .map(|(_, rtt)| *rtt)
+            .fold(0.0_f64, f64::max);
         let y_max = nice_ceiling((highest * 1.15).max(1.0));
         let events = history
             .events_since(from)
             .map(|e| {
-                let good = matches!(e.kind, EventKind::Connected { .. } | EventKind::Visible);
+                let good = matches!(
+                    e.kind,
+                    EventKind::Connected { .. } | EventKind::Recovered { .. } | EventKind::Visible
+                );
                 (rel(e.at), e.kind.label(), good)
             })
             .collect();
         Self {
             window_s,
             y_max,
-            points,
+            points: decimate(points, window_s, columns),
             lost,
-            band,
+            band: band_points,
             events,
+            shared: decimate(shared, window_s, columns),
+            shared_median,
         }
     }
+}
+
+/// At most three points per pixel column (the smallest, the median and the largest RTT of the column) once
+/// there are more points than the picture can show; sparse data is kept as it is. `points` are in time order.
+pub fn decimate(points: Vec<(f64, f64)>, window_s: f64, columns: usize) -> Vec<(f64, f64)> {
+    let columns = columns.max(1);
+    if points.len() <= columns * 3 || window_s <= 0.0 {
+        return points;
+    }
+    let width = window_s / columns as f64;
+    let column_of = |t: f64| ((t + window_s) / width).floor() as i64;
+    let mut out = Vec::with_capacity(columns * 3);
+    let mut start = 0;
+    while start < points.len() {
+        let column = column_of(points[start].0);
+        let end = start + points[start..].partition_point(|(t, _)| column_of(*t) == column);
+        if end - start <= 3 {
+            out.extend_from_slice(&points[start..end]);
+        } else {
+            let mut rtts: Vec<f64> = points[start..end].iter().map(|(_, rtt)| *rtt).collect();
+            rtts.sort_by(f64::total_cmp);
+            let t = points[start].0;
+            out.extend([(t, rtts[0]), (t, rtts[rtts.len() / 2]), (t, rtts[rtts.len() - 1])]);
+        }
+        start = end;
+    }
+    out
 }
 
 /// Percentiles per time bucket: about five samples per bucket, between 6 and 150 buckets over the window.
@@ -222,6 +285,18 @@ pub fn draw<DB: DrawingBackend>(
     let dot = px(1.5);
     chart.draw_series(
         layout
+            .shared
+            .iter()
+            .map(|&(t, rtt)| Circle::new((t, rtt.min(layout.y_max)), dot, palette.shared.filled())),
+    )?;
+    if layout.shared_median.len() >= 2 {
+        chart.draw_series(LineSeries::new(
+            layout.shared_median.iter().copied(),
+            palette.shared.stroke_width(px(2.0)),
+        ))?;
+    }
+    chart.draw_series(
+        layout
             .points
             .iter()
             .map(|&(t, rtt)| Circle::new((t, rtt.min(layout.y_max)), dot, palette.sample.filled())),
@@ -254,6 +329,63 @@ pub fn draw<DB: DrawingBackend>(
     Ok(())
 }
 
+/// Draws the window's distribution on `root`: the histogram of `dedicated` as bars and its CDF as a line (0 to
+/// 100 % over the plot's height), and the CDF of `shared` in its own colour when given.
+pub fn draw_distribution<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    dedicated: &Distribution,
+    shared: Option<&Distribution>,
+    palette: &Palette,
+    scale: f64,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let px = |v: f64| (v * scale).round().max(1.0) as u32;
+    let font = |size: f64| ("sans-serif", size * scale).into_font().color(&palette.text);
+    root.fill(&palette.background)?;
+    let x_max = nice_ceiling(
+        (dedicated.bin_ms * dedicated.counts.len() as f64)
+            .max(shared.map_or(0.0, |s| s.bin_ms * s.counts.len() as f64))
+            .max(1.0),
+    );
+    let most = dedicated.counts.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let mut chart = ChartBuilder::on(root)
+        .margin(px(10.0))
+        .x_label_area_size(px(26.0))
+        .y_label_area_size(px(52.0))
+        .build_cartesian_2d(0.0..x_max, 0.0..most * 1.1)?;
+    chart
+        .configure_mesh()
+        .light_line_style(palette.grid.mix(0.5))
+        .bold_line_style(palette.grid)
+        .axis_style(palette.grid)
+        .label_style(font(11.0))
+        .x_labels(7)
+        .y_labels(5)
+        .x_label_formatter(&|v| format!("{v} ms"))
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .draw()?;
+    chart.draw_series(dedicated.counts.iter().enumerate().map(|(i, &count)| {
+        let x0 = i as f64 * dedicated.bin_ms;
+        Rectangle::new(
+            [(x0, 0.0), (x0 + dedicated.bin_ms, count as f64)],
+            palette.sample.mix(0.6).filled(),
+        )
+    }))?;
+    let cdf_line =
+        |cdf: &[(f64, f64)]| -> Vec<(f64, f64)> { cdf.iter().map(|&(rtt, f)| (rtt, f * most)).collect() };
+    chart.draw_series(LineSeries::new(
+        cdf_line(&dedicated.cdf),
+        palette.median.stroke_width(px(2.0)),
+    ))?;
+    if let Some(shared) = shared {
+        chart.draw_series(LineSeries::new(
+            cdf_line(&shared.cdf),
+            palette.shared.stroke_width(px(2.0)),
+        ))?;
+    }
+    root.present()?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,14 +407,8 @@ mod tests {
     #[test]
     fn layout_keeps_the_window_and_splits_lost_pings() {
         let mut h = history(&[Some(5.0), Some(6.0), None, Some(7.0)]);
-        h.mark(
-            2500.0,
-            EventKind::Connected {
-                pod: "q".into(),
-                recovery_ms: Some(840.0),
-            },
-        );
-        let layout = Layout::compute(&h, 3000.0, 2500.0);
+        h.mark(2500.0, EventKind::Recovered { recovery_ms: 840.0 });
+        let layout = Layout::compute(&h, None, 3000.0, 2500.0, 800);
         assert_eq!(layout.points, vec![(-2.0, 6.0), (0.0, 7.0)]);
         assert_eq!(layout.lost, vec![-1.0]);
         assert_eq!(
@@ -316,14 +442,8 @@ mod tests {
         rtts[40] = None;
         let mut h = history(&rtts);
         h.mark(41_000.0, EventKind::Killed { pod: "p".into() });
-        h.mark(
-            41_840.0,
-            EventKind::Connected {
-                pod: "q".into(),
-                recovery_ms: Some(840.0),
-            },
-        );
-        let layout = Layout::compute(&h, 60_000.0, 30_000.0);
+        h.mark(41_840.0, EventKind::Recovered { recovery_ms: 840.0 });
+        let layout = Layout::compute(&h, None, 60_000.0, 30_000.0, 800);
         let mut svg = String::new();
         {
             let root = SVGBackend::with_string(&mut svg, (800, 300)).into_drawing_area();
@@ -348,12 +468,69 @@ mod tests {
             let root = SVGBackend::with_string(&mut svg, (400, 200)).into_drawing_area();
             draw(
                 &root,
-                &Layout::compute(&History::default(), 0.0, 30_000.0),
+                &Layout::compute(&History::default(), None, 0.0, 30_000.0, 400),
                 &DARK,
                 2.0,
             )
             .unwrap();
         }
         assert!(svg.starts_with("<svg"));
+    }
+
+    #[test]
+    fn two_series_are_drawn_each_in_its_colour() {
+        let dedicated = history(&(0..60).map(|i| Some(1.0 + (i % 3) as f64)).collect::<Vec<_>>());
+        let shared = history(&(0..60).map(|i| Some(4.0 + (i % 5) as f64)).collect::<Vec<_>>());
+        let layout = Layout::compute(&dedicated, Some(&shared), 60_000.0, 30_000.0, 800);
+        assert_eq!(layout.shared.len(), 30);
+        assert!(layout.shared_median.len() >= 2);
+        assert!(layout.y_max >= 8.0, "the axis fits both series");
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (800, 300)).into_drawing_area();
+            draw(&root, &layout, &LIGHT, 1.0).unwrap();
+        }
+        let colour = |c: RGBColor| format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2);
+        for series in [LIGHT.sample, LIGHT.shared] {
+            assert!(svg.contains(&colour(series)), "{} in the SVG", colour(series));
+        }
+    }
+
+    #[test]
+    fn dense_windows_keep_every_columns_extremes() {
+        // An hour at 10 Hz, one spike: 36,000 points become at most three per column, the spike kept.
+        let mut points: Vec<(f64, f64)> = (0..36_000)
+            .map(|i| (-3600.0 + f64::from(i) / 10.0, 1.0))
+            .collect();
+        points[20_000].1 = 250.0;
+        let decimated = decimate(points, 3600.0, 1000);
+        assert!(decimated.len() <= 3000, "{}", decimated.len());
+        assert!(
+            decimated.iter().any(|(_, rtt)| *rtt == 250.0),
+            "the spike survives"
+        );
+        assert!(
+            decimated.windows(2).all(|w| w[0].0 <= w[1].0),
+            "still in time order"
+        );
+        let sparse: Vec<(f64, f64)> = (0..10).map(|i| (-f64::from(i), 1.0)).rev().collect();
+        assert_eq!(decimate(sparse.clone(), 30.0, 800), sparse);
+    }
+
+    #[test]
+    fn the_distribution_is_drawn_as_bars_and_a_cdf() {
+        let h = history(
+            &(0..200)
+                .map(|i| Some(1.0 + (i % 20) as f64 * 0.1))
+                .collect::<Vec<_>>(),
+        );
+        let dist = crate::stats::Distribution::of(h.samples(), 20);
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (600, 300)).into_drawing_area();
+            draw_distribution(&root, &dist, Some(&dist), &DARK, 1.0).unwrap();
+        }
+        assert!(svg.matches("<rect").count() >= 20, "one bar per bin");
+        assert!(svg.matches("<polyline").count() >= 2, "two CDFs");
     }
 }

@@ -9,6 +9,9 @@ pub struct SiteConfig {
     /// Base URL of the provisioner API, e.g. `https://demo.example.com`. Empty or absent: same origin.
     #[serde(default)]
     pub api: Option<String>,
+    /// WebSocket URLs of the shared servers, overriding what the provisioner's `GET /info` says.
+    #[serde(default)]
+    pub shared: Option<Vec<String>>,
 }
 
 /// Resolves the API base URL (no trailing slash).
@@ -54,6 +57,7 @@ mod tests {
     fn query_beats_config_beats_origin() {
         let config = SiteConfig {
             api: Some("https://api.example.com/".into()),
+            ..SiteConfig::default()
         };
         assert_eq!(
             api_base("", &SiteConfig::default(), "http://localhost:8081"),
@@ -74,6 +78,7 @@ mod tests {
     fn nonsense_falls_back_to_the_origin() {
         let config = SiteConfig {
             api: Some("javascript:alert(1)".into()),
+            ..SiteConfig::default()
         };
         assert_eq!(
             api_base("?api=ftp://x", &config, "https://me.github.io"),

@@ -1,59 +1,79 @@
-//! The browser side of a session: provision, connect, ping, kill, recover. It owns the async loops and feeds
-//! the pure pieces ([`SessionPhase`], [`Pinger`], [`History`]) through Leptos signals that the components read.
+//! The browser side of a session: provision, connect, measure, kill, recover. [`Demo`] is the handle the
+//! components hold: read-only signals to show, and commands (start, stop, kill, rate, pause, shared series).
+//!
+//! A session is one task: it provisions, then runs one measuring loop per connection ([`Demo::measure`]), which
+//! alone owns the ping bookkeeping: it answers the socket's frames, sends pings on its clock (the first as soon
+//! as the pod says hello), and declares the overdue lost. Stopping aborts the task (an `AbortHandle`), which
+//! drops its socket. After a kill the page reconnects at once when the kill's answer names the replacement (a
+//! warm pod); otherwise it waits for the pod board to change, and asks the session then, with a slow poll only
+//! as the fallback.
 
-use std::cell::RefCell;
-use std::rc::Rc;
+use std::time::Duration;
 
-use common::api::{PoolStatus, ProvisionSource, SessionPod, SessionState};
+use common::api::{BoardState, PoolEvent, PoolStatus, ProvisionSource, SessionPod, SessionState};
 use common::protocol::ServerMessage;
-use futures_util::{SinkExt, StreamExt};
-use gloo_net::websocket::Message;
-use gloo_net::websocket::futures::WebSocket;
+use futures_channel::mpsc::{UnboundedSender, unbounded};
+use futures_util::StreamExt;
+use futures_util::future::{AbortHandle, Abortable, Either, select};
 use gloo_timers::future::sleep;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use std::time::Duration;
 
 use crate::api::Api;
+use crate::board::Board;
 use crate::browser::now;
 use crate::samples::{EventKind, History, Pinger};
 use crate::session::{Failure, Input, KillButton, SessionPhase};
+use crate::socket::{Incoming, PoolFeed, Socket};
+use crate::waterfall::KillTrace;
 
 /// A ping unanswered this long counts as lost.
 pub const PING_TIMEOUT_MS: f64 = 2_000.0;
-/// How often the page asks for the session's state while recovering.
-const RECOVERY_POLL: Duration = Duration::from_millis(200);
-/// How often the pool panel refreshes.
-const POOL_POLL: Duration = Duration::from_secs(2);
+/// The fallback poll of a session waiting for its replacement, when the pod board says nothing.
+const RECOVERY_FALLBACK: Duration = Duration::from_millis(1_000);
+/// How often the pool's counts are polled when its event stream is not available.
+const POOL_FALLBACK: Duration = Duration::from_secs(2);
+/// How long the shared series waits before reconnecting after its socket closed.
+const SHARED_RETRY: Duration = Duration::from_secs(1);
 
-/// Every piece of state the components show; `Copy`, so closures take it freely.
+/// Which series a connection measures.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Series {
+    /// The session's own pod: its phase, recoveries and kills follow this connection.
+    Session,
+    /// A shared server, alongside.
+    Shared,
+}
+
+/// What the page shows, and the commands it takes. `Copy`: closures take it freely.
 #[derive(Clone, Copy)]
 pub struct Demo {
-    /// Where the session is.
-    pub phase: RwSignal<SessionPhase>,
-    /// Samples and events.
-    pub history: RwSignal<History>,
-    /// The pod currently measured.
-    pub pod: RwSignal<Option<SessionPod>>,
-    /// How the session's first pod was provisioned, and in how many ms.
-    pub provisioned: RwSignal<Option<(ProvisionSource, f64)>>,
-    /// Pings per second.
-    pub rate_hz: RwSignal<f64>,
-    /// Pinging paused.
-    pub paused: RwSignal<bool>,
-    /// The kill button's state.
-    pub kill: RwSignal<KillButton>,
-    /// Live pool counts.
-    pub pool: RwSignal<Option<PoolStatus>>,
-    /// A sentence for the user (errors, retries), if any.
-    pub notice: RwSignal<Option<String>>,
+    phase: RwSignal<SessionPhase>,
+    history: RwSignal<History>,
+    shared_history: RwSignal<History>,
+    pod: RwSignal<Option<SessionPod>>,
+    provisioned: RwSignal<Option<(ProvisionSource, f64)>>,
+    rate_hz: RwSignal<f64>,
+    paused: RwSignal<bool>,
+    kill: RwSignal<KillButton>,
+    board: RwSignal<Board>,
+    pool: RwSignal<Option<PoolStatus>>,
+    notice: RwSignal<Option<String>>,
+    announcement: RwSignal<String>,
+    waterfall: RwSignal<Option<KillTrace>>,
+    shared_on: RwSignal<bool>,
     /// The current session's id and token.
     session: StoredValue<Option<(String, String)>>,
-    /// When the current outage began (kill click or disconnect), for the recovery time.
+    /// The replacement's URL from the kill's answer, until the page reconnects.
+    next_url: StoredValue<Option<String>>,
+    /// When the current outage (a kill or a dropped socket) began, until the first pong after it.
     outage_since: StoredValue<Option<f64>>,
-    /// Bumped on stop so running loops notice they are obsolete.
-    generation: StoredValue<u64>,
-    /// The provisioner.
+    /// Woken when the pod board changes, while the session waits for its replacement.
+    board_changed: StoredValue<Option<UnboundedSender<()>>>,
+    /// Aborts the session's task.
+    running: StoredValue<Option<AbortHandle>>,
+    /// Aborts the shared series' task.
+    shared_running: StoredValue<Option<AbortHandle>>,
     api: StoredValue<Api>,
 }
 
@@ -63,39 +83,102 @@ impl Demo {
         Self {
             phase: RwSignal::new(SessionPhase::Idle),
             history: RwSignal::new(History::default()),
+            shared_history: RwSignal::new(History::default()),
             pod: RwSignal::new(None),
             provisioned: RwSignal::new(None),
             rate_hz: RwSignal::new(1.0),
             paused: RwSignal::new(false),
             kill: RwSignal::new(KillButton::default()),
+            board: RwSignal::new(Board::default()),
             pool: RwSignal::new(None),
             notice: RwSignal::new(None),
+            announcement: RwSignal::new(String::new()),
+            waterfall: RwSignal::new(None),
+            shared_on: RwSignal::new(false),
             session: StoredValue::new(None),
+            next_url: StoredValue::new(None),
             outage_since: StoredValue::new(None),
-            generation: StoredValue::new(0),
+            board_changed: StoredValue::new(None),
+            running: StoredValue::new(None),
+            shared_running: StoredValue::new(None),
             api: StoredValue::new(api),
         }
     }
 
-    fn input(&self, input: Input) {
-        self.phase.update(|phase| *phase = phase.on(input));
-    }
+    // ----- what the page shows -----
 
-    fn current(&self, generation: u64) -> bool {
-        self.generation.get_value() == generation
+    /// Where the session is.
+    pub fn phase(&self) -> ReadSignal<SessionPhase> {
+        self.phase.read_only()
     }
+    /// The session's samples and events.
+    pub fn history(&self) -> ReadSignal<History> {
+        self.history.read_only()
+    }
+    /// The shared servers' samples.
+    pub fn shared_history(&self) -> ReadSignal<History> {
+        self.shared_history.read_only()
+    }
+    /// The pod measured now.
+    pub fn pod(&self) -> ReadSignal<Option<SessionPod>> {
+        self.pod.read_only()
+    }
+    /// How the session's first pod came, and in how many ms.
+    pub fn provisioned(&self) -> ReadSignal<Option<(ProvisionSource, f64)>> {
+        self.provisioned.read_only()
+    }
+    /// Pings per second.
+    pub fn rate_hz(&self) -> ReadSignal<f64> {
+        self.rate_hz.read_only()
+    }
+    /// Whether pinging is paused.
+    pub fn paused(&self) -> ReadSignal<bool> {
+        self.paused.read_only()
+    }
+    /// The kill button's state.
+    pub fn kill_button(&self) -> ReadSignal<KillButton> {
+        self.kill.read_only()
+    }
+    /// The pod board.
+    pub fn board(&self) -> ReadSignal<Board> {
+        self.board.read_only()
+    }
+    /// The pool's counts, when its event stream is not available.
+    pub fn pool(&self) -> ReadSignal<Option<PoolStatus>> {
+        self.pool.read_only()
+    }
+    /// A sentence for the user (errors, retries), if any.
+    pub fn notice(&self) -> ReadSignal<Option<String>> {
+        self.notice.read_only()
+    }
+    /// The last thing announced to screen readers.
+    pub fn announcement(&self) -> ReadSignal<String> {
+        self.announcement.read_only()
+    }
+    /// The last kill's recovery, step by step.
+    pub fn waterfall(&self) -> ReadSignal<Option<KillTrace>> {
+        self.waterfall.read_only()
+    }
+    /// Whether the shared series is on.
+    pub fn shared_on(&self) -> ReadSignal<bool> {
+        self.shared_on.read_only()
+    }
+    // ----- commands -----
 
-    /// Starts a session (Start button).
+    /// Starts a session (the Start button, and on load).
     pub fn start(self) {
-        let generation = self.generation.get_value() + 1;
-        self.generation.set_value(generation);
+        self.abort_session();
         self.input(Input::Start);
-        spawn_local(async move { self.run(generation).await });
+        let (handle, registration) = AbortHandle::new_pair();
+        self.running.set_value(Some(handle));
+        spawn_local(async move {
+            let _ = Abortable::new(self.run(), registration).await;
+        });
     }
 
-    /// Ends the session (Stop button).
+    /// Ends the session (the Stop button).
     pub fn stop(self) {
-        self.generation.update_value(|g| *g += 1);
+        self.abort_session();
         self.input(Input::Stop);
         if let Some((id, token)) = self.session.get_value() {
             let api = self.api.get_value();
@@ -104,7 +187,103 @@ impl Demo {
         self.session.set_value(None);
     }
 
-    /// Ends the session when the page goes away, so its pod is freed at once rather than at the idle timeout.
+    /// Kills the session's pod ("Kill my pod").
+    pub fn kill_pod(self) {
+        let Some((id, token)) = self.session.get_value() else {
+            return;
+        };
+        let clicked = now();
+        if let Some(pod) = self.pod.get_untracked() {
+            self.history.update(|h| {
+                h.mark(
+                    clicked,
+                    EventKind::Killed {
+                        pod: pod.name.to_string(),
+                    },
+                );
+            });
+        }
+        self.outage_since.set_value(Some(clicked));
+        self.waterfall.set(Some(KillTrace {
+            clicked,
+            ..KillTrace::default()
+        }));
+        self.announce("Pod killed; waiting for the replacement.");
+        self.kill.update(|k| k.in_flight = true);
+        let api = self.api.get_value();
+        spawn_local(async move {
+            let result = api.kill(&id, &token).await;
+            let answered = now();
+            self.kill.update(|k| {
+                k.in_flight = false;
+                k.cooldown_until = answered + KillButton::COOLDOWN_MS;
+            });
+            match result {
+                Ok(answer) => {
+                    self.trace(|t| t.answered = Some((answered, answer.timings)));
+                    if let (Some(pod), Some(url)) = (answer.replacement, answer.websocket_url) {
+                        self.pod.set(Some(pod));
+                        self.next_url.set_value(Some(url));
+                        self.wake_waiter();
+                    }
+                }
+                Err(failure) => {
+                    self.outage_since.set_value(None);
+                    self.waterfall.set(None);
+                    self.notice.set(Some(failure.message()));
+                }
+            }
+        });
+    }
+
+    /// Pings per second (0.5 to 10), from the next ping on.
+    pub fn set_rate(self, hz: f64) {
+        self.rate_hz.set(hz.clamp(0.5, 10.0));
+    }
+
+    /// Pauses or resumes pinging.
+    pub fn toggle_pause(self) {
+        self.paused.update(|p| *p = !*p);
+    }
+
+    /// Turns the shared series on (pinging the shared server at `url`) or off (`None`).
+    pub fn set_shared(self, url: Option<String>) {
+        if let Some(handle) = self.shared_running.get_value() {
+            handle.abort();
+        }
+        self.shared_running.set_value(None);
+        self.shared_on.set(url.is_some());
+        if let Some(url) = url {
+            let (handle, registration) = AbortHandle::new_pair();
+            self.shared_running.set_value(Some(handle));
+            spawn_local(async move {
+                let _ = Abortable::new(self.run_shared(url), registration).await;
+            });
+        }
+    }
+
+    /// Marks a page-wide event (tab hidden or shown) on the chart.
+    pub fn mark(self, kind: EventKind) {
+        self.history.update(|h| h.mark(now(), kind));
+    }
+
+    /// Keeps the pod board current for the life of the page: the provisioner's event stream, or, when the
+    /// browser gives up on it, a poll of the pool's counts.
+    pub fn watch_pool(self) {
+        let url = format!("{}/pool/events", self.api.with_value(|a| a.base().to_owned()));
+        let feed = PoolFeed::open(
+            &url,
+            move |event| self.on_pool_event(event),
+            move || self.poll_pool(),
+        );
+        match feed {
+            // The feed lives as long as the page.
+            Some(feed) => std::mem::forget(feed),
+            None => self.poll_pool(),
+        }
+    }
+
+    /// Ends the session when the page goes away, so its pod is freed at once.
     pub fn end_on_page_hide(self) {
         crate::browser::on_page_hide(move || {
             if let Some((id, token)) = self.session.get_value() {
@@ -113,70 +292,71 @@ impl Demo {
         });
     }
 
-    /// Kills the session's pod ("Kill my pod").
-    pub fn kill_pod(self) {
-        let Some((id, token)) = self.session.get_value() else {
-            return;
-        };
-        let at = now();
-        if let Some(pod) = self.pod.get_untracked() {
-            self.history.update(|h| {
-                h.mark(
-                    at,
-                    EventKind::Killed {
-                        pod: pod.name.to_string(),
-                    },
-                )
-            });
+    // ----- the session's task -----
+
+    fn input(&self, input: Input) {
+        let before = self.phase.get_untracked();
+        self.phase.update(|phase| *phase = phase.on(input));
+        let after = self.phase.get_untracked();
+        if after != before {
+            self.announce(&format!("Session: {}.", after.badge()));
         }
-        self.outage_since.set_value(Some(at));
-        self.kill.update(|k| k.in_flight = true);
-        let api = self.api.get_value();
-        spawn_local(async move {
-            let result = api.kill(&id, &token).await;
-            self.kill.update(|k| {
-                k.in_flight = false;
-                k.cooldown_until = now() + KillButton::COOLDOWN_MS;
-            });
-            if let Err(failure) = result {
-                self.outage_since.set_value(None);
-                self.notice.set(Some(failure.message()));
+    }
+
+    fn announce(&self, text: &str) {
+        self.announcement.set(text.to_owned());
+    }
+
+    fn trace(&self, change: impl FnOnce(&mut KillTrace)) {
+        self.waterfall.update(|trace| {
+            if let Some(trace) = trace {
+                change(trace);
             }
         });
     }
 
-    /// Keeps the pool panel fresh for the life of the page.
-    pub fn watch_pool(self) {
+    fn abort_session(&self) {
+        if let Some(handle) = self.running.get_value() {
+            handle.abort();
+        }
+        self.running.set_value(None);
+    }
+
+    fn on_pool_event(&self, event: PoolEvent) {
+        let at = now();
+        self.board.update(|board| board.apply(event, at));
+        self.wake_waiter();
+    }
+
+    fn wake_waiter(&self) {
+        if let Some(waiter) = self.board_changed.get_value() {
+            let _ = waiter.unbounded_send(());
+        }
+    }
+
+    fn poll_pool(self) {
         spawn_local(async move {
             loop {
                 let api = self.api.get_value();
                 self.pool.set(api.pool().await.ok());
-                sleep(POOL_POLL).await;
+                sleep(POOL_FALLBACK).await;
             }
         });
     }
 
-    /// Provision (retrying politely), then connect, measure and recover until stopped.
-    async fn run(self, generation: u64) {
+    /// Provision (retrying politely), then connect, measure and recover until aborted.
+    async fn run(self) {
         let api = self.api.get_value();
         let session = loop {
             match api.create_session().await {
-                Ok(session) => {
-                    self.provisioned.set(Some((session.source, session.provision_ms)));
-                    break session;
-                }
+                Ok(session) => break session,
                 Err(failure) => {
-                    if !self.wait_retry(failure, generation).await {
-                        return;
-                    }
+                    self.wait_retry(failure).await;
                     self.input(Input::Start);
                 }
             }
         };
-        if !self.current(generation) {
-            api.end(&session.session_id, &session.token).await;
-            return;
-        }
+        self.provisioned.set(Some((session.source, session.provision_ms)));
         self.notice.set(None);
         self.session
             .set_value(Some((session.session_id.to_string(), session.token.clone())));
@@ -184,18 +364,20 @@ impl Demo {
         self.input(Input::Provisioned);
         let mut url = session.websocket_url;
         loop {
-            self.measure(&url, generation).await;
-            if !self.current(generation) {
-                return;
-            }
+            let closed_at = self.measure(&url, Series::Session).await;
             self.input(Input::SocketClosed);
-            if self.outage_since.get_value().is_none() {
-                let at = now();
-                self.outage_since.set_value(Some(at));
-                self.history.update(|h| h.mark(at, EventKind::Disconnected));
+            if self.waterfall.with_untracked(|t| {
+                t.as_ref()
+                    .is_some_and(|t| t.socket_closed.is_none() && !t.complete())
+            }) {
+                self.trace(|t| t.socket_closed = Some(closed_at));
+            } else if self.outage_since.get_value().is_none() {
+                self.outage_since.set_value(Some(closed_at));
+                self.history
+                    .update(|h| h.mark(closed_at, EventKind::Disconnected));
             }
             match self
-                .await_replacement(&session.session_id, &session.token, generation)
+                .replacement(session.session_id.as_ref(), &session.token)
                 .await
             {
                 Some(next) => url = next,
@@ -204,129 +386,193 @@ impl Demo {
         }
     }
 
-    /// Shows the failure with a live countdown; false if stopped meanwhile.
-    async fn wait_retry(&self, failure: Failure, generation: u64) -> bool {
+    /// Shows the failure with a live countdown until the retry.
+    async fn wait_retry(&self, failure: Failure) {
         let seconds = failure.retry_after_s();
         self.input(Input::Failed(failure.clone()));
         for left in (1..=seconds).rev() {
-            if !self.current(generation) {
-                return false;
-            }
-            let retrying = Failure::AtCapacity { retry_after_s: left };
-            let text = match &failure {
-                Failure::AtCapacity { .. } => retrying.message(),
-                other => other
-                    .message()
-                    .replace(&format!("{seconds} s"), &format!("{left} s")),
-            };
-            self.notice.set(Some(text));
+            self.notice.set(Some(failure.message_in(left)));
             sleep(Duration::from_secs(1)).await;
         }
-        self.current(generation)
     }
 
-    /// Polls the session until it has a (new) pod: its WebSocket URL, or `None` if the session is over.
-    async fn await_replacement(&self, id: &str, token: &str, generation: u64) -> Option<String> {
+    /// The URL of the session's next pod: the kill's answer's, or, once the pod board changes (or the fallback
+    /// poll comes round), what the session says; `None` when the session is over.
+    async fn replacement(&self, id: &str, token: &str) -> Option<String> {
+        let (tx, mut board_changed) = unbounded();
+        self.board_changed.set_value(Some(tx));
         let api = self.api.get_value();
-        loop {
-            sleep(RECOVERY_POLL).await;
-            if !self.current(generation) {
-                return None;
+        let url = loop {
+            if let Some(url) = self.next_url.get_value() {
+                self.next_url.set_value(None);
+                break Some(url);
             }
             match api.session(id, token).await {
                 Ok(status) if status.state == SessionState::Active => {
                     if let (Some(pod), Some(url)) = (status.pod, status.websocket_url) {
+                        if let Some(assigned) = status.last_kill.and_then(|k| k.replacement_assigned_ms) {
+                            self.trace(|t| t.assigned_later_ms = Some(assigned));
+                        }
                         self.pod.set(Some(pod));
-                        return Some(url);
+                        break Some(url);
                     }
                 }
                 Ok(status) if status.state == SessionState::Ended => {
                     self.notice.set(Some(
-                        "The session ended (idle or too old). Press Start for a new one.".into(),
+                        "The session ended (unused, or too old). Press Start for a new one.".into(),
                     ));
                     self.input(Input::SessionEnded);
-                    return None;
+                    break None;
                 }
                 Ok(_) => {}
                 Err(failure) => self.notice.set(Some(failure.message())),
             }
-        }
+            // Wait for news: the board changing, the kill's answer, or the fallback poll.
+            let _ = select(board_changed.next(), sleep(RECOVERY_FALLBACK)).await;
+        };
+        self.board_changed.set_value(None);
+        url
     }
 
-    /// One WebSocket connection: hello, pings at the chosen rate, pongs into the history, until it closes.
-    async fn measure(&self, url: &str, generation: u64) {
-        let Ok(socket) = WebSocket::open(url) else {
-            return;
+    /// One connection: hello, pings at the chosen rate (the first at once), pongs into the series' history,
+    /// until the socket closes. Returns when it closed (page clock).
+    async fn measure(&self, url: &str, series: Series) -> f64 {
+        let Ok(mut socket) = Socket::open(url) else {
+            return now();
         };
-        let (mut write, mut read) = socket.split();
-        let pinger = Rc::new(RefCell::new(Pinger::default()));
-        let pod_name = Rc::new(RefCell::new(String::new()));
-        let (closed_tx, mut closed_rx) = futures_channel::oneshot::channel::<()>();
-
-        let reader = {
-            let (pinger, pod_name, demo) = (pinger.clone(), pod_name.clone(), *self);
-            async move {
-                while let Some(Ok(Message::Text(text))) = read.next().await {
-                    match crate::json::parse::<ServerMessage>(&text) {
-                        Ok(ServerMessage::Hello { pod, .. }) => {
-                            let at = now();
-                            let recovery_ms = demo.outage_since.get_value().map(|since| at - since);
-                            demo.outage_since.set_value(None);
-                            *pod_name.borrow_mut() = pod.name.clone();
-                            demo.history.update(|h| {
-                                h.mark(
-                                    at,
-                                    EventKind::Connected {
-                                        pod: pod.name.clone(),
-                                        recovery_ms,
-                                    },
-                                )
-                            });
-                            demo.input(Input::Connected);
+        let history = match series {
+            Series::Session => self.history,
+            Series::Shared => self.shared_history,
+        };
+        let mut pinger = Pinger::default();
+        let mut pod = String::new();
+        let mut next_ping: Option<f64> = None;
+        loop {
+            let incoming = match next_ping {
+                None => socket.next().await,
+                Some(due) => {
+                    let wait = Duration::from_secs_f64(((due - now()) / 1000.0).max(0.0));
+                    let woke = match select(Box::pin(socket.next()), sleep(wait)).await {
+                        Either::Left((incoming, _)) => Some(incoming),
+                        Either::Right(_) => None,
+                    };
+                    match woke {
+                        Some(incoming) => incoming,
+                        None => {
+                            next_ping = Some(self.tick(&socket, &mut pinger, history, &pod, due));
+                            continue;
                         }
-                        Ok(ServerMessage::Pong { seq, pod, .. }) => {
-                            let sample = pinger.borrow_mut().pong(seq, now(), &pod);
-                            if let Some(sample) = sample {
-                                demo.history.update(|h| h.push(sample));
-                            }
-                        }
-                        Ok(ServerMessage::Error { message, .. }) => demo.notice.set(Some(message)),
-                        Ok(ServerMessage::Goodbye { .. }) => break,
-                        Err(_) => {}
                     }
                 }
-                let _ = closed_tx.send(());
-            }
-        };
-        spawn_local(reader);
-
-        loop {
-            let interval = Duration::from_secs_f64(1.0 / self.rate_hz.get_untracked().clamp(0.5, 10.0));
-            let tick = sleep(interval);
-            futures_util::pin_mut!(tick);
-            match futures_util::future::select(tick, &mut closed_rx).await {
-                futures_util::future::Either::Left(_) => {}
-                futures_util::future::Either::Right(_) => break,
-            }
-            if !self.current(generation) {
-                let _ = write.close().await;
-                return;
-            }
-            let pod = pod_name.borrow().clone();
-            let lost = pinger.borrow_mut().expire(now(), PING_TIMEOUT_MS, &pod);
-            if !lost.is_empty() {
-                self.history.update(|h| lost.into_iter().for_each(|s| h.push(s)));
-            }
-            if self.paused.get_untracked() || pod.is_empty() {
-                continue;
-            }
-            let ping = pinger.borrow_mut().ping(now());
-            if write.send(Message::Text(ping.to_json())).await.is_err() {
-                break;
-            }
+            };
+            let closed_at = match incoming {
+                Some(Incoming::Text { text, at }) => match crate::json::parse::<ServerMessage>(&text) {
+                    Ok(ServerMessage::Hello { pod: hello, .. }) => {
+                        pod = hello.name.clone();
+                        if series == Series::Session {
+                            self.connected(&hello.name, &hello.display_name, at);
+                        }
+                        // The first ping goes out now, not at the first tick.
+                        next_ping = Some(self.tick(&socket, &mut pinger, history, &pod, now()));
+                        continue;
+                    }
+                    Ok(ServerMessage::Pong {
+                        seq, pod: answered, ..
+                    }) => {
+                        if let Some(sample) = pinger.pong(seq, at, &answered) {
+                            history.update(|h| h.push(sample));
+                            if series == Series::Session {
+                                self.recovered(at);
+                            }
+                        }
+                        continue;
+                    }
+                    Ok(ServerMessage::Error { message, .. }) => {
+                        if series == Series::Session {
+                            self.notice.set(Some(message));
+                        }
+                        continue;
+                    }
+                    Ok(ServerMessage::Goodbye { .. }) => now(),
+                    Err(_) => continue,
+                },
+                Some(Incoming::Closed { at }) => at,
+                None => now(),
+            };
+            let lost = pinger.abandon(&pod);
+            history.update(|h| lost.into_iter().for_each(|s| h.push(s)));
+            return closed_at;
         }
-        let pod = pod_name.borrow().clone();
-        let lost = pinger.borrow_mut().abandon(&pod);
-        self.history.update(|h| lost.into_iter().for_each(|s| h.push(s)));
     }
+
+    /// The session's pod said hello at `at`.
+    fn connected(&self, name: &str, display_name: &str, at: f64) {
+        self.trace(|t| {
+            if t.reconnected.is_none() && t.socket_closed.is_some() {
+                t.reconnected = Some(at);
+            }
+        });
+        self.history
+            .update(|h| h.mark(at, EventKind::Connected { pod: name.to_owned() }));
+        self.input(Input::Connected);
+        self.announce(&format!("Connected to pod {display_name}."));
+    }
+
+    /// The first pong after an outage ends it: the recovery is labelled on the chart and announced.
+    fn recovered(&self, at: f64) {
+        let Some(since) = self.outage_since.get_value() else {
+            return;
+        };
+        self.outage_since.set_value(None);
+        self.trace(|t| {
+            if t.first_pong.is_none() {
+                t.first_pong = Some(at);
+            }
+        });
+        let recovery_ms = at - since;
+        self.history
+            .update(|h| h.mark(at, EventKind::Recovered { recovery_ms }));
+        self.announce(&format!("Recovered in {recovery_ms:.0} ms."));
+    }
+
+    /// One tick of the ping clock at `due`: overdue pings are lost, a ping goes out unless paused. Returns the
+    /// next tick.
+    fn tick(
+        &self,
+        socket: &Socket,
+        pinger: &mut Pinger,
+        history: RwSignal<History>,
+        pod: &str,
+        due: f64,
+    ) -> f64 {
+        let at = now();
+        let lost = pinger.expire(at, PING_TIMEOUT_MS, pod);
+        if !lost.is_empty() {
+            history.update(|h| lost.into_iter().for_each(|s| h.push(s)));
+        }
+        if !self.paused.get_untracked() {
+            let ping = pinger.ping(now());
+            socket.send(&ping.to_json());
+        }
+        let interval = 1000.0 / self.rate_hz.get_untracked().clamp(0.5, 10.0);
+        (due + interval).max(at)
+    }
+
+    /// The shared series: one of the shared servers, pinged alongside the session's pod, reconnecting when its
+    /// socket closes.
+    async fn run_shared(self, url: String) {
+        loop {
+            self.measure(&url, Series::Shared).await;
+            sleep(SHARED_RETRY).await;
+        }
+    }
+}
+
+/// The board's counts in the shape of `GET /pool`, for what shows them.
+pub fn counts(board: &Board) -> (usize, usize, usize) {
+    (
+        board.count(BoardState::Warm),
+        board.count(BoardState::Starting),
+        board.count(BoardState::Assigned),
+    )
 }

@@ -29,12 +29,15 @@ pub struct Sample {
 /// Something worth a vertical line on the chart.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EventKind {
-    /// Connected to a pod; `recovery_ms` is set when this ends an outage (kill or disconnect).
+    /// Connected to a pod.
     Connected {
         /// The pod.
         pod: String,
-        /// Time since the kill or disconnect that this connection recovers from.
-        recovery_ms: Option<f64>,
+    },
+    /// The first pong after an outage (a kill or a dropped socket) arrived.
+    Recovered {
+        /// Time since the kill or the drop.
+        recovery_ms: f64,
     },
     /// The user killed their pod.
     Killed {
@@ -53,11 +56,8 @@ impl EventKind {
     /// The label drawn on the chart.
     pub fn label(&self) -> String {
         match self {
-            EventKind::Connected {
-                recovery_ms: Some(ms),
-                ..
-            } => format!("recovered in {ms:.0} ms"),
-            EventKind::Connected { pod, .. } => format!("connected to {}", common::names::display_name(pod)),
+            EventKind::Recovered { recovery_ms } => format!("recovered in {recovery_ms:.0} ms"),
+            EventKind::Connected { pod } => format!("connected to {}", common::names::display_name(pod)),
             EventKind::Killed { .. } => "pod killed".to_owned(),
             EventKind::Disconnected => "disconnected".to_owned(),
             EventKind::Hidden => "tab hidden".to_owned(),
@@ -278,10 +278,7 @@ mod tests {
 
     #[test]
     fn event_labels_say_what_happened() {
-        let recovered = EventKind::Connected {
-            pod: "x".into(),
-            recovery_ms: Some(840.4),
-        };
+        let recovered = EventKind::Recovered { recovery_ms: 840.4 };
         assert_eq!(recovered.label(), "recovered in 840 ms");
         assert_eq!(EventKind::Killed { pod: "x".into() }.label(), "pod killed");
     }

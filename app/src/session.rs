@@ -149,7 +149,11 @@ impl Failure {
 
     /// The sentence shown to the user.
     pub fn message(&self) -> String {
-        let wait = self.retry_after_s();
+        self.message_in(self.retry_after_s())
+    }
+
+    /// The sentence shown `wait` seconds before the retry (the countdown).
+    pub fn message_in(&self, wait: u64) -> String {
         match self {
             Failure::AtCapacity { .. } => format!("The demo is at capacity, retrying in {wait} s."),
             Failure::RateLimited { .. } => {

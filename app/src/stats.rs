@@ -1,5 +1,6 @@
 //! Statistics over the samples in the visible window: last, min, median, mean, p95, p99, max, jitter, standard
-//! deviation, loss. Percentiles use linear interpolation between closest ranks.
+//! deviation, loss, and the distribution (histogram and CDF) the chart can show instead of the time series.
+//! Percentiles use linear interpolation between closest ranks.
 
 use crate::samples::Sample;
 
@@ -88,6 +89,49 @@ impl Stats {
     }
 }
 
+/// The distribution of round trips in a window: equal-width bins from 0 to the largest value, and the CDF.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Distribution {
+    /// Width of each bin, ms.
+    pub bin_ms: f64,
+    /// Samples per bin; bin `i` covers `[i * bin_ms, (i + 1) * bin_ms)` (the last one includes its upper end).
+    pub counts: Vec<usize>,
+    /// (RTT, fraction of samples at or below it), at most [`CDF_POINTS`] points, increasing.
+    pub cdf: Vec<(f64, f64)>,
+}
+
+/// Most points kept of the CDF (it is drawn as a line; more would not show).
+pub const CDF_POINTS: usize = 200;
+
+impl Distribution {
+    /// The distribution of the answered samples, in `bins` bins (at least one).
+    pub fn of<'a>(samples: impl IntoIterator<Item = &'a Sample>, bins: usize) -> Self {
+        let mut rtts: Vec<f64> = samples.into_iter().filter_map(|s| s.rtt).collect();
+        if rtts.is_empty() {
+            return Self::default();
+        }
+        rtts.sort_by(f64::total_cmp);
+        let bins = bins.max(1);
+        let max = rtts[rtts.len() - 1].max(f64::MIN_POSITIVE);
+        let bin_ms = max / bins as f64;
+        let mut counts = vec![0; bins];
+        for rtt in &rtts {
+            let index = ((rtt / bin_ms) as usize).min(bins - 1);
+            counts[index] += 1;
+        }
+        let n = rtts.len();
+        let step = n.div_ceil(CDF_POINTS).max(1);
+        let mut cdf: Vec<(f64, f64)> = (step - 1..n)
+            .step_by(step)
+            .map(|i| (rtts[i], (i + 1) as f64 / n as f64))
+            .collect();
+        if cdf.last().is_none_or(|(_, fraction)| *fraction < 1.0) {
+            cdf.push((rtts[n - 1], 1.0));
+        }
+        Self { bin_ms, counts, cdf }
+    }
+}
+
 /// A duration in ms for humans: `0.42 ms`, `12.3 ms`, `840 ms`, or `–` when unknown.
 pub fn format_ms(value: Option<f64>) -> String {
     match value {
@@ -152,6 +196,22 @@ mod tests {
     fn jitter_follows_time_order_not_sorted_order() {
         let s = Stats::of(&samples(&[Some(1.0), Some(9.0), Some(1.0)]));
         assert_eq!(s.jitter, Some(8.0));
+    }
+
+    #[test]
+    fn the_distribution_bins_every_answered_sample_once() {
+        let rtts: Vec<Option<f64>> = (1..=100).map(|i| Some(f64::from(i))).chain([None]).collect();
+        let d = Distribution::of(&samples(&rtts), 10);
+        assert_eq!(d.bin_ms, 10.0);
+        assert_eq!(d.counts.iter().sum::<usize>(), 100, "lost pings are not binned");
+        assert_eq!(d.counts[0], 9, "1..=9 below 10 ms");
+        assert_eq!(d.counts[9], 11, "90..=100, the top value in the last bin");
+        assert_eq!(d.cdf.last(), Some(&(100.0, 1.0)));
+        assert!(d.cdf.windows(2).all(|w| w[0].0 <= w[1].0 && w[0].1 <= w[1].1));
+        assert!(d.cdf.len() <= CDF_POINTS + 1);
+        let many: Vec<Option<f64>> = (0..36_000).map(|i| Some(f64::from(i % 97))).collect();
+        assert!(Distribution::of(&samples(&many), 40).cdf.len() <= CDF_POINTS + 1);
+        assert_eq!(Distribution::of(&samples(&[None]), 10), Distribution::default());
     }
 
     #[test]

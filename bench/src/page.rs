@@ -10,7 +10,8 @@ use plotters::prelude::*;
 
 use crate::{Paths, Row};
 
-const SAMPLES: usize = 3_600;
+/// An hour at 10 Hz: the most the page keeps.
+const SAMPLES: usize = 36_000;
 const REDRAWS: usize = 30;
 
 /// Size and draw time.
@@ -43,7 +44,7 @@ pub fn run(paths: &Paths) -> anyhow::Result<Vec<Row>> {
     let started = Instant::now();
     let mut bytes = 0;
     for _ in 0..REDRAWS {
-        let layout = Layout::compute(&history, now, 3_600_000.0);
+        let layout = Layout::compute(&history, None, now, 3_600_000.0, 1200);
         let mut svg = String::new();
         {
             let root = SVGBackend::with_string(&mut svg, (1200, 340)).into_drawing_area();

@@ -1,5 +1,6 @@
-//! The `<canvas>` the chart is drawn on: sized for the device-pixel ratio, redrawn when samples arrive, the
-//! window changes, the theme flips, the page resizes, or time moves on.
+//! The `<canvas>` the chart is drawn on: the time series (with the shared series when it is on) or the
+//! window's distribution, sized for the device-pixel ratio, redrawn when samples arrive, the window or the view
+//! changes, the theme flips, the page resizes, or time moves on.
 
 use leptos::html::Canvas;
 use leptos::prelude::*;
@@ -7,12 +8,50 @@ use plotters::prelude::IntoDrawingArea;
 
 use crate::browser;
 use crate::canvas::BatchedCanvas;
-use crate::chart::{DARK, LIGHT, Layout, draw};
-use crate::driver::Demo;
+use crate::chart::{DARK, LIGHT, Layout, draw, draw_distribution};
+use crate::samples::History;
+use crate::stats::Distribution;
 
-/// The latency chart.
+/// What the chart shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChartKind {
+    /// Round trips over time.
+    Series,
+    /// The window's histogram and CDF.
+    Distribution,
+}
+
+impl ChartKind {
+    /// The other view.
+    pub fn other(self) -> Self {
+        match self {
+            ChartKind::Series => ChartKind::Distribution,
+            ChartKind::Distribution => ChartKind::Series,
+        }
+    }
+
+    /// The button's text for switching to this view.
+    pub fn label(self) -> &'static str {
+        match self {
+            ChartKind::Series => "Show over time",
+            ChartKind::Distribution => "Show distribution",
+        }
+    }
+}
+
+/// Bins of the distribution view.
+const BINS: usize = 40;
+
+/// The chart.
 #[component]
-pub fn ChartView(demo: Demo, window_s: RwSignal<u32>, dark: RwSignal<bool>) -> impl IntoView {
+pub fn ChartView(
+    history: ReadSignal<History>,
+    shared: ReadSignal<History>,
+    shared_on: ReadSignal<bool>,
+    window_s: RwSignal<u32>,
+    kind: RwSignal<ChartKind>,
+    dark: RwSignal<bool>,
+) -> impl IntoView {
     let canvas = NodeRef::<Canvas>::new();
     let resized = RwSignal::new(0_u32);
     let _resize = window_event_listener(leptos::ev::resize, move |_| resized.update(|r| *r += 1));
@@ -26,10 +65,6 @@ pub fn ChartView(demo: Demo, window_s: RwSignal<u32>, dark: RwSignal<bool>) -> i
         let Some(element) = canvas.get() else {
             return;
         };
-        let started = browser::now();
-        let layout = demo
-            .history
-            .with(|h| Layout::compute(h, browser::now(), window_ms));
         let scale = browser::device_pixel_ratio();
         let width = (f64::from(element.client_width()) * scale).round() as u32;
         let height = (f64::from(element.client_height()) * scale).round() as u32;
@@ -40,12 +75,33 @@ pub fn ChartView(demo: Demo, window_s: RwSignal<u32>, dark: RwSignal<bool>) -> i
             element.set_width(width);
             element.set_height(height);
         }
-        if let Some(backend) = BatchedCanvas::new(element.clone()) {
-            let _ = draw(&backend.into_drawing_area(), &layout, &palette, scale);
-        }
-        let elapsed = browser::now() - started;
-        browser::publish("__chartDrawMs", elapsed);
-        browser::publish("__chartSamples", layout.points.len() as f64);
+        let started = browser::now();
+        let now = browser::now();
+        let with_shared = shared_on.get();
+        let Some(backend) = BatchedCanvas::new(element.clone()) else {
+            return;
+        };
+        let root = backend.into_drawing_area();
+        let samples = match kind.get() {
+            ChartKind::Series => {
+                let layout = history.with(|h| {
+                    shared.with(|s| {
+                        Layout::compute(h, with_shared.then_some(s), now, window_ms, width as usize)
+                    })
+                });
+                let _ = draw(&root, &layout, &palette, scale);
+                layout.points.len()
+            }
+            ChartKind::Distribution => {
+                let from = now - window_ms;
+                let mine = history.with(|h| Distribution::of(h.since(from), BINS));
+                let theirs = with_shared.then(|| shared.with(|s| Distribution::of(s.since(from), BINS)));
+                let _ = draw_distribution(&root, &mine, theirs.as_ref(), &palette, scale);
+                mine.counts.iter().sum()
+            }
+        };
+        browser::publish("__chartDrawMs", browser::now() - started);
+        browser::publish("__chartSamples", samples as f64);
     });
     view! {
         <figure class="chart">
@@ -53,10 +109,10 @@ pub fn ChartView(demo: Demo, window_s: RwSignal<u32>, dark: RwSignal<bool>) -> i
                 id="chart"
                 node_ref=canvas
                 role="img"
-                aria-label="Round-trip latency over time: dots are pings, the line is the rolling median, the band spans p5 to p95, crosses are lost pings, vertical lines mark kills and recoveries"
+                aria-label="Round-trip latency: over time, dots are pings, the line is the rolling median, the band spans p5 to p95, crosses are lost pings and vertical lines mark kills and recoveries; the distribution view shows a histogram and its cumulative curve. The shared servers' series is orange."
             ></canvas>
             <figcaption>
-                "Dots: pings · line: rolling median · band: p5–p95 · ✕: lost · vertical lines: kills, disconnects, recoveries"
+                "Dots: pings · line: rolling median · band: p5–p95 · ✕: lost · vertical lines: kills, disconnects, recoveries · orange: shared servers"
             </figcaption>
         </figure>
     }

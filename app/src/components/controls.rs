@@ -1,8 +1,10 @@
-//! The control bar: start/stop, ping rate, time window, pause, kill, CSV export, theme.
+//! The control bar: start/stop, kill, ping rate, time window, chart view, shared series, pause, CSV export,
+//! theme. It is the one component that holds the demo, for its commands.
 
 use leptos::prelude::*;
 
 use super::WINDOWS;
+use super::chart_view::ChartKind;
 use crate::browser;
 use crate::driver::Demo;
 use crate::session::SessionPhase;
@@ -12,23 +14,28 @@ const RATES: [f64; 5] = [0.5, 1.0, 2.0, 5.0, 10.0];
 
 /// The control bar.
 #[component]
-pub fn Controls(demo: Demo, window_s: RwSignal<u32>, dark: RwSignal<bool>) -> impl IntoView {
+pub fn Controls(
+    demo: Demo,
+    window_s: RwSignal<u32>,
+    kind: RwSignal<ChartKind>,
+    dark: RwSignal<bool>,
+    shared: RwSignal<Vec<String>>,
+) -> impl IntoView {
     // Re-evaluate the kill button every half second so the cooldown ends on time.
     let tick = super::ticker(std::time::Duration::from_millis(500));
+    let phase = demo.phase();
     let kill_enabled = move || {
         tick.track();
-        demo.kill.get().enabled(&demo.phase.get(), browser::now())
+        demo.kill_button().get().enabled(&phase.get(), browser::now())
     };
-    let running = move || !matches!(demo.phase.get(), SessionPhase::Idle | SessionPhase::Ended);
+    let running = move || !matches!(phase.get(), SessionPhase::Idle | SessionPhase::Ended);
+    let theme_label = move || if dark.get() { "Light theme" } else { "Dark theme" };
     view! {
         <nav class="controls" aria-label="Demo controls">
-            <span class="badge" data-phase=move || demo.phase.get().badge() id="phase">
-                {move || demo.phase.get().badge()}
+            <span class="badge" data-phase=move || phase.get().badge() id="phase">
+                {move || phase.get().badge()}
             </span>
-            <button
-                id="start"
-                on:click=move |_| if running() { demo.stop() } else { demo.start() }
-            >
+            <button id="start" on:click=move |_| if running() { demo.stop() } else { demo.start() }>
                 {move || if running() { "Stop" } else { "Start" }}
             </button>
             <button
@@ -38,7 +45,7 @@ pub fn Controls(demo: Demo, window_s: RwSignal<u32>, dark: RwSignal<bool>) -> im
                 on:click=move |_| demo.kill_pod()
                 title="Terminate your pod; the provisioner hands your session a replacement"
             >
-                {move || if demo.kill.get().in_flight { "Killing…" } else { "Kill my pod" }}
+                {move || if demo.kill_button().get().in_flight { "Killing…" } else { "Kill my pod" }}
             </button>
             <label>
                 "Rate "
@@ -52,7 +59,7 @@ pub fn Controls(demo: Demo, window_s: RwSignal<u32>, dark: RwSignal<bool>) -> im
                             .ok()
                             .and_then(|index| RATES.get(index))
                         {
-                            demo.rate_hz.set(*rate);
+                            demo.set_rate(*rate);
                         }
                     }
                 >
@@ -81,34 +88,50 @@ pub fn Controls(demo: Demo, window_s: RwSignal<u32>, dark: RwSignal<bool>) -> im
                 >
                     {WINDOWS
                         .iter()
-                        .map(|(seconds, label)| {
-                            view! { <option value=seconds.to_string()>{*label}</option> }
-                        })
+                        .map(|(seconds, label)| view! { <option value=seconds.to_string()>{*label}</option> })
                         .collect_view()}
                 </select>
             </label>
             <button
-                id="pause"
-                aria-pressed=move || demo.paused.get().to_string()
-                on:click=move |_| demo.paused.update(|p| *p = !*p)
+                id="view"
+                aria-pressed=move || (kind.get() == ChartKind::Distribution).to_string()
+                on:click=move |_| kind.update(|k| *k = k.other())
             >
-                {move || if demo.paused.get() { "Resume" } else { "Pause" }}
+                {move || kind.get().other().label()}
+            </button>
+            <Show when=move || !shared.with(Vec::is_empty)>
+                <label class="check">
+                    <input
+                        type="checkbox"
+                        id="shared"
+                        prop:checked=move || demo.shared_on().get()
+                        on:change=move |ev| {
+                            let on = event_target_checked(&ev);
+                            demo.set_shared(on.then(|| shared.with(|urls| urls.first().cloned())).flatten());
+                        }
+                    />
+                    " Compare with the shared servers"
+                </label>
+            </Show>
+            <button
+                id="pause"
+                aria-pressed=move || demo.paused().get().to_string()
+                on:click=move |_| demo.toggle_pause()
+            >
+                {move || if demo.paused().get() { "Resume" } else { "Pause" }}
             </button>
             <button
                 id="export"
                 on:click=move |_| {
-                    let csv = demo.history.with_untracked(|h| h.to_csv());
+                    let csv = demo.history().with_untracked(|h| h.to_csv());
                     let _ = browser::download("latency.csv", &csv, "text/csv");
                 }
             >
                 "Export CSV"
             </button>
-            <button
-                id="theme"
-                aria-label="Toggle dark theme"
-                on:click=move |_| dark.update(|d| *d = !*d)
-            >
-                {move || if dark.get() { "☀ Light" } else { "☾ Dark" }}
+            // The accessible name is the visible text: what pressing it switches to.
+            <button id="theme" on:click=move |_| dark.update(|d| *d = !*d)>
+                {theme_label}
             </button>
         </nav>
     }

@@ -1,9 +1,12 @@
-//! The page's components. [`App`] owns the [`Demo`] state and the page-wide settings (window, theme) and passes
-//! them down; each child is a small function of its props.
+//! The page's components. [`App`] loads the configuration and mounts the [`Dashboard`], which owns the [`Demo`]
+//! and the page-wide settings (window, view, theme) and hands each child the read-only signals it shows; only
+//! the controls get the demo itself, for its commands.
 
+mod board;
 mod chart_view;
 mod controls;
 mod panels;
+mod waterfall;
 
 use leptos::prelude::*;
 
@@ -11,9 +14,11 @@ use crate::api::Api;
 use crate::browser;
 use crate::config::{SiteConfig, api_base};
 use crate::driver::Demo;
-use chart_view::ChartView;
+use board::PodBoard;
+use chart_view::{ChartKind, ChartView};
 use controls::Controls;
-use panels::{PodPanel, PoolPanel, StatsPanel};
+use panels::{PodPanel, StatsPanel};
+use waterfall::Waterfall;
 
 /// A counter signal bumped every `period` for as long as the calling component lives: reading it in a closure
 /// or effect re-runs that on a clock (cooldowns ending, the chart scrolling with time).
@@ -31,10 +36,17 @@ pub fn ticker(period: std::time::Duration) -> RwSignal<u32> {
 /// The visible time windows, in seconds.
 pub const WINDOWS: [(u32, &str); 3] = [(30, "30 s"), (300, "5 min"), (3600, "1 h")];
 
+/// Where everything is: the provisioner, and the shared servers (config.json, else the provisioner's `/info`).
+#[derive(Clone)]
+struct Setup {
+    api: Api,
+    shared: Vec<String>,
+}
+
 /// Loads `config.json`, then mounts the demo.
 #[component]
 pub fn App() -> impl IntoView {
-    let api = RwSignal::new(None::<Api>);
+    let setup = RwSignal::new(None::<Setup>);
     leptos::task::spawn_local(async move {
         let config = match gloo_net::http::Request::get("config.json").send().await {
             Ok(response) if response.ok() => match response.text().await {
@@ -44,7 +56,14 @@ pub fn App() -> impl IntoView {
             _ => SiteConfig::default(),
         };
         let (query, origin) = browser::location();
-        api.set(Some(Api::new(api_base(&query, &config, &origin))));
+        let api = Api::new(api_base(&query, &config, &origin));
+        // The shared servers' addresses do not hold up the session: the demo starts at once and the second
+        // series is offered once they are known.
+        let shared = config.shared.clone();
+        setup.set(Some(Setup {
+            api,
+            shared: shared.unwrap_or_default(),
+        }));
     });
     view! {
         <header class="top">
@@ -53,8 +72,8 @@ pub fn App() -> impl IntoView {
                 "Your own pod, pinged from this tab. Kill it and watch the warm pool heal the session."
             </p>
         </header>
-        {move || match api.get() {
-            Some(api) => view! { <Dashboard api=api /> }.into_any(),
+        {move || match setup.get() {
+            Some(setup) => view! { <Dashboard api=setup.api shared=setup.shared /> }.into_any(),
             None => view! { <p class="loading">"Loading configuration…"</p> }.into_any(),
         }}
         <footer>
@@ -66,38 +85,57 @@ pub fn App() -> impl IntoView {
 
 /// Everything below the header, once the API base is known.
 #[component]
-fn Dashboard(api: Api) -> impl IntoView {
+fn Dashboard(api: Api, shared: Vec<String>) -> impl IntoView {
     let api_label = api.base().to_owned();
-    let demo = Demo::new(api);
+    let shared_known = RwSignal::new(shared);
+    let demo = Demo::new(api.clone());
+    // Start measuring at once: the page exists to show live latency.
+    demo.start();
     demo.watch_pool();
     demo.end_on_page_hide();
+    if shared_known.get_untracked().is_empty() {
+        leptos::task::spawn_local(async move {
+            if let Ok(info) = api.info().await {
+                shared_known.set(info.shared);
+            }
+        });
+    }
     let window_s = RwSignal::new(30_u32);
-    let dark = RwSignal::new(browser::prefers_dark());
-    Effect::new(move |_| browser::set_theme_attribute(dark.get()));
+    let kind = RwSignal::new(ChartKind::Series);
+    let dark = RwSignal::new(browser::stored_theme().unwrap_or_else(browser::prefers_dark));
+    Effect::new(move |_| browser::set_theme(dark.get()));
     browser::on_visibility_change(move |hidden| {
-        let kind = if hidden {
+        demo.mark(if hidden {
             crate::samples::EventKind::Hidden
         } else {
             crate::samples::EventKind::Visible
-        };
-        demo.history.update(|h| h.mark(browser::now(), kind));
+        });
     });
-    // Start measuring at once: the page exists to show live latency.
-    demo.start();
     let resolution = browser::timer_resolution_ms();
     let isolated = browser::cross_origin_isolated();
     view! {
         <main>
-            <Controls demo=demo window_s=window_s dark=dark />
-            <Show when=move || demo.notice.get().is_some()>
-                <p class="notice" role="status">{move || demo.notice.get().unwrap_or_default()}</p>
+            <Controls demo=demo window_s=window_s kind=kind dark=dark shared=shared_known />
+            <p class="sr-only" aria-live="polite" id="announcer">{move || demo.announcement().get()}</p>
+            <Show when=move || demo.notice().get().is_some()>
+                <p class="notice" role="status">{move || demo.notice().get().unwrap_or_default()}</p>
             </Show>
             <section class="grid">
-                <PodPanel demo=demo />
-                <PoolPanel demo=demo />
+                <PodPanel pod=demo.pod() provisioned=demo.provisioned() />
+                <PodBoard board=demo.board() pool=demo.pool() mine=demo.pod() />
             </section>
-            <ChartView demo=demo window_s=window_s dark=dark />
-            <StatsPanel demo=demo window_s=window_s />
+            <section class="chart-row">
+                <ChartView
+                    history=demo.history()
+                    shared=demo.shared_history()
+                    shared_on=demo.shared_on()
+                    window_s=window_s
+                    kind=kind
+                    dark=dark
+                />
+                <Waterfall trace=demo.waterfall() />
+            </section>
+            <StatsPanel history=demo.history() shared=demo.shared_history() shared_on=demo.shared_on() window_s=window_s />
             <p class="fineprint">
                 {format!(
                     "Provisioner: {api_label}. Timer resolution here: {} ({}).",

@@ -1,23 +1,21 @@
-//! The information panels: the session's pod, the warm pool, and the statistics of the visible window.
+//! The information panels: the session's pod, and the statistics of the visible window (the session's pod, and
+//! the shared servers beside it when that series is on).
 
-use common::api::ProvisionSource;
+use common::api::{ProvisionSource, SessionPod};
 use leptos::prelude::*;
 
 use crate::browser;
-use crate::driver::Demo;
+use crate::samples::History;
 use crate::stats::{Stats, format_ms};
 
 /// Who answers: the pod's friendly name, real name, node, and how it was provisioned.
 #[component]
-pub fn PodPanel(demo: Demo) -> impl IntoView {
-    let field = move |f: fn(&common::api::SessionPod) -> Option<String>| {
-        move || {
-            demo.pod
-                .get()
-                .as_ref()
-                .and_then(f)
-                .unwrap_or_else(|| "–".to_owned())
-        }
+pub fn PodPanel(
+    pod: ReadSignal<Option<SessionPod>>,
+    provisioned: ReadSignal<Option<(ProvisionSource, f64)>>,
+) -> impl IntoView {
+    let field = move |f: fn(&SessionPod) -> Option<String>| {
+        move || pod.get().as_ref().and_then(f).unwrap_or_else(|| "–".to_owned())
     };
     view! {
         <section class="card" aria-labelledby="pod-title">
@@ -30,7 +28,7 @@ pub fn PodPanel(demo: Demo) -> impl IntoView {
                 <dd>{field(|p| p.node.clone())}</dd>
                 <dt>"Provisioned"</dt>
                 <dd id="provisioned">
-                    {move || match demo.provisioned.get() {
+                    {move || match provisioned.get() {
                         Some((ProvisionSource::Warm, ms)) => format!("warm, in {}", format_ms(Some(ms))),
                         Some((ProvisionSource::Cold, ms)) => format!("cold start, in {}", format_ms(Some(ms))),
                         None => "–".to_owned(),
@@ -41,63 +39,75 @@ pub fn PodPanel(demo: Demo) -> impl IntoView {
     }
 }
 
-/// Live counts from `GET /pool`.
+/// Statistics over the visible window.
 #[component]
-pub fn PoolPanel(demo: Demo) -> impl IntoView {
-    let count = move |f: fn(&common::api::PoolStatus) -> u32| {
-        move || {
-            demo.pool
-                .get()
-                .map_or_else(|| "–".to_owned(), |p| f(&p).to_string())
+pub fn StatsPanel(
+    history: ReadSignal<History>,
+    shared: ReadSignal<History>,
+    shared_on: ReadSignal<bool>,
+    window_s: RwSignal<u32>,
+) -> impl IntoView {
+    let of = move |h: ReadSignal<History>| {
+        Memo::new(move |_| {
+            let from = browser::now() - f64::from(window_s.get()) * 1000.0;
+            h.with(|h| Stats::of(h.since(from)))
+        })
+    };
+    let (mine, theirs) = (of(history), of(shared));
+    let row = move |label: &'static str, id: &'static str, f: fn(&Stats) -> Option<f64>| {
+        view! {
+            <tr>
+                <th scope="row">{label}</th>
+                <td id=id>{move || format_ms(f(&mine.get()))}</td>
+                <Show when=move || shared_on.get()>
+                    <td>{move || format_ms(f(&theirs.get()))}</td>
+                </Show>
+            </tr>
         }
     };
     view! {
-        <section class="card" aria-labelledby="pool-title">
-            <h2 id="pool-title">"Warm pool"</h2>
-            <dl class="counts">
-                <dt>"Warm"</dt>
-                <dd id="pool-warm">{count(|p| p.warm)}</dd>
-                <dt>"Starting"</dt>
-                <dd id="pool-starting">{count(|p| p.starting)}</dd>
-                <dt>"Assigned"</dt>
-                <dd id="pool-assigned">{count(|p| p.assigned)}</dd>
-                <dt>"Target / max sessions"</dt>
-                <dd>{move || demo.pool.get().map_or_else(|| "–".to_owned(), |p| format!("{} / {}", p.target, p.max_sessions))}</dd>
-            </dl>
-        </section>
-    }
-}
-
-/// Statistics over the visible window.
-#[component]
-pub fn StatsPanel(demo: Demo, window_s: RwSignal<u32>) -> impl IntoView {
-    let stats = Memo::new(move |_| {
-        let from = browser::now() - f64::from(window_s.get()) * 1000.0;
-        demo.history.with(|h| Stats::of(h.since(from)))
-    });
-    let ms = move |f: fn(&Stats) -> Option<f64>| move || format_ms(f(&stats.get()));
-    view! {
         <section class="card stats" aria-labelledby="stats-title">
             <h2 id="stats-title">"Round trip, visible window"</h2>
-            <dl>
-                <dt>"Last"</dt><dd id="stat-last">{ms(|s| s.last)}</dd>
-                <dt>"Min"</dt><dd>{ms(|s| s.min)}</dd>
-                <dt>"Median"</dt><dd id="stat-median">{ms(|s| s.median)}</dd>
-                <dt>"Mean"</dt><dd>{ms(|s| s.mean)}</dd>
-                <dt>"p95"</dt><dd>{ms(|s| s.p95)}</dd>
-                <dt>"p99"</dt><dd>{ms(|s| s.p99)}</dd>
-                <dt>"Max"</dt><dd>{ms(|s| s.max)}</dd>
-                <dt>
-                    <abbr title="Mean absolute difference between consecutive round trips">"Jitter"</abbr>
-                </dt>
-                <dd>{ms(|s| s.jitter)}</dd>
-                <dt>"Std dev"</dt><dd>{ms(|s| s.std_dev)}</dd>
-                <dt>"Loss"</dt><dd id="stat-loss">{move || format!("{:.1} %", stats.get().loss_pct)}</dd>
-                <dt>"Sent / received"</dt>
-                <dd id="stat-counts" data-received=move || stats.get().received.to_string()>
-                    {move || format!("{} / {}", stats.get().sent, stats.get().received)}
-                </dd>
-            </dl>
+            <table>
+                <thead>
+                    <tr>
+                        <th></th>
+                        <th scope="col">"your pod"</th>
+                        <Show when=move || shared_on.get()>
+                            <th scope="col" class="shared">"shared servers"</th>
+                        </Show>
+                    </tr>
+                </thead>
+                <tbody>
+                    {row("Last", "stat-last", |s| s.last)}
+                    {row("Min", "stat-min", |s| s.min)}
+                    {row("Median", "stat-median", |s| s.median)}
+                    {row("Mean", "stat-mean", |s| s.mean)}
+                    {row("p95", "stat-p95", |s| s.p95)}
+                    {row("p99", "stat-p99", |s| s.p99)}
+                    {row("Max", "stat-max", |s| s.max)}
+                    {row("Jitter", "stat-jitter", |s| s.jitter)}
+                    {row("Std dev", "stat-std", |s| s.std_dev)}
+                    <tr>
+                        <th scope="row">"Loss"</th>
+                        <td id="stat-loss">{move || format!("{:.1} %", mine.get().loss_pct)}</td>
+                        <Show when=move || shared_on.get()>
+                            <td>{move || format!("{:.1} %", theirs.get().loss_pct)}</td>
+                        </Show>
+                    </tr>
+                    <tr>
+                        <th scope="row">"Sent / received"</th>
+                        <td id="stat-counts" data-received=move || mine.get().received.to_string()>
+                            {move || format!("{} / {}", mine.get().sent, mine.get().received)}
+                        </td>
+                        <Show when=move || shared_on.get()>
+                            <td id="stat-shared-counts" data-received=move || theirs.get().received.to_string()>
+                                {move || format!("{} / {}", theirs.get().sent, theirs.get().received)}
+                            </td>
+                        </Show>
+                    </tr>
+                </tbody>
+            </table>
         </section>
     }
 }

@@ -1,0 +1,154 @@
+//! The page's live connections, browser edge: a WebSocket as a stream of [`Incoming`] frames, and the pool's
+//! event stream (`EventSource`).
+//!
+//! Each WebSocket message carries the `performance.now()` read first thing in its `onmessage` callback, before
+//! any task is woken or any signal updated, so a pong's receive time is as early as the browser can give it;
+//! the send time is read just before `send`. Written on `web_sys` directly rather than gloo-net's socket: the
+//! timestamp has to be taken inside the callback, and the page then links one WebSocket wrapper fewer.
+
+use common::api::PoolEvent;
+use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
+use futures_util::StreamExt;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::closure::Closure;
+use web_sys::{CloseEvent, Event, EventSource, MessageEvent, WebSocket};
+
+use crate::browser::now;
+
+/// What a WebSocket delivered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Incoming {
+    /// A text frame, received at `at` (page clock, ms).
+    Text {
+        /// The frame.
+        text: String,
+        /// When `onmessage` ran.
+        at: f64,
+    },
+    /// The socket closed (or failed), at `at`.
+    Closed {
+        /// When it closed.
+        at: f64,
+    },
+}
+
+/// An open WebSocket.
+pub struct Socket {
+    ws: WebSocket,
+    frames: UnboundedReceiver<Incoming>,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_close: Closure<dyn FnMut(CloseEvent)>,
+    _on_error: Closure<dyn FnMut(Event)>,
+}
+
+impl Socket {
+    /// Opens a WebSocket to `url`.
+    pub fn open(url: &str) -> Result<Self, String> {
+        let ws = WebSocket::new(url).map_err(|_| format!("cannot open a WebSocket to {url}"))?;
+        let (tx, frames) = unbounded();
+        let on_message = {
+            let tx = tx.clone();
+            Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+                let at = now();
+                if let Some(text) = event.data().as_string() {
+                    let _ = tx.unbounded_send(Incoming::Text { text, at });
+                }
+            })
+        };
+        let closed = |tx: UnboundedSender<Incoming>| {
+            move || {
+                let _ = tx.unbounded_send(Incoming::Closed { at: now() });
+            }
+        };
+        let on_close = {
+            let closed = closed(tx.clone());
+            Closure::<dyn FnMut(CloseEvent)>::new(move |_: CloseEvent| closed())
+        };
+        let on_error = {
+            let closed = closed(tx);
+            Closure::<dyn FnMut(Event)>::new(move |_: Event| closed())
+        };
+        ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+        ws.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        Ok(Self {
+            ws,
+            frames,
+            _on_message: on_message,
+            _on_close: on_close,
+            _on_error: on_error,
+        })
+    }
+
+    /// The next frame or the close; `None` once nothing more can come.
+    pub async fn next(&mut self) -> Option<Incoming> {
+        self.frames.next().await
+    }
+
+    /// Sends a text frame; false if the socket is not open.
+    pub fn send(&self, text: &str) -> bool {
+        self.ws.send_with_str(text).is_ok()
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        self.ws.set_onmessage(None);
+        self.ws.set_onclose(None);
+        self.ws.set_onerror(None);
+        let _ = self.ws.close();
+    }
+}
+
+/// The pool's event stream, delivering each event to a callback; dropping it closes the stream.
+pub struct PoolFeed {
+    source: EventSource,
+    _listeners: Vec<Closure<dyn FnMut(MessageEvent)>>,
+    _on_error: Closure<dyn FnMut(Event)>,
+}
+
+impl PoolFeed {
+    /// Opens `url` (`…/pool/events`); `on_event` gets each event, `on_failure` is called when the browser gives
+    /// up on the stream (it retries by itself before that).
+    pub fn open(
+        url: &str,
+        on_event: impl Fn(PoolEvent) + 'static,
+        on_failure: impl Fn() + 'static,
+    ) -> Option<Self> {
+        let source = EventSource::new(url).ok()?;
+        let on_event = std::rc::Rc::new(on_event);
+        let mut listeners = Vec::new();
+        for name in ["snapshot", "pod", "gone"] {
+            let on_event = on_event.clone();
+            let listener = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+                if let Some(text) = event.data().as_string()
+                    && let Ok(parsed) = crate::json::parse::<PoolEvent>(&text)
+                {
+                    on_event(parsed);
+                }
+            });
+            source
+                .add_event_listener_with_callback(name, listener.as_ref().unchecked_ref())
+                .ok()?;
+            listeners.push(listener);
+        }
+        let watched = source.clone();
+        let on_error = Closure::<dyn FnMut(Event)>::new(move |_: Event| {
+            if watched.ready_state() == EventSource::CLOSED {
+                on_failure();
+            }
+        });
+        source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        Some(Self {
+            source,
+            _listeners: listeners,
+            _on_error: on_error,
+        })
+    }
+}
+
+impl Drop for PoolFeed {
+    fn drop(&mut self) {
+        self.source.close();
+    }
+}
