@@ -40,19 +40,25 @@ impl Board {
                 target,
                 max_sessions,
             } => {
-                self.tiles = pods.into_iter().map(|pod| Tile { pod, seen_at: now }).collect();
+                self.tiles.clear();
+                for pod in pods {
+                    self.upsert(Tile { pod, seen_at: now });
+                }
                 self.target = target;
                 self.max_sessions = max_sessions;
                 self.live = true;
             }
-            PoolEvent::Pod { pod } => match self.tiles.iter_mut().find(|t| t.pod.name == pod.name) {
-                Some(tile) => *tile = Tile { pod, seen_at: now },
-                None => {
-                    self.tiles.push(Tile { pod, seen_at: now });
-                    self.tiles.sort_by(|a, b| a.pod.name.cmp(&b.pod.name));
-                }
-            },
+            PoolEvent::Pod { pod } => self.upsert(Tile { pod, seen_at: now }),
             PoolEvent::Gone { name } => self.tiles.retain(|t| t.pod.name != name),
+        }
+    }
+
+    /// Puts `tile` in its place by pod name, replacing the pod's earlier tile. (Kept sorted on insert, not
+    /// sorted after: one binary search, and no sort routine in the wasm for a list of a few dozen.)
+    fn upsert(&mut self, tile: Tile) {
+        match self.tiles.binary_search_by(|t| t.pod.name.cmp(&tile.pod.name)) {
+            Ok(i) => self.tiles[i] = tile,
+            Err(i) => self.tiles.insert(i, tile),
         }
     }
 

@@ -250,7 +250,11 @@ pub fn draw<DB: DrawingBackend>(
     scale: f64,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     let px = |v: f64| (v * scale).round().max(1.0) as u32;
-    let font = |size: f64| ("sans-serif", size * scale).into_font().color(&palette.text);
+    let font = |size: f64| {
+        (FontFamily::SansSerif, size * scale)
+            .into_font()
+            .color(&palette.text)
+    };
     root.fill(&palette.background)?;
     let window_s = layout.window_s.max(1.0);
     let mut chart = ChartBuilder::on(root)
@@ -319,7 +323,7 @@ pub fn draw<DB: DrawingBackend>(
         let leftwards = *t > -window_s * 0.3;
         let anchor = if leftwards { HPos::Right } else { HPos::Left };
         let nudge = window_s * 0.004 * if leftwards { -1.0 } else { 1.0 };
-        let style = ("sans-serif", 12.0 * scale)
+        let style = (FontFamily::SansSerif, 12.0 * scale)
             .into_font()
             .color(&color)
             .pos(Pos::new(anchor, VPos::Center));
@@ -339,7 +343,11 @@ pub fn draw_distribution<DB: DrawingBackend>(
     scale: f64,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     let px = |v: f64| (v * scale).round().max(1.0) as u32;
-    let font = |size: f64| ("sans-serif", size * scale).into_font().color(&palette.text);
+    let font = |size: f64| {
+        (FontFamily::SansSerif, size * scale)
+            .into_font()
+            .color(&palette.text)
+    };
     root.fill(&palette.background)?;
     let x_max = nice_ceiling(
         (dedicated.bin_ms * dedicated.counts.len() as f64)

@@ -62,19 +62,26 @@ pub struct Demo {
     announcement: RwSignal<String>,
     waterfall: RwSignal<Option<KillTrace>>,
     shared_on: RwSignal<bool>,
+    /// What the page does not show: one stored value, not seven, since every stored type brings its own copy
+    /// of Leptos's storage code into the wasm.
+    plumbing: StoredValue<Plumbing>,
+}
+
+/// The session's non-reactive state.
+struct Plumbing {
     /// The current session's id and token.
-    session: StoredValue<Option<(String, String)>>,
+    session: Option<(String, String)>,
     /// The replacement's URL from the kill's answer, until the page reconnects.
-    next_url: StoredValue<Option<String>>,
+    next_url: Option<String>,
     /// When the current outage (a kill or a dropped socket) began, until the first pong after it.
-    outage_since: StoredValue<Option<f64>>,
+    outage_since: Option<f64>,
     /// Woken when the pod board changes, while the session waits for its replacement.
-    board_changed: StoredValue<Option<UnboundedSender<()>>>,
+    board_changed: Option<UnboundedSender<()>>,
     /// Aborts the session's task.
-    running: StoredValue<Option<AbortHandle>>,
+    running: Option<AbortHandle>,
     /// Aborts the shared series' task.
-    shared_running: StoredValue<Option<AbortHandle>>,
-    api: StoredValue<Api>,
+    shared_running: Option<AbortHandle>,
+    api: Api,
 }
 
 impl Demo {
@@ -95,13 +102,15 @@ impl Demo {
             announcement: RwSignal::new(String::new()),
             waterfall: RwSignal::new(None),
             shared_on: RwSignal::new(false),
-            session: StoredValue::new(None),
-            next_url: StoredValue::new(None),
-            outage_since: StoredValue::new(None),
-            board_changed: StoredValue::new(None),
-            running: StoredValue::new(None),
-            shared_running: StoredValue::new(None),
-            api: StoredValue::new(api),
+            plumbing: StoredValue::new(Plumbing {
+                session: None,
+                next_url: None,
+                outage_since: None,
+                board_changed: None,
+                running: None,
+                shared_running: None,
+                api,
+            }),
         }
     }
 
@@ -170,7 +179,7 @@ impl Demo {
         self.abort_session();
         self.input(Input::Start);
         let (handle, registration) = AbortHandle::new_pair();
-        self.running.set_value(Some(handle));
+        self.plumbing.update_value(|p| p.running = Some(handle));
         spawn_local(async move {
             let _ = Abortable::new(self.run(), registration).await;
         });
@@ -180,16 +189,16 @@ impl Demo {
     pub fn stop(self) {
         self.abort_session();
         self.input(Input::Stop);
-        if let Some((id, token)) = self.session.get_value() {
-            let api = self.api.get_value();
+        if let Some((id, token)) = self.plumbing.with_value(|p| p.session.clone()) {
+            let api = self.plumbing.with_value(|p| p.api.clone());
             spawn_local(async move { api.end(&id, &token).await });
         }
-        self.session.set_value(None);
+        self.plumbing.update_value(|p| p.session = None);
     }
 
     /// Kills the session's pod ("Kill my pod").
     pub fn kill_pod(self) {
-        let Some((id, token)) = self.session.get_value() else {
+        let Some((id, token)) = self.plumbing.with_value(|p| p.session.clone()) else {
             return;
         };
         let clicked = now();
@@ -203,14 +212,14 @@ impl Demo {
                 );
             });
         }
-        self.outage_since.set_value(Some(clicked));
+        self.plumbing.update_value(|p| p.outage_since = Some(clicked));
         self.waterfall.set(Some(KillTrace {
             clicked,
             ..KillTrace::default()
         }));
         self.announce("Pod killed; waiting for the replacement.");
         self.kill.update(|k| k.in_flight = true);
-        let api = self.api.get_value();
+        let api = self.plumbing.with_value(|p| p.api.clone());
         spawn_local(async move {
             let result = api.kill(&id, &token).await;
             let answered = now();
@@ -223,12 +232,12 @@ impl Demo {
                     self.trace(|t| t.answered = Some((answered, answer.timings)));
                     if let (Some(pod), Some(url)) = (answer.replacement, answer.websocket_url) {
                         self.pod.set(Some(pod));
-                        self.next_url.set_value(Some(url));
+                        self.plumbing.update_value(|p| p.next_url = Some(url));
                         self.wake_waiter();
                     }
                 }
                 Err(failure) => {
-                    self.outage_since.set_value(None);
+                    self.plumbing.update_value(|p| p.outage_since = None);
                     self.waterfall.set(None);
                     self.notice.set(Some(failure.message()));
                 }
@@ -248,14 +257,13 @@ impl Demo {
 
     /// Turns the shared series on (pinging the shared server at `url`) or off (`None`).
     pub fn set_shared(self, url: Option<String>) {
-        if let Some(handle) = self.shared_running.get_value() {
+        if let Some(handle) = self.take(|p| p.shared_running.take()) {
             handle.abort();
         }
-        self.shared_running.set_value(None);
         self.shared_on.set(url.is_some());
         if let Some(url) = url {
             let (handle, registration) = AbortHandle::new_pair();
-            self.shared_running.set_value(Some(handle));
+            self.plumbing.update_value(|p| p.shared_running = Some(handle));
             spawn_local(async move {
                 let _ = Abortable::new(self.run_shared(url), registration).await;
             });
@@ -270,7 +278,10 @@ impl Demo {
     /// Keeps the pod board current for the life of the page: the provisioner's event stream, or, when the
     /// browser gives up on it, a poll of the pool's counts.
     pub fn watch_pool(self) {
-        let url = format!("{}/pool/events", self.api.with_value(|a| a.base().to_owned()));
+        let url = format!(
+            "{}/pool/events",
+            self.plumbing.with_value(|p| p.api.base().to_owned())
+        );
         let feed = PoolFeed::open(
             &url,
             move |event| self.on_pool_event(event),
@@ -286,8 +297,10 @@ impl Demo {
     /// Ends the session when the page goes away, so its pod is freed at once.
     pub fn end_on_page_hide(self) {
         crate::browser::on_page_hide(move || {
-            if let Some((id, token)) = self.session.get_value() {
-                self.api.get_value().end_on_leave(&id, &token);
+            if let Some((id, token)) = self.plumbing.with_value(|p| p.session.clone()) {
+                self.plumbing
+                    .with_value(|p| p.api.clone())
+                    .end_on_leave(&id, &token);
             }
         });
     }
@@ -316,10 +329,14 @@ impl Demo {
     }
 
     fn abort_session(&self) {
-        if let Some(handle) = self.running.get_value() {
+        if let Some(handle) = self.take(|p| p.running.take()) {
             handle.abort();
         }
-        self.running.set_value(None);
+    }
+
+    /// Takes something out of the plumbing.
+    fn take<T>(&self, f: impl FnOnce(&mut Plumbing) -> Option<T>) -> Option<T> {
+        self.plumbing.try_update_value(f).flatten()
     }
 
     fn on_pool_event(&self, event: PoolEvent) {
@@ -329,7 +346,7 @@ impl Demo {
     }
 
     fn wake_waiter(&self) {
-        if let Some(waiter) = self.board_changed.get_value() {
+        if let Some(waiter) = self.plumbing.with_value(|p| p.board_changed.clone()) {
             let _ = waiter.unbounded_send(());
         }
     }
@@ -337,7 +354,7 @@ impl Demo {
     fn poll_pool(self) {
         spawn_local(async move {
             loop {
-                let api = self.api.get_value();
+                let api = self.plumbing.with_value(|p| p.api.clone());
                 self.pool.set(api.pool().await.ok());
                 sleep(POOL_FALLBACK).await;
             }
@@ -346,7 +363,7 @@ impl Demo {
 
     /// Provision (retrying politely), then connect, measure and recover until aborted.
     async fn run(self) {
-        let api = self.api.get_value();
+        let api = self.plumbing.with_value(|p| p.api.clone());
         let session = loop {
             match api.create_session().await {
                 Ok(session) => break session,
@@ -358,8 +375,8 @@ impl Demo {
         };
         self.provisioned.set(Some((session.source, session.provision_ms)));
         self.notice.set(None);
-        self.session
-            .set_value(Some((session.session_id.to_string(), session.token.clone())));
+        self.plumbing
+            .update_value(|p| p.session = Some((session.session_id.to_string(), session.token.clone())));
         self.pod.set(Some(session.pod.clone()));
         self.input(Input::Provisioned);
         let mut url = session.websocket_url;
@@ -371,8 +388,8 @@ impl Demo {
                     .is_some_and(|t| t.socket_closed.is_none() && !t.complete())
             }) {
                 self.trace(|t| t.socket_closed = Some(closed_at));
-            } else if self.outage_since.get_value().is_none() {
-                self.outage_since.set_value(Some(closed_at));
+            } else if self.plumbing.with_value(|p| p.outage_since).is_none() {
+                self.plumbing.update_value(|p| p.outage_since = Some(closed_at));
                 self.history
                     .update(|h| h.mark(closed_at, EventKind::Disconnected));
             }
@@ -400,11 +417,10 @@ impl Demo {
     /// poll comes round), what the session says; `None` when the session is over.
     async fn replacement(&self, id: &str, token: &str) -> Option<String> {
         let (tx, mut board_changed) = unbounded();
-        self.board_changed.set_value(Some(tx));
-        let api = self.api.get_value();
+        self.plumbing.update_value(|p| p.board_changed = Some(tx));
+        let api = self.plumbing.with_value(|p| p.api.clone());
         let url = loop {
-            if let Some(url) = self.next_url.get_value() {
-                self.next_url.set_value(None);
+            if let Some(url) = self.take(|p| p.next_url.take()) {
                 break Some(url);
             }
             match api.session(id, token).await {
@@ -430,7 +446,7 @@ impl Demo {
             // Wait for news: the board changing, the kill's answer, or the fallback poll.
             let _ = select(board_changed.next(), sleep(RECOVERY_FALLBACK)).await;
         };
-        self.board_changed.set_value(None);
+        self.plumbing.update_value(|p| p.board_changed = None);
         url
     }
 
@@ -466,36 +482,38 @@ impl Demo {
                 }
             };
             let closed_at = match incoming {
-                Some(Incoming::Text { text, at }) => match crate::json::parse::<ServerMessage>(&text) {
-                    Ok(ServerMessage::Hello { pod: hello, .. }) => {
-                        pod = hello.name.clone();
-                        if series == Series::Session {
-                            self.connected(&hello.name, &hello.display_name, at);
-                        }
-                        // The first ping goes out now, not at the first tick.
-                        next_ping = Some(self.tick(&socket, &mut pinger, history, &pod, now()));
-                        continue;
-                    }
-                    Ok(ServerMessage::Pong {
-                        seq, pod: answered, ..
-                    }) => {
-                        if let Some(sample) = pinger.pong(seq, at, &answered) {
-                            history.update(|h| h.push(sample));
+                Some(Incoming::Text { text, at }) => {
+                    match crate::json::parse_tagged::<ServerMessage>(&text) {
+                        Ok(ServerMessage::Hello { pod: hello, .. }) => {
+                            pod = hello.name.clone();
                             if series == Series::Session {
-                                self.recovered(at);
+                                self.connected(&hello.name, &hello.display_name, at);
                             }
+                            // The first ping goes out now, not at the first tick.
+                            next_ping = Some(self.tick(&socket, &mut pinger, history, &pod, now()));
+                            continue;
                         }
-                        continue;
-                    }
-                    Ok(ServerMessage::Error { message, .. }) => {
-                        if series == Series::Session {
-                            self.notice.set(Some(message));
+                        Ok(ServerMessage::Pong {
+                            seq, pod: answered, ..
+                        }) => {
+                            if let Some(sample) = pinger.pong(seq, at, &answered) {
+                                history.update(|h| h.push(sample));
+                                if series == Series::Session {
+                                    self.recovered(at);
+                                }
+                            }
+                            continue;
                         }
-                        continue;
+                        Ok(ServerMessage::Error { message, .. }) => {
+                            if series == Series::Session {
+                                self.notice.set(Some(message));
+                            }
+                            continue;
+                        }
+                        Ok(ServerMessage::Goodbye { .. }) => now(),
+                        Err(_) => continue,
                     }
-                    Ok(ServerMessage::Goodbye { .. }) => now(),
-                    Err(_) => continue,
-                },
+                }
                 Some(Incoming::Closed { at }) => at,
                 None => now(),
             };
@@ -520,10 +538,9 @@ impl Demo {
 
     /// The first pong after an outage ends it: the recovery is labelled on the chart and announced.
     fn recovered(&self, at: f64) {
-        let Some(since) = self.outage_since.get_value() else {
+        let Some(since) = self.take(|p| p.outage_since.take()) else {
             return;
         };
-        self.outage_since.set_value(None);
         self.trace(|t| {
             if t.first_pong.is_none() {
                 t.first_pong = Some(at);

@@ -4,7 +4,7 @@
 //! Times are milliseconds on the page's clock (`performance.now()`), passed in by the caller so everything here
 //! is plain, natively tested Rust.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use common::protocol::ClientMessage;
 
@@ -153,7 +153,10 @@ impl History {
 #[derive(Debug, Default)]
 pub struct Pinger {
     next_seq: u64,
-    in_flight: BTreeMap<u64, f64>,
+    /// `(seq, sent_at)` in sending order, so both columns ascend. A few dozen at most (rate × timeout): a
+    /// vector with binary search, not a `BTreeMap`, whose node code would be the larger part of this file in
+    /// the wasm.
+    in_flight: Vec<(u64, f64)>,
 }
 
 impl Pinger {
@@ -161,13 +164,14 @@ impl Pinger {
     pub fn ping(&mut self, now: f64) -> ClientMessage {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.in_flight.insert(seq, now);
+        self.in_flight.push((seq, now));
         ClientMessage::Ping { seq, sent_at: now }
     }
 
     /// A pong arrived at `now`: the sample, unless the ping is unknown (already declared lost).
     pub fn pong(&mut self, seq: u64, now: f64, pod: &str) -> Option<Sample> {
-        let sent_at = self.in_flight.remove(&seq)?;
+        let i = self.in_flight.binary_search_by_key(&seq, |&(seq, _)| seq).ok()?;
+        let (_, sent_at) = self.in_flight.remove(i);
         Some(Sample {
             seq,
             sent_at,
@@ -178,15 +182,11 @@ impl Pinger {
 
     /// Pings older than `timeout` at `now` are lost.
     pub fn expire(&mut self, now: f64, timeout: f64, pod: &str) -> Vec<Sample> {
-        let overdue: Vec<u64> = self
-            .in_flight
-            .iter()
-            .filter(|(_, sent)| now - **sent >= timeout)
-            .map(|(seq, _)| *seq)
-            .collect();
-        overdue
-            .into_iter()
-            .filter_map(|seq| self.in_flight.remove(&seq).map(|sent_at| lost(seq, sent_at, pod)))
+        // Sent in order, so the overdue ones are the oldest.
+        let overdue = self.in_flight.partition_point(|&(_, sent)| now - sent >= timeout);
+        self.in_flight
+            .drain(..overdue)
+            .map(|(seq, sent_at)| lost(seq, sent_at, pod))
             .collect()
     }
 

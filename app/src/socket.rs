@@ -122,7 +122,7 @@ impl PoolFeed {
             let on_event = on_event.clone();
             let listener = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
                 if let Some(text) = event.data().as_string()
-                    && let Ok(parsed) = crate::json::parse::<PoolEvent>(&text)
+                    && let Ok(parsed) = crate::json::parse_tagged::<PoolEvent>(&text)
                 {
                     on_event(parsed);
                 }

@@ -45,21 +45,20 @@ impl KillTrace {
 
     /// The steps known so far, in the order they happened.
     pub fn steps(&self) -> Vec<Step> {
-        let mut steps = Vec::new();
+        let mut steps: Vec<Step> = Vec::new();
+        // Each step goes in at its place in time (five at most: an insertion, not a sort routine in the wasm).
+        let mut add = |label: &'static str, at_ms: f64| {
+            let i = steps.partition_point(|s| s.at_ms <= at_ms);
+            steps.insert(i, Step { label, at_ms });
+        };
         let since_click = |t: f64| (t - self.clicked).max(0.0);
         if let Some((answered, timings)) = self.answered {
             // The provisioner accepted the kill `answered_ms` before it answered; the answer's way back is
             // counted in this first step (it cannot be told apart from the way there without a second clock).
             let accepted = (since_click(answered) - timings.answered_ms.unwrap_or(0.0)).max(0.0);
-            steps.push(Step {
-                label: "kill accepted",
-                at_ms: accepted,
-            });
+            add("kill accepted", accepted);
             if let Some(assigned) = timings.replacement_assigned_ms.or(self.assigned_later_ms) {
-                steps.push(Step {
-                    label: "replacement assigned",
-                    at_ms: accepted + assigned.max(0.0),
-                });
+                add("replacement assigned", accepted + assigned.max(0.0));
             }
         }
         for (label, at) in [
@@ -68,13 +67,9 @@ impl KillTrace {
             ("first pong", self.first_pong),
         ] {
             if let Some(at) = at {
-                steps.push(Step {
-                    label,
-                    at_ms: since_click(at),
-                });
+                add(label, since_click(at));
             }
         }
-        steps.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
         steps
     }
 

@@ -64,7 +64,16 @@ fn main() -> std::process::ExitCode {
             Command::Bench { only } => bench::run(&only),
             Command::Soak(args) => bench::soak(&args),
             Command::Site(args) => site::run(&args),
-            Command::Images => image::build().map(|_| ()),
+            Command::Images => image::build().map(|images| {
+                for image in images {
+                    println!(
+                        "{} {} ({:.1} MB)",
+                        image.reference,
+                        image.archive.display(),
+                        image.size as f64 / 1e6
+                    );
+                }
+            }),
             Command::ClusterTools => {
                 // The directory on stdout, for scripts and the test harness (testkit::cluster).
                 cluster::ensure_binaries().map(|bin| println!("{}", bin.display()))

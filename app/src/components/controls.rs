@@ -99,8 +99,7 @@ pub fn Controls(
             >
                 {move || kind.get().other().label()}
             </button>
-            <Show when=move || !shared.with(Vec::is_empty)>
-                <label class="check">
+            <label class="check" hidden=move || shared.with(Vec::is_empty)>
                     <input
                         type="checkbox"
                         id="shared"
@@ -112,7 +111,6 @@ pub fn Controls(
                     />
                     " Compare with the shared servers"
                 </label>
-            </Show>
             <button
                 id="pause"
                 aria-pressed=move || demo.paused().get().to_string()

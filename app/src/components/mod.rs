@@ -117,9 +117,7 @@ fn Dashboard(api: Api, shared: Vec<String>) -> impl IntoView {
         <main>
             <Controls demo=demo window_s=window_s kind=kind dark=dark shared=shared_known />
             <p class="sr-only" aria-live="polite" id="announcer">{move || demo.announcement().get()}</p>
-            <Show when=move || demo.notice().get().is_some()>
-                <p class="notice" role="status">{move || demo.notice().get().unwrap_or_default()}</p>
-            </Show>
+            {move || demo.notice().get().map(|text| view! { <p class="notice" role="status">{text}</p> })}
             <section class="grid">
                 <PodPanel pod=demo.pod() provisioned=demo.provisioned() />
                 <PodBoard board=demo.board() pool=demo.pool() mine=demo.pod() />

@@ -59,9 +59,7 @@ pub fn StatsPanel(
             <tr>
                 <th scope="row">{label}</th>
                 <td id=id>{move || format_ms(f(&mine.get()))}</td>
-                <Show when=move || shared_on.get()>
-                    <td>{move || format_ms(f(&theirs.get()))}</td>
-                </Show>
+                <td hidden=move || !shared_on.get()>{move || format_ms(f(&theirs.get()))}</td>
             </tr>
         }
     };
@@ -73,9 +71,7 @@ pub fn StatsPanel(
                     <tr>
                         <th></th>
                         <th scope="col">"your pod"</th>
-                        <Show when=move || shared_on.get()>
-                            <th scope="col" class="shared">"shared servers"</th>
-                        </Show>
+                        <th hidden=move || !shared_on.get() scope="col" class="shared">"shared servers"</th>
                     </tr>
                 </thead>
                 <tbody>
@@ -91,20 +87,16 @@ pub fn StatsPanel(
                     <tr>
                         <th scope="row">"Loss"</th>
                         <td id="stat-loss">{move || format!("{:.1} %", mine.get().loss_pct)}</td>
-                        <Show when=move || shared_on.get()>
-                            <td>{move || format!("{:.1} %", theirs.get().loss_pct)}</td>
-                        </Show>
+                        <td hidden=move || !shared_on.get()>{move || format!("{:.1} %", theirs.get().loss_pct)}</td>
                     </tr>
                     <tr>
                         <th scope="row">"Sent / received"</th>
                         <td id="stat-counts" data-received=move || mine.get().received.to_string()>
                             {move || format!("{} / {}", mine.get().sent, mine.get().received)}
                         </td>
-                        <Show when=move || shared_on.get()>
-                            <td id="stat-shared-counts" data-received=move || theirs.get().received.to_string()>
-                                {move || format!("{} / {}", theirs.get().sent, theirs.get().received)}
-                            </td>
-                        </Show>
+                        <td hidden=move || !shared_on.get() id="stat-shared-counts" data-received=move || theirs.get().received.to_string()>
+                            {move || format!("{} / {}", theirs.get().sent, theirs.get().received)}
+                        </td>
                     </tr>
                 </tbody>
             </table>
