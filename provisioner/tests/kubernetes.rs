@@ -681,7 +681,11 @@ async fn a_starting_pod_found_by_a_restarted_provisioner_expires() {
     let env = Env::start().await;
     // What a provisioner that crashed right after creating it leaves: a pool Job whose pod never gets ready
     // (no node matches it).
-    let spec = provisioner::backend::kubernetes::manifest::SessionPodSpec::default();
+    // Labelled for this release, as its provisioner labels every pod (others' pods are not its to expire).
+    let spec = provisioner::backend::kubernetes::manifest::SessionPodSpec {
+        extra_labels: BTreeMap::from([("app.kubernetes.io/instance".to_owned(), "demo".to_owned())]),
+        ..Default::default()
+    };
     let mut job = provisioner::backend::kubernetes::manifest::job("session-stuck", &spec);
     if let Some(pod) = job.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
         pod.node_selector = Some(BTreeMap::from([("no-such-node".to_owned(), "true".to_owned())]));
