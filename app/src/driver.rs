@@ -81,6 +81,8 @@ struct Plumbing {
     running: Option<AbortHandle>,
     /// Aborts the shared series' task.
     shared_running: Option<AbortHandle>,
+    /// Whether the page has had its first sample.
+    sampled: bool,
     api: Api,
 }
 
@@ -109,6 +111,7 @@ impl Demo {
                 board_changed: None,
                 running: None,
                 shared_running: None,
+                sampled: false,
                 api,
             }),
         }
@@ -202,6 +205,34 @@ impl Demo {
             return;
         };
         let clicked = now();
+        // The request goes out first: tasks run in the order they were spawned, so the redraws and the board's
+        // updates that the changes below schedule come after it.
+        self.kill.update(|k| k.in_flight = true);
+        let api = self.plumbing.with_value(|p| p.api.clone());
+        spawn_local(async move {
+            let result = api.kill(&id, &token).await;
+            let answered = now();
+            self.kill.update(|k| {
+                k.in_flight = false;
+                k.cooldown_until = answered + KillButton::COOLDOWN_MS;
+            });
+            match result {
+                Ok(answer) => {
+                    self.trace(|t| t.answered = Some((answered, answer.timings)));
+                    if let (Some(pod), Some(url)) = (answer.replacement, answer.websocket_url) {
+                        self.pod.set(Some(pod));
+                        self.plumbing.update_value(|p| p.next_url = Some(url));
+                    }
+                }
+                Err(failure) => {
+                    self.plumbing.update_value(|p| p.outage_since = None);
+                    self.waterfall.set(None);
+                    self.notice.set(Some(failure.message()));
+                }
+            }
+            // The session may be waiting for this answer (`replacement`).
+            self.wake_waiter();
+        });
         if let Some(pod) = self.pod.get_untracked() {
             self.history.update(|h| {
                 h.mark(
@@ -218,31 +249,6 @@ impl Demo {
             ..KillTrace::default()
         }));
         self.announce("Pod killed; waiting for the replacement.");
-        self.kill.update(|k| k.in_flight = true);
-        let api = self.plumbing.with_value(|p| p.api.clone());
-        spawn_local(async move {
-            let result = api.kill(&id, &token).await;
-            let answered = now();
-            self.kill.update(|k| {
-                k.in_flight = false;
-                k.cooldown_until = answered + KillButton::COOLDOWN_MS;
-            });
-            match result {
-                Ok(answer) => {
-                    self.trace(|t| t.answered = Some((answered, answer.timings)));
-                    if let (Some(pod), Some(url)) = (answer.replacement, answer.websocket_url) {
-                        self.pod.set(Some(pod));
-                        self.plumbing.update_value(|p| p.next_url = Some(url));
-                        self.wake_waiter();
-                    }
-                }
-                Err(failure) => {
-                    self.plumbing.update_value(|p| p.outage_since = None);
-                    self.waterfall.set(None);
-                    self.notice.set(Some(failure.message()));
-                }
-            }
-        });
     }
 
     /// Pings per second (0.5 to 10), from the next ping on.
@@ -423,6 +429,12 @@ impl Demo {
             if let Some(url) = self.take(|p| p.next_url.take()) {
                 break Some(url);
             }
+            // While the kill is in flight its answer is the news to wait for: asked now, the session could
+            // still name the pod that is going away.
+            if self.kill.with_untracked(|k| k.in_flight) {
+                let _ = select(board_changed.next(), sleep(RECOVERY_FALLBACK)).await;
+                continue;
+            }
             match api.session(id, token).await {
                 Ok(status) if status.state == SessionState::Active => {
                     if let (Some(pod), Some(url)) = (status.pod, status.websocket_url) {
@@ -500,6 +512,7 @@ impl Demo {
                                 history.update(|h| h.push(sample));
                                 if series == Series::Session {
                                     self.recovered(at);
+                                    self.first_sample(at);
                                 }
                             }
                             continue;
@@ -536,6 +549,15 @@ impl Demo {
         self.announce(&format!("Connected to pod {display_name}."));
     }
 
+    /// The page's first sample, at `at` (ms since navigation began): published as `window.__firstSampleMs`
+    /// for the browser test's benchmark.
+    fn first_sample(&self, at: f64) {
+        if !self.plumbing.with_value(|p| p.sampled) {
+            self.plumbing.update_value(|p| p.sampled = true);
+            crate::browser::publish("__firstSampleMs", at);
+        }
+    }
+
     /// The first pong after an outage ends it: the recovery is labelled on the chart and announced.
     fn recovered(&self, at: f64) {
         let Some(since) = self.take(|p| p.outage_since.take()) else {
@@ -568,8 +590,10 @@ impl Demo {
             history.update(|h| lost.into_iter().for_each(|s| h.push(s)));
         }
         if !self.paused.get_untracked() {
-            let ping = pinger.ping(now());
-            socket.send(&ping.to_json());
+            let text = pinger.ping(now()).to_json();
+            // The send time is read after the text is built, right before it goes.
+            pinger.restamp_last(now());
+            socket.send(&text);
         }
         let interval = 1000.0 / self.rate_hz.get_untracked().clamp(0.5, 10.0);
         (due + interval).max(at)

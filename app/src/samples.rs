@@ -168,6 +168,13 @@ impl Pinger {
         ClientMessage::Ping { seq, sent_at: now }
     }
 
+    /// The last ping went out at `now` after all (its text took a moment to build after [`Pinger::ping`]).
+    pub fn restamp_last(&mut self, now: f64) {
+        if let Some(last) = self.in_flight.last_mut() {
+            last.1 = last.1.max(now);
+        }
+    }
+
     /// A pong arrived at `now`: the sample, unless the ping is unknown (already declared lost).
     pub fn pong(&mut self, seq: u64, now: f64, pod: &str) -> Option<Sample> {
         let i = self.in_flight.binary_search_by_key(&seq, |&(seq, _)| seq).ok()?;

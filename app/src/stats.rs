@@ -132,11 +132,11 @@ impl Distribution {
     }
 }
 
-/// A duration in ms for humans: `0.42 ms`, `12.3 ms`, `840 ms`, or `–` when unknown.
+/// A duration in ms for humans: `0.42 ms`, `1.25 ms`, `12.3 ms`, `840 ms`, or `–` when unknown.
 pub fn format_ms(value: Option<f64>) -> String {
     match value {
         None => "–".to_owned(),
-        Some(v) if v < 1.0 => format!("{v:.2} ms"),
+        Some(v) if v < 10.0 => format!("{v:.2} ms"),
         Some(v) if v < 100.0 => format!("{v:.1} ms"),
         Some(v) => format!("{v:.0} ms"),
     }
@@ -218,6 +218,7 @@ mod tests {
     fn formatting() {
         assert_eq!(format_ms(None), "–");
         assert_eq!(format_ms(Some(0.4213)), "0.42 ms");
+        assert_eq!(format_ms(Some(1.254)), "1.25 ms");
         assert_eq!(format_ms(Some(12.34)), "12.3 ms");
         assert_eq!(format_ms(Some(840.4)), "840 ms");
         assert_eq!(format_resolution(0.005), "5 µs");

@@ -1,8 +1,13 @@
 //! The whole local demo in a real browser: Trunk's build of the page served by the real provisioner, real pods,
-//! headless Chromium through chromedriver. It must show a pod, plot samples, and heal after "Kill my pod".
+//! a shared ping server beside them, headless Chromium through chromedriver. Without scripts the page already
+//! has the visitor's theme; with them it must show a pod on the pod board, plot samples, heal after "Kill my
+//! pod" with the recovery broken down, plot the shared series, fit 390 px, and log no console errors. It
+//! prints the page's benchmark numbers (first sample, fidelity against a plain JavaScript client, recovery,
+//! drawing and statistics at 36,000 samples) for BENCHMARKS.md.
 //!
 //! Needs `dist/` (built by `cargo xtask test`, or set `E2E_DIST`) and `chromedriver` + `chromium` on `PATH`
-//! (`cargo xtask setup` installs them). A screenshot is saved to `target/e2e/page.png`.
+//! (`cargo xtask setup` installs them). Screenshots go to `target/e2e/` (`page-1280.png`, `page-390.png`), and
+//! the README's picture to `E2E_PICTURE` when set (`cargo xtask picture`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
@@ -10,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -34,12 +40,24 @@ fn dist() -> PathBuf {
     dist
 }
 
-async fn start_provisioner() -> (Child, String) {
+/// A shared ping server (no session), as the chart's second series pings; returns it and its WebSocket URL.
+async fn start_shared_server() -> (Child, String) {
+    let server = testkit::bin::workspace_binary("server", "server").unwrap();
+    let mut command = Command::new(server);
+    command.args(["--bind", "127.0.0.1", "--port", "0", "--pod-name", "shared-1"]);
+    let service = testkit::spawn::Service::start(command, "ping server listening", START)
+        .await
+        .expect("the shared server starts");
+    (service.child, format!("ws://{}/ws", service.address))
+}
+
+async fn start_provisioner(shared_url: &str) -> (Child, String) {
     let provisioner = testkit::bin::workspace_binary("provisioner", "provisioner").unwrap();
     let server = testkit::bin::workspace_binary("server", "server").unwrap();
     let mut command = Command::new(provisioner);
     command
         .args(["--bind", "127.0.0.1", "--port", "0", "--warm-pool-size", "2"])
+        .args(["--shared-url", shared_url])
         .arg("--server-bin")
         .arg(server)
         .arg("--static-dir")
@@ -105,6 +123,11 @@ async fn start_browser() -> (Browser, Client) {
     }
     let mut capabilities = serde_json::Map::new();
     capabilities.insert("goog:chromeOptions".into(), options);
+    // The page's console, read back with `console_errors`.
+    capabilities.insert(
+        "goog:loggingPrefs".into(),
+        serde_json::json!({ "browser": "ALL" }),
+    );
     let url = format!("http://127.0.0.1:{port}");
     let client = ClientBuilder::rustls()
         .expect("rustls")
@@ -115,6 +138,89 @@ async fn start_browser() -> (Browser, Client) {
     (driver, client)
 }
 
+/// A chromedriver command fantoccini has no method for: `POST /session/{id}/{path}` with a JSON body.
+#[derive(Debug)]
+struct Raw {
+    path: &'static str,
+    body: serde_json::Value,
+}
+
+impl WebDriverCompatibleCommand for Raw {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/{}", session.unwrap_or_default(), self.path))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(self.body.to_string()))
+    }
+}
+
+/// Runs a Chrome DevTools Protocol command through chromedriver; returns its result.
+async fn cdp(client: &Client, cmd: &str, params: serde_json::Value) -> serde_json::Value {
+    client
+        .issue_cmd(Raw {
+            path: "goog/cdp/execute",
+            body: serde_json::json!({ "cmd": cmd, "params": params }),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("CDP {cmd}: {e}"))
+}
+
+/// The console's error entries since the last call (chromedriver hands each entry out once).
+async fn console_errors(client: &Client) -> Vec<String> {
+    let log = client
+        .issue_cmd(Raw {
+            path: "se/log",
+            body: serde_json::json!({ "type": "browser" }),
+        })
+        .await
+        .expect("the browser's log");
+    log.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|entry| entry["level"] == "SEVERE")
+        .map(|entry| entry["message"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// A screenshot through CDP in `format` ("png" or "webp", with `quality` for webp), decoded from base64.
+async fn capture(client: &Client, format: &str, quality: u32) -> Vec<u8> {
+    let shot = cdp(
+        client,
+        "Page.captureScreenshot",
+        serde_json::json!({ "format": format, "quality": quality }),
+    )
+    .await;
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(shot["data"].as_str().expect("screenshot data"))
+        .expect("base64 screenshot")
+}
+
+/// The colour of the pixel at (`x`, `y`) of a PNG.
+fn pixel(png_bytes: &[u8], x: u32, y: u32) -> [u8; 3] {
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
+    let mut reader = decoder.read_info().expect("a PNG");
+    let mut buffer = vec![0; reader.output_buffer_size().expect("PNG size")];
+    let frame = reader.next_frame(&mut buffer).expect("a PNG frame");
+    let channels = frame.color_type.samples();
+    let at = (y as usize * frame.width as usize + x as usize) * channels;
+    [buffer[at], buffer[at + 1], buffer[at + 2]]
+}
+
+/// Rec. 601 luma, 0 (black) to 255 (white).
+fn luma([r, g, b]: [u8; 3]) -> f64 {
+    0.299 * f64::from(r) + 0.587 * f64::from(g) + 0.114 * f64::from(b)
+}
+
+fn save(name: &str, bytes: &[u8]) -> PathBuf {
+    let path = root().join("target/e2e").join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
 async fn text(client: &Client, css: &str) -> String {
     match client.find(Locator::Css(css)).await {
         Ok(element) => element.text().await.unwrap_or_default(),
@@ -122,8 +228,9 @@ async fn text(client: &Client, css: &str) -> String {
     }
 }
 
-async fn received(client: &Client) -> u64 {
-    match client.find(Locator::Css("#stat-counts")).await {
+/// The `data-received` count of the statistics cell `css`.
+async fn received_in(client: &Client, css: &str) -> u64 {
+    match client.find(Locator::Css(css)).await {
         Ok(element) => element
             .attr("data-received")
             .await
@@ -133,6 +240,71 @@ async fn received(client: &Client) -> u64 {
             .unwrap_or(0),
         Err(_) => 0,
     }
+}
+
+async fn received(client: &Client) -> u64 {
+    received_in(client, "#stat-counts").await
+}
+
+/// Runs `script` in the page and returns its JSON value (errors as `null`).
+async fn js(client: &Client, script: &str) -> serde_json::Value {
+    client.execute(script, vec![]).await.unwrap_or_default()
+}
+
+/// The board's tiles as (pod, state, mine).
+async fn tiles(client: &Client) -> Vec<(String, String, bool)> {
+    let tiles = js(
+        client,
+        "return [...document.querySelectorAll('#board .tile')].map(t => [t.dataset.pod, t.dataset.state, t.dataset.mine === 'true']);",
+    )
+    .await;
+    tiles
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            (
+                t[0].as_str().unwrap_or_default().to_owned(),
+                t[1].as_str().unwrap_or_default().to_owned(),
+                t[2].as_bool().unwrap_or(false),
+            )
+        })
+        .collect()
+}
+
+/// The waterfall's steps as (label, ms since the kill click, the "+ms" since the step before, as shown).
+async fn waterfall(client: &Client) -> Vec<(String, f64, f64)> {
+    let steps = js(
+        client,
+        "return [...document.querySelectorAll('#waterfall li')].map(li => [li.dataset.step, li.dataset.at, li.querySelector('.step-ms').textContent]);",
+    )
+    .await;
+    steps
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|step| {
+            let shown = step[2].as_str().unwrap_or_default();
+            let delta = shown
+                .split_once("(+")
+                .and_then(|(_, d)| d.trim_end_matches(')').parse().ok())
+                .unwrap_or(f64::NAN);
+            (
+                step[0].as_str().unwrap_or_default().to_owned(),
+                step[1].as_str().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN),
+                delta,
+            )
+        })
+        .collect()
+}
+
+/// The first number in `text` ("1.23 ms" → 1.23).
+fn number(text: &str) -> Option<f64> {
+    text.split_whitespace().next()?.parse().ok()
+}
+
+async fn pool(page: &str) -> Option<common::api::PoolStatus> {
+    reqwest::get(format!("{page}pool")).await.ok()?.json().await.ok()
 }
 
 /// Polls the page (the only way to watch a browser from outside) until `check` holds or `within` passes.
@@ -150,48 +322,96 @@ async fn eventually<T>(within: Duration, what: &str, mut check: impl AsyncFnMut(
     }
 }
 
-#[tokio::test]
-async fn live_latency_kill_and_recovery_in_chromium() {
-    let (_provisioner, page) = start_provisioner().await;
-    let (_driver, client) = start_browser().await;
-    client.goto(&page).await.unwrap();
+/// A plain JavaScript client in the same page: `pings` pings at `interval_ms` over its own WebSocket to `url`,
+/// receive time taken first thing in `onmessage`; resolves to its median RTT (ms), or -1 on an error.
+const JS_CLIENT: &str = r#"
+const [url, pings, intervalMs] = arguments, done = arguments[arguments.length - 1];
+const ws = new WebSocket(url), sent = new Map(), rtts = [];
+let seq = 0, timer;
+ws.onmessage = (e) => {
+  const at = performance.now(), m = JSON.parse(e.data);
+  if (m.type !== 'pong' || !sent.has(m.seq)) return;
+  rtts.push(at - sent.get(m.seq)); sent.delete(m.seq);
+  if (rtts.length === pings) { clearInterval(timer); ws.close(); rtts.sort((a, b) => a - b); done(rtts[pings >> 1]); }
+};
+ws.onopen = () => { timer = setInterval(() => {
+  if (seq >= pings * 2) { clearInterval(timer); done(-1); return; }
+  const now = performance.now(); sent.set(seq, now);
+  ws.send(JSON.stringify({ type: 'ping', seq: seq++, sent_at: now }));
+}, intervalMs); };
+ws.onerror = () => done(-1);
+"#;
 
-    let first_pod = eventually(Duration::from_secs(15), "a pod name on the page", async || {
-        let name = text(&client, "#pod-name").await;
-        name.starts_with("session-").then_some(name)
-    })
-    .await;
-    let loaded = Instant::now();
-    eventually(Duration::from_secs(10), "5 RTT samples", async || {
-        (received(&client).await >= 5).then_some(())
-    })
-    .await;
-    println!("e2e: 5 samples {:?} after the pod appeared", loaded.elapsed());
+/// Resolves to `true` once the waterfall shows a (new) first pong, `false` after 14 s.
+const WAIT_FOR_RECOVERY: &str = r#"
+const done = arguments[arguments.length - 1];
+const complete = () => document.querySelector('#waterfall li[data-step="first pong"]:not([data-old])');
+if (complete()) { done(true); return; }
+const observer = new MutationObserver(() => { if (complete()) { observer.disconnect(); done(true); } });
+observer.observe(document.body, { subtree: true, childList: true });
+setTimeout(() => { observer.disconnect(); done(false); }, 14000);
+"#;
 
-    // The canvas has a drawing on it: pixels that differ from the background corner, and among them pixels of
-    // exactly the sample dots' colour (light or dark theme, `chart::LIGHT`/`DARK`), so the dots themselves are
-    // proven drawn (they go through the page's batched canvas backend).
-    let counts = client
-        .execute(
-            "const c = document.getElementById('chart'); const ctx = c.getContext('2d');
-             const d = ctx.getImageData(0, 0, c.width, c.height).data;
-             let n = 0, dots = 0; for (let i = 0; i < d.length; i += 4) {
-               if (d[i] !== d[0] || d[i+1] !== d[1] || d[i+2] !== d[2]) n++;
-               if ((d[i] === 37 && d[i+1] === 99 && d[i+2] === 235) || (d[i] === 96 && d[i+1] === 165 && d[i+2] === 250)) dots++; }
-             return [n, dots];",
-            vec![],
+/// Without scripts, the page's background already follows `prefers-color-scheme` (no flash of the wrong theme
+/// before the wasm runs): dark when the browser prefers dark, light otherwise.
+async fn theme_follows_the_preference_without_scripts(client: &Client, page: &str) {
+    cdp(
+        client,
+        "Emulation.setScriptExecutionDisabled",
+        serde_json::json!({ "value": true }),
+    )
+    .await;
+    for (scheme, dark) in [("dark", true), ("light", false)] {
+        cdp(
+            client,
+            "Emulation.setEmulatedMedia",
+            serde_json::json!({ "features": [{ "name": "prefers-color-scheme", "value": scheme }] }),
         )
-        .await
-        .unwrap();
-    let count = |i: usize| counts.get(i).and_then(|v| v.as_u64()).unwrap_or(0);
-    let (drawn, dots) = (count(0), count(1));
-    assert!(drawn > 2_000, "only {drawn} drawn pixels on the canvas");
-    assert!(
-        dots >= 5,
-        "only {dots} pixels of the sample dots' colour on the canvas"
-    );
+        .await;
+        client.goto(page).await.unwrap();
+        let background = pixel(&capture(client, "png", 100).await, 640, 700);
+        let luma = luma(background);
+        assert_eq!(
+            luma < 100.0,
+            dark,
+            "with scripts off and prefers-color-scheme: {scheme}, the background is {background:?} (luma {luma:.0})"
+        );
+    }
+    cdp(
+        client,
+        "Emulation.setScriptExecutionDisabled",
+        serde_json::json!({ "value": false }),
+    )
+    .await;
+    cdp(
+        client,
+        "Emulation.setEmulatedMedia",
+        serde_json::json!({ "features": [] }),
+    )
+    .await;
+    // The visit the benchmark times below is a cold one.
+    cdp(client, "Network.clearBrowserCache", serde_json::json!({})).await;
+    client.goto("about:blank").await.unwrap();
+    println!("e2e: without scripts, the background follows prefers-color-scheme (dark and light)");
+}
 
-    let before_kill = received(&client).await;
+/// Kills the visitor's pod and checks what the page shows: a new pod, the old tile gone and a new warm one, and
+/// the five steps of the recovery, non-negative and adding up. Returns the recovery (ms, kill click to first pong).
+async fn kill_and_watch_the_recovery(client: &Client) -> f64 {
+    let old_pod = text(client, "#pod-name").await;
+    let before: Vec<String> = tiles(client).await.into_iter().map(|t| t.0).collect();
+    let before_kill = received(client).await;
+    eventually(Duration::from_secs(10), "the kill button enabled", async || {
+        let button = client.find(Locator::Css("#kill")).await.ok()?;
+        button.is_enabled().await.ok()?.then_some(())
+    })
+    .await;
+    // The last recovery's rows are marked, so that waiting for the next one cannot find them.
+    js(
+        client,
+        "document.querySelectorAll('#waterfall li').forEach(li => li.dataset.old = '1'); return null",
+    )
+    .await;
     client
         .find(Locator::Css("#kill"))
         .await
@@ -199,25 +419,158 @@ async fn live_latency_kill_and_recovery_in_chromium() {
         .click()
         .await
         .unwrap();
-    let killed_at = Instant::now();
-    let second_pod = eventually(
+    // One command that returns when the page shows the replacement's first pong: the page is not polled (each
+    // WebDriver command runs script on the page's main thread) while the recovery it measures is under way.
+    let recovered = client.execute_async(WAIT_FOR_RECOVERY, vec![]).await.unwrap();
+    assert_eq!(
+        recovered,
+        serde_json::Value::Bool(true),
+        "no first pong from a replacement within 14 s"
+    );
+    let new_pod = eventually(
         Duration::from_secs(15),
         "a different pod after the kill",
         async || {
-            let name = text(&client, "#pod-name").await;
-            (name.starts_with("session-") && name != first_pod).then_some(name)
+            let name = text(client, "#pod-name").await;
+            (name.starts_with("session-") && name != old_pod).then_some(name)
         },
     )
     .await;
     eventually(
         Duration::from_secs(15),
         "new samples from the new pod",
-        async || (received(&client).await >= before_kill + 2).then_some(()),
+        async || (received(client).await >= before_kill + 2).then_some(()),
     )
     .await;
-    println!(
-        "e2e: {first_pod} killed, {second_pod} serving {:?} later",
-        killed_at.elapsed()
+    eventually(
+        Duration::from_secs(15),
+        "the old pod gone from the board and a new pod warm",
+        async || {
+            let now = tiles(client).await;
+            let old_gone = !now.iter().any(|(pod, _, _)| *pod == old_pod);
+            let mine = now
+                .iter()
+                .any(|(pod, state, mine)| *pod == new_pod && state == "assigned" && *mine);
+            let fresh_warm = now
+                .iter()
+                .any(|(pod, state, _)| state == "warm" && !before.contains(pod));
+            (old_gone && mine && fresh_warm).then_some(())
+        },
+    )
+    .await;
+    let steps = eventually(Duration::from_secs(5), "the waterfall's five steps", async || {
+        let steps = waterfall(client).await;
+        (steps.len() == 5).then_some(steps)
+    })
+    .await;
+    let labels: Vec<&str> = steps.iter().map(|s| s.0.as_str()).collect();
+    for label in [
+        "kill accepted",
+        "replacement assigned",
+        "old socket closed",
+        "reconnected",
+        "first pong",
+    ] {
+        assert!(labels.contains(&label), "no {label:?} step in {labels:?}");
+    }
+    assert_eq!(
+        labels.last(),
+        Some(&"first pong"),
+        "the recovery ends with the first pong: {labels:?}"
+    );
+    let mut previous = 0.0;
+    for (label, at, delta) in &steps {
+        assert!(
+            *at >= previous,
+            "{label} at {at} ms comes before the step before it ({previous} ms)"
+        );
+        assert!(*delta >= 0.0, "{label}: a negative duration {delta}");
+        previous = *at;
+    }
+    let sum: f64 = steps.iter().map(|s| s.2).sum();
+    let total = steps[4].1;
+    assert!(
+        (sum - total).abs() <= 0.1 * steps.len() as f64,
+        "the steps add up to {sum:.1} ms, not the recovery's {total:.1} ms: {steps:?}"
+    );
+    let announced = text(client, "#announcer").await;
+    assert!(announced.starts_with("Recovered in "), "announced: {announced:?}");
+    println!("e2e: {old_pod} killed; {new_pod} answered; recovery steps (ms since the click): {steps:?}");
+    total
+}
+
+#[tokio::test]
+async fn live_latency_kill_and_recovery_in_chromium() {
+    let (_shared, shared_url) = start_shared_server().await;
+    let (_provisioner, page) = start_provisioner(&shared_url).await;
+    let (_driver, client) = start_browser().await;
+    theme_follows_the_preference_without_scripts(&client, &page).await;
+    let _ = console_errors(&client).await;
+
+    client.goto(&page).await.unwrap();
+    let first_pod = eventually(Duration::from_secs(15), "a pod name on the page", async || {
+        let name = text(&client, "#pod-name").await;
+        name.starts_with("session-").then_some(name)
+    })
+    .await;
+    let first_sample = eventually(Duration::from_secs(10), "the first sample", async || {
+        js(&client, "return window.__firstSampleMs ?? null")
+            .await
+            .as_f64()
+    })
+    .await;
+    println!("e2e: navigation to the first sample: {first_sample:.0} ms (cold cache; target ≤ 400 ms)");
+    let loaded = Instant::now();
+    eventually(Duration::from_secs(10), "5 RTT samples", async || {
+        (received(&client).await >= 5).then_some(())
+    })
+    .await;
+    println!("e2e: 5 samples {:?} after the pod appeared", loaded.elapsed());
+
+    // The board: the visitor's pod is a tile marked as theirs and assigned, and the warm count is the pool's.
+    eventually(
+        Duration::from_secs(10),
+        "the visitor's pod assigned on the board",
+        async || {
+            tiles(&client)
+                .await
+                .iter()
+                .any(|(pod, state, mine)| *pod == first_pod && state == "assigned" && *mine)
+                .then_some(())
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(10),
+        "the board's warm count equal to /pool's",
+        async || {
+            let shown: u32 = text(&client, "#pool-warm").await.parse().ok()?;
+            let pool = pool(&page).await?;
+            let warm_tiles = tiles(&client).await.iter().filter(|t| t.1 == "warm").count() as u32;
+            (shown == pool.warm && warm_tiles == pool.warm).then_some(())
+        },
+    )
+    .await;
+
+    // The canvas has a drawing on it: pixels that differ from the background corner, and among them pixels of
+    // exactly the sample dots' colour (light or dark theme, `chart::LIGHT`/`DARK`), so the dots themselves are
+    // proven drawn (they go through the page's batched canvas backend).
+    let counts = js(
+        &client,
+        "const c = document.getElementById('chart'); const ctx = c.getContext('2d');
+         const d = ctx.getImageData(0, 0, c.width, c.height).data;
+         let n = 0, dots = 0; for (let i = 0; i < d.length; i += 4) {
+           if (d[i] !== d[0] || d[i+1] !== d[1] || d[i+2] !== d[2]) n++;
+           if ((d[i] === 37 && d[i+1] === 99 && d[i+2] === 235) || (d[i] === 96 && d[i+1] === 165 && d[i+2] === 250)) dots++; }
+         return [n, dots];",
+    )
+    .await;
+    let count = |i: usize| counts.get(i).and_then(|v| v.as_u64()).unwrap_or(0);
+    let (drawn, dots) = (count(0), count(1));
+    assert!(drawn > 2_000, "only {drawn} drawn pixels on the canvas");
+    assert!(
+        dots >= 5,
+        "only {dots} pixels of the sample dots' colour on the canvas"
     );
 
     // The rate control: at 10 Hz, 20 more samples come within 5 s (at the default 1 Hz they would take 20 s).
@@ -236,44 +589,139 @@ async fn live_latency_kill_and_recovery_in_chromium() {
     .await;
     println!("e2e: 20 samples at 10 Hz in {:?}", faster.elapsed());
 
-    let draw_ms = client
-        .execute("return window.__chartDrawMs", vec![])
+    // Three kills: each heals, and the recovery's median is the benchmark's figure.
+    let mut recoveries = Vec::new();
+    for _ in 0..3 {
+        recoveries.push(kill_and_watch_the_recovery(&client).await);
+    }
+    recoveries.sort_by(f64::total_cmp);
+    println!(
+        "e2e: kill → first pong from the replacement in Chromium: {recoveries:.1?} ms, median {:.1} ms (target p50 ≤ 50 ms)",
+        recoveries[1]
+    );
+    let shot = capture(&client, "png", 100).await;
+    println!(
+        "e2e: screenshot at 1280 px saved to {}",
+        save("page-1280.png", &shot).display()
+    );
+    if let Some(path) = std::env::var_os("E2E_PICTURE") {
+        // The README's picture: the board and a recovery, lossy WebP to stay tens of KB.
+        std::fs::write(&path, capture(&client, "webp", 70).await).unwrap();
+        println!("e2e: README picture written to {}", PathBuf::from(path).display());
+    }
+
+    // The shared series: switched on, it has samples of its own; and the page's median against a plain
+    // JavaScript client pinging the same shared server from the same page at the same time and rate.
+    client
+        .find(Locator::Css("#shared"))
+        .await
+        .unwrap()
+        .click()
         .await
         .unwrap();
-    println!("e2e: last chart redraw in Chromium took {draw_ms} ms");
-    // The benchmark workload (an hour of pings, 3,600 samples) through the page's own layout and drawing code,
-    // on a canvas the size of the chart: a number for BENCHMARKS.md, not a pass/fail threshold.
-    let per_redraw = client
-        .execute("return window.wasmBindings.bench_chart_draw(3600, 31)", vec![])
+    eventually(
+        Duration::from_secs(10),
+        "samples of the shared series",
+        async || (received_in(&client, "#stat-shared-counts").await >= 5).then_some(()),
+    )
+    .await;
+    let plain = client
+        .execute_async(JS_CLIENT, vec![shared_url.clone().into(), 100.into(), 100.into()])
         .await
         .unwrap()
         .as_f64()
         .unwrap_or(-1.0);
     assert!(
-        per_redraw > 0.0,
-        "the 3,600-sample draw did not run in Chromium ({per_redraw})"
+        plain > 0.0,
+        "the plain JavaScript client got no answers ({plain})"
     );
+    let shown = number(&text(&client, "#shared-stat-median").await).expect("the shared series' median");
     println!(
-        "e2e: chart layout + draw with 3,600 samples in Chromium: {per_redraw:.2} ms per redraw (median of 31)"
+        "e2e: median RTT to the shared server at 10 Hz: page {shown:.3} ms, plain JavaScript client {plain:.3} ms \
+         (×{:.2}; target within 10 %)",
+        shown / plain
     );
-    let screenshot = client.screenshot().await.unwrap();
-    let path = root().join("target/e2e/page.png");
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(&path, screenshot).unwrap();
-    println!("e2e: screenshot saved to {}", path.display());
+
+    let draw_ms = js(&client, "return window.__chartDrawMs").await;
+    println!("e2e: last chart redraw in Chromium took {draw_ms} ms");
+    // The benchmark workloads (3,600 samples: an hour at 1 Hz; 36,000: an hour at 10 Hz) through the page's
+    // own layout, drawing and statistics code, on a canvas the size of the chart: numbers for BENCHMARKS.md.
+    for samples in [3_600, 36_000] {
+        let per_redraw = js(
+            &client,
+            &format!("return window.wasmBindings.bench_chart_draw({samples}, 31)"),
+        )
+        .await
+        .as_f64()
+        .unwrap_or(-1.0);
+        assert!(
+            per_redraw > 0.0,
+            "the {samples}-sample draw did not run in Chromium ({per_redraw})"
+        );
+        let stats = js(
+            &client,
+            &format!("return window.wasmBindings.bench_stats({samples}, 31)"),
+        )
+        .await
+        .as_f64()
+        .unwrap_or(-1.0);
+        assert!(
+            stats > 0.0,
+            "the {samples}-sample statistics did not run in Chromium ({stats})"
+        );
+        println!(
+            "e2e: {samples} samples in the one-hour window in Chromium: layout + draw {per_redraw:.2} ms, \
+             statistics {stats:.2} ms (medians of 31; targets ≤ 4 ms and ≤ 2 ms at 36,000)"
+        );
+    }
+
+    // 390 px wide (a phone): nothing scrolls sideways.
+    cdp(
+        &client,
+        "Emulation.setDeviceMetricsOverride",
+        serde_json::json!({ "width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true }),
+    )
+    .await;
+    let widths = eventually(
+        Duration::from_secs(5),
+        "the page laid out at 390 px",
+        async || {
+            let widths = js(
+                &client,
+                "return [document.documentElement.scrollWidth, window.innerWidth]",
+            )
+            .await;
+            let (scroll, inner) = (widths[0].as_u64()?, widths[1].as_u64()?);
+            (inner == 390).then_some((scroll, inner))
+        },
+    )
+    .await;
+    assert!(
+        widths.0 <= widths.1,
+        "at 390 px the page is {} px wide: it scrolls sideways",
+        widths.0
+    );
+    let narrow = capture(&client, "png", 100).await;
+    println!(
+        "e2e: screenshot at 390 px saved to {}",
+        save("page-390.png", &narrow).display()
+    );
+    cdp(
+        &client,
+        "Emulation.clearDeviceMetricsOverride",
+        serde_json::json!({}),
+    )
+    .await;
+
+    let errors = console_errors(&client).await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
 
     // Leaving the page ends the session (a keepalive DELETE on `pagehide`): the pod is freed at once.
-    let pool_url = format!("{page}pool");
-    client.goto(&pool_url).await.unwrap();
+    client.goto("about:blank").await.unwrap();
     eventually(
         Duration::from_secs(10),
         "the session's pod freed after leaving the page",
-        async || {
-            client.goto(&pool_url).await.ok()?;
-            let body = text(&client, "body").await;
-            let pool: common::api::PoolStatus = serde_json::from_str(&body).ok()?;
-            (pool.assigned == 0).then_some(())
-        },
+        async || (pool(&page).await?.assigned == 0).then_some(()),
     )
     .await;
     client.close().await.unwrap();

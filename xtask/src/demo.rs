@@ -1,5 +1,11 @@
 //! `cargo xtask demo`: builds the page and the binaries, then runs the provisioner with the local backend,
-//! serving the page and its API on one port (its pods are child processes of the `server` binary).
+//! serving the page and its API on one port (its pods are child processes of the `server` binary), and three
+//! shared ping servers beside it, as the original demo's load-balanced servers (the page's second series).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::Context;
 
 use crate::process;
 use crate::{setup, site};
@@ -13,6 +19,9 @@ pub struct Args {
     /// Warm pods to keep ready.
     #[arg(long, default_value_t = 2)]
     pub warm_pool_size: u32,
+    /// Shared ping servers to start beside the provisioner (0: none; the page then offers no comparison).
+    #[arg(long, default_value_t = 3)]
+    pub shared_servers: u32,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
@@ -21,20 +30,56 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let dist = process::workspace_root().join("dist");
     site::build(&wasm, &dist, "/")?;
     process::build_release(&["server", "provisioner"])?;
-    let binary = process::workspace_root().join("target/release/provisioner");
+    let release = process::workspace_root().join("target/release");
+    // Held until the end: their standard input closes when this process exits however it exits, and they
+    // stop then (`--exit-on-stdin-eof`), so no shared server outlives the demo.
+    let shared: Vec<(Child, String)> = (1..=args.shared_servers)
+        .map(|n| start_shared(&release.join("server"), n))
+        .collect::<anyhow::Result<_>>()?;
     eprintln!(
         "xtask: open http://127.0.0.1:{port}/ (Ctrl-C to stop)\n\
          xtask:   the API is on the same port: curl http://127.0.0.1:{port}/pool",
         port = args.port
     );
-    process::run(
-        std::process::Command::new(binary)
-            .args(["--bind", "127.0.0.1"])
-            .arg("--port")
-            .arg(args.port.to_string())
-            .arg("--warm-pool-size")
-            .arg(args.warm_pool_size.to_string())
-            .arg("--static-dir")
-            .arg(&dist),
-    )
+    let mut provisioner = Command::new(release.join("provisioner"));
+    provisioner
+        .args(["--bind", "127.0.0.1"])
+        .arg("--port")
+        .arg(args.port.to_string())
+        .arg("--warm-pool-size")
+        .arg(args.warm_pool_size.to_string())
+        .arg("--static-dir")
+        .arg(&dist);
+    for (_, url) in &shared {
+        eprintln!("xtask:   shared server: {url}");
+        provisioner.arg("--shared-url").arg(url);
+    }
+    process::run(&mut provisioner)
+}
+
+/// Starts shared server `n` on a port it picks itself; returns it and its WebSocket URL.
+fn start_shared(binary: &std::path::Path, n: u32) -> anyhow::Result<(Child, String)> {
+    let mut child = Command::new(binary)
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--print-port",
+            "--exit-on-stdin-eof",
+        ])
+        .arg("--pod-name")
+        .arg(format!("shared-{n}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let stdout = child.stdout.take().context("the shared server's stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let port: u16 = line
+        .trim()
+        .parse()
+        .with_context(|| format!("shared server {n} printed {line:?}, not its port"))?;
+    Ok((child, format!("ws://127.0.0.1:{port}/ws")))
 }

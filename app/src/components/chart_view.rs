@@ -57,12 +57,15 @@ pub fn ChartView(
     let _resize = window_event_listener(leptos::ev::resize, move |_| resized.update(|r| *r += 1));
     // Let time scroll even when no sample arrives (paused, or recovering).
     let tick = super::ticker(std::time::Duration::from_millis(500));
-    Effect::new(move |_| {
-        resized.track();
-        tick.track();
-        let window_ms = f64::from(window_s.get()) * 1000.0;
-        let palette = if dark.get() { DARK } else { LIGHT };
-        let Some(element) = canvas.get() else {
+    // Drawing happens at most once per frame, in the frame: the effect only notes that something changed, and
+    // a burst of changes (a kill: marks, a closed socket, a reconnection, the first pong) costs one redraw,
+    // away from the messages' handlers, which then take their receive times on an idle thread.
+    let scheduled = StoredValue::new(false);
+    let redraw = move || {
+        scheduled.set_value(false);
+        let window_ms = f64::from(window_s.get_untracked()) * 1000.0;
+        let palette = if dark.get_untracked() { DARK } else { LIGHT };
+        let Some(element) = canvas.get_untracked() else {
             return;
         };
         let scale = browser::device_pixel_ratio();
@@ -77,15 +80,15 @@ pub fn ChartView(
         }
         let started = browser::now();
         let now = browser::now();
-        let with_shared = shared_on.get();
+        let with_shared = shared_on.get_untracked();
         let Some(backend) = BatchedCanvas::new(element.clone()) else {
             return;
         };
         let root = backend.into_drawing_area();
-        let samples = match kind.get() {
+        let samples = match kind.get_untracked() {
             ChartKind::Series => {
-                let layout = history.with(|h| {
-                    shared.with(|s| {
+                let layout = history.with_untracked(|h| {
+                    shared.with_untracked(|s| {
                         Layout::compute(h, with_shared.then_some(s), now, window_ms, width as usize)
                     })
                 });
@@ -94,14 +97,30 @@ pub fn ChartView(
             }
             ChartKind::Distribution => {
                 let from = now - window_ms;
-                let mine = history.with(|h| Distribution::of(h.since(from), BINS));
-                let theirs = with_shared.then(|| shared.with(|s| Distribution::of(s.since(from), BINS)));
+                let mine = history.with_untracked(|h| Distribution::of(h.since(from), BINS));
+                let theirs =
+                    with_shared.then(|| shared.with_untracked(|s| Distribution::of(s.since(from), BINS)));
                 let _ = draw_distribution(&root, &mine, theirs.as_ref(), &palette, scale);
                 mine.counts.iter().sum()
             }
         };
         browser::publish("__chartDrawMs", browser::now() - started);
         browser::publish("__chartSamples", samples as f64);
+    };
+    Effect::new(move |_| {
+        resized.track();
+        tick.track();
+        window_s.track();
+        dark.track();
+        kind.track();
+        shared_on.track();
+        history.track();
+        shared.track();
+        canvas.track();
+        if !scheduled.get_value() {
+            scheduled.set_value(true);
+            request_animation_frame(redraw);
+        }
     });
     view! {
         <figure class="chart">

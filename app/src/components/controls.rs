@@ -106,7 +106,11 @@ pub fn Controls(
                         prop:checked=move || demo.shared_on().get()
                         on:change=move |ev| {
                             let on = event_target_checked(&ev);
-                            demo.set_shared(on.then(|| shared.with(|urls| urls.first().cloned())).flatten());
+                            // One of the shared servers at random, as a load balancer would spread visitors.
+                            let pick = |urls: &Vec<String>| {
+                                urls.get((js_sys::Math::random() * urls.len() as f64) as usize).cloned()
+                            };
+                            demo.set_shared(on.then(|| shared.with(pick)).flatten());
                         }
                     />
                     " Compare with the shared servers"

@@ -59,7 +59,7 @@ pub fn StatsPanel(
             <tr>
                 <th scope="row">{label}</th>
                 <td id=id>{move || format_ms(f(&mine.get()))}</td>
-                <td hidden=move || !shared_on.get()>{move || format_ms(f(&theirs.get()))}</td>
+                <td hidden=move || !shared_on.get() id=format!("shared-{id}")>{move || format_ms(f(&theirs.get()))}</td>
             </tr>
         }
     };
