@@ -38,8 +38,7 @@ pub fn bench_stats(samples: u32, repeats: u32) -> f64 {
         std::hint::black_box(stats);
         times.push(crate::browser::now() - started);
     }
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
+    crate::stats::percentile(&mut times, 50.0).unwrap_or(-1.0)
 }
 
 /// Lays out and draws [`hour_of_pings`]`(samples)` over a one-hour window `redraws` times on a detached canvas
@@ -84,6 +83,5 @@ pub fn bench_chart_draw(samples: u32, redraws: u32) -> f64 {
         }
         times.push(browser::now() - started);
     }
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
+    crate::stats::percentile(&mut times, 50.0).unwrap_or(-1.0)
 }

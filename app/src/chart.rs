@@ -171,6 +171,8 @@ pub fn decimate(points: Vec<(f64, f64)>, window_s: f64, columns: usize) -> Vec<(
     let width = window_s / columns as f64;
     let column_of = |t: f64| ((t + window_s) / width).floor() as i64;
     let mut out = Vec::with_capacity(columns * 3);
+    // One buffer for every column's values (a redraw of an hour at 10 Hz has a thousand columns).
+    let mut rtts = Vec::new();
     let mut start = 0;
     while start < points.len() {
         let column = column_of(points[start].0);
@@ -178,10 +180,14 @@ pub fn decimate(points: Vec<(f64, f64)>, window_s: f64, columns: usize) -> Vec<(
         if end - start <= 3 {
             out.extend_from_slice(&points[start..end]);
         } else {
-            let mut rtts: Vec<f64> = points[start..end].iter().map(|(_, rtt)| *rtt).collect();
-            rtts.sort_by(f64::total_cmp);
+            rtts.clear();
+            rtts.extend(points[start..end].iter().map(|(_, rtt)| *rtt));
+            let low = rtts.iter().copied().fold(f64::INFINITY, f64::min);
+            let high = rtts.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let middle = rtts.len() / 2;
+            let median = *rtts.select_nth_unstable_by(middle, f64::total_cmp).1;
             let t = points[start].0;
-            out.extend([(t, rtts[0]), (t, rtts[rtts.len() / 2]), (t, rtts[rtts.len() - 1])]);
+            out.extend([(t, low), (t, median), (t, high)]);
         }
         start = end;
     }
@@ -196,17 +202,18 @@ fn band(points: &[(f64, f64)], window_s: f64) -> Vec<BandPoint> {
     let buckets = (points.len() / 5).clamp(6, 150);
     let width = window_s / buckets as f64;
     let mut out = Vec::new();
+    let mut rtts = Vec::new();
     let mut start = 0;
     for b in 0..buckets {
         let upper = -window_s + width * (b + 1) as f64;
         let end = start + points[start..].partition_point(|(t, _)| *t < upper);
         if end > start {
-            let mut rtts: Vec<f64> = points[start..end].iter().map(|(_, rtt)| *rtt).collect();
-            rtts.sort_by(f64::total_cmp);
-            if let (Some(p5), Some(median), Some(p95)) = (
-                percentile(&rtts, 5.0),
-                percentile(&rtts, 50.0),
-                percentile(&rtts, 95.0),
+            rtts.clear();
+            rtts.extend(points[start..end].iter().map(|(_, rtt)| *rtt));
+            if let (Some(p95), Some(median), Some(p5)) = (
+                percentile(&mut rtts, 95.0),
+                percentile(&mut rtts, 50.0),
+                percentile(&mut rtts, 5.0),
             ) {
                 out.push(BandPoint {
                     t: upper - width / 2.0,

@@ -33,18 +33,24 @@ pub struct Stats {
     pub std_dev: Option<f64>,
 }
 
-/// Percentile `p` (0..=100) of sorted values, interpolating between closest ranks.
-pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
-    match sorted.len() {
-        0 => None,
-        1 => Some(sorted[0]),
-        n => {
-            let rank = (p / 100.0).clamp(0.0, 1.0) * (n - 1) as f64;
-            let low = rank.floor() as usize;
-            let high = rank.ceil() as usize;
-            Some(sorted[low] + (sorted[high] - sorted[low]) * (rank - low as f64))
-        }
+/// Percentile `p` (0..=100) of `values`, interpolating between closest ranks. `values` need not be sorted:
+/// the ranks are found by selection (linear time), and `values` is left reordered. An hour at 10 Hz is 36,000
+/// values, and sorting them on every redraw cost the page several milliseconds in Chromium.
+pub fn percentile(values: &mut [f64], p: f64) -> Option<f64> {
+    let n = values.len();
+    if n == 0 {
+        return None;
     }
+    let rank = (p / 100.0).clamp(0.0, 1.0) * (n - 1) as f64;
+    let low = rank.floor() as usize;
+    let fraction = rank - low as f64;
+    let (_, low_value, above) = values.select_nth_unstable_by(low, f64::total_cmp);
+    let low_value = *low_value;
+    if fraction == 0.0 || above.is_empty() {
+        return Some(low_value);
+    }
+    let high_value = above.iter().copied().fold(f64::INFINITY, f64::min);
+    Some(low_value + (high_value - low_value) * fraction)
 }
 
 impl Stats {
@@ -70,19 +76,24 @@ impl Stats {
         let mean = (!rtts.is_empty()).then(|| rtts.iter().sum::<f64>() / rtts.len() as f64);
         let std_dev =
             mean.map(|m| (rtts.iter().map(|r| (r - m).powi(2)).sum::<f64>() / rtts.len() as f64).sqrt());
-        let mut sorted = rtts;
-        sorted.sort_by(f64::total_cmp);
+        let min = rtts.iter().copied().reduce(f64::min);
+        let max = rtts.iter().copied().reduce(f64::max);
+        let mut values = rtts;
+        // Highest rank first: each selection then leaves less to reorder for the next one.
+        let p99 = percentile(&mut values, 99.0);
+        let p95 = percentile(&mut values, 95.0);
+        let median = percentile(&mut values, 50.0);
         Self {
             sent,
             received,
             loss_pct,
             last,
-            min: sorted.first().copied(),
-            median: percentile(&sorted, 50.0),
+            min,
+            median,
             mean,
-            p95: percentile(&sorted, 95.0),
-            p99: percentile(&sorted, 99.0),
-            max: sorted.last().copied(),
+            p95,
+            p99,
+            max,
             jitter,
             std_dev,
         }
@@ -110,7 +121,7 @@ impl Distribution {
         if rtts.is_empty() {
             return Self::default();
         }
-        rtts.sort_by(f64::total_cmp);
+        rtts.sort_unstable_by(f64::total_cmp);
         let bins = bins.max(1);
         let max = rtts[rtts.len() - 1].max(f64::MIN_POSITIVE);
         let bin_ms = max / bins as f64;
@@ -190,6 +201,23 @@ mod tests {
         assert_eq!((one.median, one.p99, one.jitter), (Some(5.0), Some(5.0), None));
         let lost = Stats::of(&samples(&[None, None]));
         assert_eq!((lost.loss_pct, lost.mean), (100.0, None));
+    }
+
+    #[test]
+    fn percentiles_by_selection_match_the_sorted_definition() {
+        // Shuffled values with repeats: the selected ranks equal interpolation over the sorted list.
+        let values: Vec<f64> = (0..1001).map(|i| ((i * 7919) % 211) as f64 / 7.0).collect();
+        let mut sorted = values.clone();
+        sorted.sort_unstable_by(f64::total_cmp);
+        for p in [0.0, 5.0, 33.3, 50.0, 95.0, 99.0, 99.9, 100.0] {
+            let rank = p / 100.0 * (sorted.len() - 1) as f64;
+            let (low, high) = (rank.floor() as usize, rank.ceil() as usize);
+            let expected = sorted[low] + (sorted[high] - sorted[low]) * (rank - low as f64);
+            let mut shuffled = values.clone();
+            let got = percentile(&mut shuffled, p).unwrap();
+            assert!((got - expected).abs() < 1e-9, "p{p}: {got} != {expected}");
+        }
+        assert_eq!(percentile(&mut [], 50.0), None);
     }
 
     #[test]
