@@ -2,9 +2,12 @@
 //! cached outside the repository by version (`~/.cache/resume-showcase/k8s-<version>/bin`).
 //!
 //! No container engine and no prebuilt downloads are available on the build machines, so:
-//! - kube-apiserver, kube-controller-manager and kube-scheduler come from a small wrapper module that requires
-//!   `k8s.io/kubernetes` and replaces every `k8s.io/<staging>` module with its published `v0.<minor>.<patch>`
-//!   (the list is read from the kubernetes go.mod), stamped with the version through `-X` ldflags;
+//! - kube-apiserver, kube-controller-manager, kube-scheduler, and the real node's kubelet and kube-proxy come
+//!   from one small wrapper module that requires `k8s.io/kubernetes` and replaces every `k8s.io/<staging>`
+//!   module with its published `v0.<minor>.<patch>` (the list is read from the kubernetes go.mod), stamped
+//!   with the version through `-X` ldflags: one module download and one build cache for all five;
+//! - the pod sandbox ("pause") binary is compiled with `gcc -static` from the same module's
+//!   `build/pause/linux/pause.c` (its image cannot be pulled here);
 //! - etcd from a wrapper `main` calling `etcdmain.Main`;
 //! - kwok, kwokctl and helm with `go install`.
 //!
@@ -36,6 +39,9 @@ pub const BINARIES: &[&str] = &[
     "kube-apiserver",
     "kube-controller-manager",
     "kube-scheduler",
+    "kubelet",
+    "kube-proxy",
+    "pause",
     "etcd",
     "kwok",
     "kwokctl",
@@ -123,20 +129,33 @@ fn go(dir: &Path) -> Command {
     command
 }
 
+/// The commands built from the kubernetes module.
+const KUBERNETES_COMMANDS: [&str; 5] = [
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "kube-proxy",
+];
+
 fn build_kubernetes(cache: &Path, bin: &Path) -> anyhow::Result<()> {
-    let commands = ["kube-apiserver", "kube-controller-manager", "kube-scheduler"];
-    if commands.iter().all(|c| bin.join(c).is_file()) {
+    let commands = KUBERNETES_COMMANDS;
+    if commands.iter().all(|c| bin.join(c).is_file()) && bin.join("pause").is_file() {
         return Ok(());
     }
     let src = cache.join("kubernetes");
     std::fs::create_dir_all(&src)?;
     // The kubernetes go.mod says which staging modules it replaces with local paths.
-    process::run(go(&src).args([
+    let module = output(go(&src).args([
         "mod",
         "download",
         "-json",
         &format!("k8s.io/kubernetes@{KUBERNETES}"),
     ]))?;
+    let module_dir = serde_json::from_str::<serde_json::Value>(&module)?["Dir"]
+        .as_str()
+        .map(PathBuf::from)
+        .context("`go mod download` did not say where the kubernetes module is")?;
     let modcache = output(Command::new("go").args(["env", "GOMODCACHE"]))?;
     let upstream =
         Path::new(modcache.trim()).join(format!("cache/download/k8s.io/kubernetes/@v/{KUBERNETES}.mod"));
@@ -170,13 +189,22 @@ fn build_kubernetes(cache: &Path, bin: &Path) -> anyhow::Result<()> {
         "-s -w -X k8s.io/component-base/version.gitVersion={KUBERNETES} \
          -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor={minor}"
     );
-    for command in commands {
+    for command in commands.iter().filter(|c| !bin.join(c).is_file()) {
         process::run(
             go(&src)
                 .args(["build", "-ldflags", &ldflags, "-o"])
                 .arg(bin.join(command))
                 .arg(format!("k8s.io/kubernetes/cmd/{command}")),
         )?;
+    }
+    if !bin.join("pause").is_file() {
+        process::run(
+            Command::new("gcc")
+                .args(["-static", "-O2", "-o"])
+                .arg(bin.join("pause"))
+                .arg(module_dir.join("build/pause/linux/pause.c")),
+        )
+        .context("the pod sandbox binary needs gcc (Debian: build-essential)")?;
     }
     Ok(())
 }

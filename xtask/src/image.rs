@@ -30,17 +30,17 @@ const USER: u32 = 65532;
 /// One image: its binary, the port it exposes.
 struct Spec {
     name: &'static str,
-    port: u16,
+    port: Option<u16>,
 }
 
 const IMAGES: &[Spec] = &[
     Spec {
         name: "server",
-        port: 8080,
+        port: Some(8080),
     },
     Spec {
         name: "provisioner",
-        port: 8081,
+        port: Some(8081),
     },
 ];
 
@@ -100,6 +100,24 @@ pub fn build() -> anyhow::Result<Vec<Image>> {
     }
     eprintln!("xtask: images built in {:.0} s", started.elapsed().as_secs_f64());
     Ok(images)
+}
+
+/// The pod sandbox image of the test node, `localhost/pause:resume-showcase`, from the `pause` binary that
+/// `cargo xtask cluster-tools` compiles (registry.k8s.io cannot be reached here), as `target/images/pause.tar`.
+pub fn pause(k8s_bin: &Path) -> anyhow::Result<Image> {
+    let reference = "localhost/pause:resume-showcase".to_owned();
+    let archive = process::workspace_root().join("target/images/pause.tar");
+    std::fs::create_dir_all(archive.parent().context("no parent")?)?;
+    let spec = Spec {
+        name: "pause",
+        port: None,
+    };
+    let size = write_archive(&archive, &reference, &k8s_bin.join("pause"), &spec)?;
+    Ok(Image {
+        reference,
+        archive,
+        size,
+    })
 }
 
 /// rustup's musl target, and Debian's musl-tools for the C code some dependencies compile (ring).
@@ -185,7 +203,7 @@ fn write_archive(archive: &Path, reference: &str, binary: &Path, spec: &Spec) ->
         "config": {
             "User": format!("{USER}:{USER}"),
             "Entrypoint": [format!("/{}", spec.name)],
-            "ExposedPorts": {format!("{}/tcp", spec.port): {}},
+            "ExposedPorts": spec.port.map(|port| serde_json::json!({format!("{port}/tcp"): {}})),
             "Env": ["PATH=/usr/local/bin:/usr/bin:/bin", "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt"],
         },
         "rootfs": {"type": "layers", "diff_ids": [layer_digest]},

@@ -5,6 +5,7 @@
 //!   test, and prints one summary line. `.ci/run` calls exactly this.
 //! - `cargo xtask bench`: every benchmark, printed as a table (see BENCHMARKS.md).
 //! - `cargo xtask soak`: a long run with periodic kills that reports leaks (not in CI).
+//! - `cargo xtask picture`: refreshes the README's picture of the page (`docs/page.webp`) with the browser test.
 //!
 //! Each command lives in its own module; [`process`] holds the small helpers for running programs.
 
@@ -50,7 +51,13 @@ enum Command {
     /// Build the web page for deployment (GitHub Pages), with its config.json.
     Site(site::Args),
     /// Build the two container images (static musl binaries) as OCI archives in target/images, without Docker.
-    Images,
+    Images {
+        /// Also the test node's pod sandbox image (target/images/pause.tar; builds cluster-tools when missing).
+        #[arg(long)]
+        pause: bool,
+    },
+    /// Refresh the README's picture of the page (docs/page.webp): the browser test, after a kill, takes it.
+    Picture,
 }
 
 fn main() -> std::process::ExitCode {
@@ -64,7 +71,11 @@ fn main() -> std::process::ExitCode {
             Command::Bench { only } => bench::run(&only),
             Command::Soak(args) => bench::soak(&args),
             Command::Site(args) => site::run(&args),
-            Command::Images => image::build().map(|images| {
+            Command::Picture => test::picture(),
+            Command::Images { pause } => image::build().and_then(|mut images| {
+                if pause {
+                    images.push(image::pause(&cluster::ensure_binaries()?)?);
+                }
                 for image in images {
                     println!(
                         "{} {} ({:.1} MB)",
@@ -73,6 +84,7 @@ fn main() -> std::process::ExitCode {
                         image.size as f64 / 1e6
                     );
                 }
+                Ok(())
             }),
             Command::ClusterTools => {
                 // The directory on stdout, for scripts and the test harness (testkit::cluster).

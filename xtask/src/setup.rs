@@ -121,6 +121,16 @@ pub fn ensure_all() -> anyhow::Result<WasmToolchain> {
     } else if !on_path("chromedriver") {
         bail!("CHROME_BIN is set but chromedriver is not on PATH");
     }
+    // The real node of the production-path test (testkit::node): Debian's container runtime and CNI plugins
+    // (an absolute path is checked as a file), iptables, openssl for its certificates, gcc for the pod sandbox.
+    ensure_apt(&[
+        ("containerd", "containerd"),
+        ("runc", "runc"),
+        ("/usr/lib/cni/bridge", "containernetworking-plugins"),
+        ("iptables", "iptables"),
+        ("openssl", "openssl"),
+        ("gcc", "gcc"),
+    ])?;
     Ok(wasm)
 }
 
