@@ -86,9 +86,35 @@ struct Processes {
     kubeconfig: PathBuf,
 }
 
+/// How [`Cluster::start_with`] sets a cluster up.
+pub struct Options {
+    /// More kwokctl configuration (a `KwokctlConfiguration` document); `{pki}` in it stands for the cluster's
+    /// certificate directory.
+    pub kwokctl_config: Option<String>,
+    /// The API server's port (default: one kwokctl picks).
+    pub apiserver_port: Option<u16>,
+    /// Fake kwok nodes to add and wait for.
+    pub fake_nodes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            kwokctl_config: None,
+            apiserver_port: None,
+            fake_nodes: NODES,
+        }
+    }
+}
+
 impl Cluster {
-    /// Starts a fresh cluster (a few seconds).
+    /// Starts a fresh cluster with [`NODES`] kwok nodes (a few seconds).
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(Options::default()).await
+    }
+
+    /// Starts a fresh cluster set up by `options`.
+    pub async fn start_with(options: Options) -> anyhow::Result<Self> {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         // kwokctl picks free ports as it starts each component; two clusters starting at once in this
         // process could pick the same ones.
@@ -122,6 +148,15 @@ impl Cluster {
             .arg("--config")
             .arg(bin.join("kwok-stages.yaml"))
             .args(["--wait", "90s", "--disable-qps-limits"]);
+        if let Some(config) = &options.kwokctl_config {
+            let pki = workdir.join("clusters").join(&name).join("pki");
+            let file = workdir.join("kwokctl-extra.yaml");
+            std::fs::write(&file, config.replace("{pki}", &pki.display().to_string()))?;
+            command.arg("--config").arg(file);
+        }
+        if let Some(port) = options.apiserver_port {
+            command.args(["--kube-apiserver-port", &port.to_string()]);
+        }
         // From here on, dropping `processes` cleans up whatever got started.
         let processes = Processes {
             name,
@@ -143,14 +178,17 @@ impl Cluster {
                 Ok(cluster.admin.apiserver_version().await.is_ok())
             })
             .await?;
-        cluster.add_nodes().await?;
+        cluster.add_nodes(options.fake_nodes).await?;
         Ok(cluster)
     }
 
-    async fn add_nodes(&self) -> anyhow::Result<()> {
+    async fn add_nodes(&self, count: usize) -> anyhow::Result<()> {
+        if count == 0 {
+            return Ok(());
+        }
         let nodes: Api<Node> = Api::all(self.admin.clone());
         let resources = json!({"cpu": "32", "memory": "256Gi", "pods": "110"});
-        for i in 0..NODES {
+        for i in 0..count {
             let name = format!("kwok-node-{i}");
             let node: Node = serde_json::from_value(json!({
                 "apiVersion": "v1",
@@ -167,7 +205,7 @@ impl Cluster {
         // The scheduler only binds to nodes kwok has reported Ready.
         self.wait_for("every node ready", || async {
             let list = nodes.list(&Default::default()).await?;
-            Ok(list.items.iter().filter(|n| node_ready(n)).count() == NODES)
+            Ok(list.items.iter().filter(|n| node_ready(n)).count() == count)
         })
         .await
     }
@@ -197,6 +235,15 @@ impl Cluster {
     /// The admin kubeconfig file.
     pub fn kubeconfig(&self) -> &Path {
         &self.processes.kubeconfig
+    }
+
+    /// The cluster's certificate directory (`ca.crt`, `ca.key`, `admin.crt`, ...).
+    pub fn pki_dir(&self) -> PathBuf {
+        self.processes
+            .workdir
+            .join("clusters")
+            .join(&self.processes.name)
+            .join("pki")
     }
 
     /// The API server's version, e.g. `v1.36.3` (for `helm template --kube-version`).
@@ -374,7 +421,8 @@ async fn client_from(kubeconfig: &Path) -> anyhow::Result<Client> {
     Ok(Client::try_from(config)?)
 }
 
-fn node_ready(node: &Node) -> bool {
+/// Whether the node reports its `Ready` condition true.
+pub fn node_ready(node: &Node) -> bool {
     node.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())

@@ -8,10 +8,14 @@
 //! - [`proc`]: reading `/proc` (children, liveness, memory);
 //! - [`pool`]: waiting until a provisioner's `GET /pool` says something;
 //! - [`cluster`]: a real Kubernetes control plane — etcd, kube-apiserver, kube-controller-manager,
-//!   kube-scheduler and kwok — started for one test and torn down when it ends.
+//!   kube-scheduler and kwok — started for one test and torn down when it ends;
+//! - [`ingress`]: a minimal host-side ingress controller serving a namespace's `Ingress` objects;
+//! - [`node`]: a real node beside that control plane (containerd, kubelet, kube-proxy) running real containers.
 
 pub mod bin;
 pub mod cluster;
+pub mod ingress;
+pub mod node;
 pub mod pool;
 pub mod proc;
 pub mod spawn;

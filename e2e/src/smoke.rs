@@ -1,0 +1,127 @@
+//! The smoke check of a deployed demo, through its ingress as the page uses it: a session, its WebSocket
+//! through the edge, pings, a kill, the replacement pod (from the kill's answer, or else from polling the
+//! session) at once, pings again, the killed pod's connection closed, the end. The `smoke` binary runs it against a URL; the real-node test calls it.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use common::api::{CreateSessionResponse, KillResponse, ProvisionSource, SessionState, SessionStatus};
+use testkit::wait::DEPLOYMENT_WAIT as WAIT;
+use testkit::ws::WsClient;
+
+/// What one smoke run saw.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The first pod.
+    pub pod: String,
+    /// Whether it came warm or cold.
+    pub source: ProvisionSource,
+    /// `POST /session` as the provisioner measured it.
+    pub provision_ms: f64,
+    /// The replacement pod.
+    pub replacement: String,
+    /// From sending the kill to the first pong from the replacement, at the client.
+    pub recovery: Duration,
+}
+
+/// Runs the check against `base` (e.g. `http://localhost`), printing each step with `log`.
+pub async fn run(base: &str, mut log: impl FnMut(String)) -> anyhow::Result<Report> {
+    let base = base.trim_end_matches('/');
+    let http = reqwest::Client::builder().timeout(WAIT).build()?;
+
+    let response = http
+        .post(format!("{base}/session"))
+        .json(&serde_json::json!({"client": "smoke"}))
+        .send()
+        .await?;
+    ensure!(response.status() == 201, "POST /session: {}", response.status());
+    let session: CreateSessionResponse = response.json().await?;
+    log(format!(
+        "session {} on pod {} ({:?}, {:.0} ms)",
+        session.session_id, session.pod.name, session.source, session.provision_ms
+    ));
+
+    let mut socket = connect(&session.websocket_url, session.pod.name.as_ref()).await?;
+    ping(&mut socket, 3, &mut log).await?;
+
+    let killed_at = Instant::now();
+    let kill = http
+        .post(format!("{base}/session/{}/kill", session.session_id))
+        .bearer_auth(&session.token)
+        .send()
+        .await?;
+    ensure!(kill.status() == 202, "kill: {}", kill.status());
+    let answer: KillResponse = kill.json().await?;
+
+    let (pod, url) = match (answer.replacement, answer.websocket_url) {
+        (Some(pod), Some(url)) => (pod.name.to_string(), url),
+        _ => {
+            let deadline = Instant::now() + WAIT;
+            loop {
+                let status: SessionStatus = http
+                    .get(format!("{base}/session/{}", session.session_id))
+                    .bearer_auth(&session.token)
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .json()
+                    .await?;
+                if let (SessionState::Active, Some(pod), Some(url)) =
+                    (status.state, status.pod, status.websocket_url)
+                    && pod.name != session.pod.name
+                {
+                    break (pod.name.to_string(), url);
+                }
+                ensure!(Instant::now() < deadline, "no replacement pod within {WAIT:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    ensure!(
+        pod != session.pod.name.as_ref(),
+        "the replacement is the killed pod {pod}"
+    );
+    // As the page does: on to the replacement at once, while the killed pod says goodbye.
+    let mut replacement = connect(&url, &pod).await?;
+    replacement.ping_pong(1).await?;
+    let recovery = killed_at.elapsed();
+    ping(&mut replacement, 2, &mut log).await?;
+    log(format!(
+        "recovered on pod {pod} in {:.1} ms",
+        recovery.as_secs_f64() * 1000.0
+    ));
+    socket
+        .until_closed()
+        .await
+        .context("the killed pod's connection stayed open")?;
+
+    let end = http
+        .delete(format!("{base}/session/{}", session.session_id))
+        .bearer_auth(&session.token)
+        .send()
+        .await?;
+    ensure!(end.status() == 204, "DELETE /session: {}", end.status());
+    Ok(Report {
+        pod: session.pod.name.to_string(),
+        source: session.source,
+        provision_ms: session.provision_ms,
+        replacement: pod,
+        recovery,
+    })
+}
+
+/// Connects to `url` and checks the hello names `pod`.
+async fn connect(url: &str, pod: &str) -> anyhow::Result<WsClient> {
+    let (socket, hello) = WsClient::connect_hello(url).await?;
+    ensure!(hello.name == pod, "hello from {}, expected {pod}", hello.name);
+    Ok(socket.waiting(WAIT))
+}
+
+async fn ping(socket: &mut WsClient, count: u64, log: &mut impl FnMut(String)) -> anyhow::Result<()> {
+    for seq in 1..=count {
+        let sent = Instant::now();
+        socket.ping_pong(100 + seq).await?;
+        log(format!("  pong {seq}: {} µs", sent.elapsed().as_micros()));
+    }
+    Ok(())
+}
