@@ -3,16 +3,18 @@
 //! Steps: set-up (tools installed when missing, the Kubernetes test binaries built once and cached),
 //! `cargo fmt --check`, `cargo clippy --all-targets -D warnings`,
 //! actionlint over `.github/workflows`,
-//! the web page built with Trunk (so the browser test loads the real build), `cargo test --workspace`. Test output is passed through as it comes, and the per-binary `test result:`
+//! the web page built with Trunk (so the browser test loads the real build), the container images (for the
+//! real node), `cargo test --workspace`. Test output is passed through as it comes, and the per-binary `test result:`
 //! lines are added up into one closing `summary: N passed, M failed` line.
 
 use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
 use std::process::Stdio;
 
 use anyhow::{Context, bail};
 
 use crate::process::{self, cargo};
-use crate::{cluster, disk, setup, site};
+use crate::{cluster, disk, image, setup, site};
 
 /// Flags of `cargo xtask test`.
 #[derive(clap::Args)]
@@ -46,11 +48,51 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     let dist = process::workspace_root().join("target/e2e/dist");
     site::build(&wasm, &dist, "/")?;
-    let totals = cargo_test(&dist, &k8s_bin)?;
+    // The real node's images: both binaries as static musl builds, and the pod sandbox.
+    let images = image::build()?;
+    image::pause(&k8s_bin)?;
+    let images = images
+        .first()
+        .and_then(|i| i.archive.parent())
+        .context("no images were built")?
+        .to_path_buf();
+    let totals = cargo_test(&dist, &k8s_bin, &images)?;
     println!("summary: {} passed, {} failed", totals.passed, totals.failed);
     if totals.failed > 0 {
         bail!("{} tests failed", totals.failed);
     }
+    Ok(())
+}
+
+/// Where the README's picture of the page lives.
+pub const PICTURE: &str = "docs/page.webp";
+
+/// `cargo xtask picture`: builds the site and runs the browser test alone, which writes the README's picture
+/// (the board and a recovery, after its first kill) to [`PICTURE`].
+pub fn picture() -> anyhow::Result<()> {
+    let wasm = setup::ensure_all()?;
+    let root = process::workspace_root();
+    let dist = root.join("target/e2e/dist");
+    site::build(&wasm, &dist, "/")?;
+    process::run(
+        cargo()
+            .args([
+                "test",
+                "--locked",
+                "-p",
+                "e2e",
+                "--test",
+                "browser",
+                "--",
+                "--nocapture",
+            ])
+            .env("E2E_DIST", &dist)
+            .env("E2E_PICTURE", root.join(PICTURE)),
+    )?;
+    let size = std::fs::metadata(root.join(PICTURE))
+        .with_context(|| format!("the browser test wrote no {PICTURE}"))?
+        .len();
+    println!("{PICTURE}: {:.1} KB", size as f64 / 1024.0);
     Ok(())
 }
 
@@ -60,7 +102,7 @@ struct Totals {
     failed: u64,
 }
 
-fn cargo_test(dist: &std::path::Path, k8s_bin: &std::path::Path) -> anyhow::Result<Totals> {
+fn cargo_test(dist: &Path, k8s_bin: &Path, images: &Path) -> anyhow::Result<Totals> {
     let mut command = cargo();
     command
         // --no-fail-fast: one failing test binary must not hide the results of the others.
@@ -74,6 +116,7 @@ fn cargo_test(dist: &std::path::Path, k8s_bin: &std::path::Path) -> anyhow::Resu
         ])
         .env("E2E_DIST", dist)
         .env("SHOWCASE_K8S_BIN", k8s_bin)
+        .env("SHOWCASE_IMAGES", images)
         .stdout(Stdio::piped());
     eprintln!("xtask: $ {}", process::describe(&command));
     let mut child = command.spawn().context("cannot start cargo test")?;

@@ -1,0 +1,407 @@
+//! The production path on a real node: the chart installed with helm as a user would, its provisioner, its
+//! three edge servers and every session pod running as real containers (the images `cargo xtask images`
+//! builds), reached through an ingress on the host ([`testkit::ingress`]) at `http://localhost`.
+//!
+//! One test walks the whole life of a release on one node (starting a node takes seconds, and only one runs at
+//! a time on a machine): install; the smoke check through the ingress and the edge; the killed pod's container
+//! really gone and the pool refilled with real pods; `helm upgrade` with a changed pod template replacing the
+//! warm pods while an assigned session keeps its pod; `helm uninstall` leaving no Job, pod or running container (stopped ones are removed
+//! by the kubelet's container garbage collection, once a minute).
+//!
+//! Not proven here: NetworkPolicy (the bridge CNI plugin does not enforce policies; the chart's policies are
+//! checked by `helm template` tests only), TLS and cert-manager (installed with TLS off, as `e2e.yml` does).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::api::PoolStatus;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
+use kube::{Api, ResourceExt};
+use testkit::ingress::HostIngress;
+use testkit::node::{self, NodeCluster};
+use testkit::ws::WsClient;
+
+const NAMESPACE: &str = "showcase";
+const RELEASE: &str = "demo";
+const BASE: &str = "http://localhost";
+const WARM: usize = 2;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn images() -> PathBuf {
+    std::env::var_os("SHOWCASE_IMAGES").map_or_else(|| root().join("target/images"), PathBuf::from)
+}
+
+/// Runs helm against the node's cluster; panics with its output when it fails.
+fn helm(node: &NodeCluster, args: &[&str]) {
+    let bin = testkit::cluster::binaries().unwrap();
+    let started = Instant::now();
+    let out = std::process::Command::new(bin.join("helm"))
+        .arg("--kubeconfig")
+        .arg(node.cluster.kubeconfig())
+        .args(["--namespace", NAMESPACE])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "helm {args:?} failed:\n{}\n{}\nkubelet log in {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        node.dir().display()
+    );
+    println!(
+        "real node: helm {} took {:.1} s",
+        args[0],
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// The chart's values for this node: the local images (never pulled), plain HTTP at localhost, the host
+/// (which reaches Services from the bridge's address) as the trusted proxy.
+fn values(extra: &[&str]) -> Vec<String> {
+    let mut set = vec![
+        "image.repository=ghcr.io/resume-showcase/resume-showcase".to_owned(),
+        "image.tag=local".to_owned(),
+        "image.pullPolicy=Never".to_owned(),
+        "ingress.host=localhost".to_owned(),
+        "ingress.tls.enabled=false".to_owned(),
+        format!("trustedProxies={{{}/32}}", node::GATEWAY),
+        format!("warmPoolSize={WARM}"),
+    ];
+    set.extend(extra.iter().map(|s| (*s).to_owned()));
+    set.into_iter().flat_map(|s| ["--set".to_owned(), s]).collect()
+}
+
+async fn pool(http: &reqwest::Client) -> Option<PoolStatus> {
+    http.get(format!("{BASE}/pool"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
+/// Containers in the node's containerd of pod `pod`, by the label the kubelet gives them.
+fn containers_of(node: &NodeCluster, pod: &str) -> usize {
+    node.ctr(&[
+        "containers",
+        "ls",
+        "-q",
+        &format!("labels.\"io.kubernetes.pod.name\"=={pod}"),
+    ])
+    .unwrap()
+    .lines()
+    .count()
+}
+
+/// Running containers (containerd tasks) of the containers matching `filter`. Stopped containers stay
+/// listed until the kubelet's container garbage collection, which runs once a minute; their processes are gone.
+fn running(node: &NodeCluster, filter: &str) -> usize {
+    let tasks = node.ctr(&["tasks", "ls"]).unwrap();
+    node.ctr(&["containers", "ls", "-q", filter])
+        .unwrap()
+        .lines()
+        .filter(|id| {
+            tasks
+                .lines()
+                .any(|t| t.split_whitespace().next() == Some(id) && t.contains("RUNNING"))
+        })
+        .count()
+}
+
+/// Running containers of the pods of Job `job` (named `<job>-<suffix>`).
+fn running_in_job(node: &NodeCluster, job: &str) -> usize {
+    running(node, &format!("labels.\"io.kubernetes.pod.name\"~=^{job}-"))
+}
+
+/// The process of the running container `container` of pod `pod`.
+fn process_of(node: &NodeCluster, pod: &str, container: &str) -> u32 {
+    let tasks = node.ctr(&["tasks", "ls"]).unwrap();
+    let filter = format!(
+        "labels.\"io.kubernetes.pod.name\"=={pod},labels.\"io.kubernetes.container.name\"=={container}"
+    );
+    let ids = node.ctr(&["containers", "ls", "-q", &filter]).unwrap();
+    ids.lines()
+        .find_map(|id| {
+            let line = tasks.lines().find(|t| t.split_whitespace().next() == Some(id))?;
+            line.contains("RUNNING")
+                .then(|| line.split_whitespace().nth(1)?.parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("no running container {container} in pod {pod}"))
+}
+
+/// The restricted profile, read from the kernel: user 65532, no capabilities, no privilege gain, seccomp
+/// filtering, a read-only root file system.
+fn assert_restricted(pid: u32, what: &str) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        field("Uid:").split_whitespace().all(|u| u == "65532"),
+        "{what}: Uid {}",
+        field("Uid:")
+    );
+    assert!(
+        field("Gid:").split_whitespace().all(|g| g == "65532"),
+        "{what}: Gid {}",
+        field("Gid:")
+    );
+    assert_eq!(
+        field("CapEff:"),
+        "0000000000000000",
+        "{what}: effective capabilities"
+    );
+    assert_eq!(field("CapBnd:"), "0000000000000000", "{what}: bounding set");
+    assert_eq!(field("NoNewPrivs:"), "1", "{what}: no_new_privs");
+    assert_eq!(field("Seccomp:"), "2", "{what}: seccomp filter");
+    let mounts = std::fs::read_to_string(format!("/proc/{pid}/mounts")).unwrap();
+    let root = mounts.lines().find(|l| l.split(' ').nth(1) == Some("/")).unwrap();
+    let options = root.split(' ').nth(3).unwrap_or_default();
+    assert!(
+        options.split(',').any(|o| o == "ro"),
+        "{what}: root mounted {options}"
+    );
+}
+
+/// Session pods of the release that are not being deleted, by name.
+async fn session_pods(pods: &Api<Pod>) -> Vec<Pod> {
+    let list = pods
+        .list(&ListParams::default().labels(&format!(
+            "{}={}",
+            common::labels::POOL,
+            common::labels::POOL_WARM
+        )))
+        .await
+        .unwrap();
+    list.items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect()
+}
+
+/// The pool's name of a pod: its Job's (what the API and the WebSocket `hello` call it).
+fn pool_name(pod: &Pod) -> Option<String> {
+    pod.labels().get(common::labels::JOB_NAME).cloned()
+}
+
+fn label<'p>(pod: &'p Pod, key: &str) -> Option<&'p str> {
+    pod.labels().get(key).map(String::as_str)
+}
+
+fn ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chart_runs_on_a_real_node_through_its_ingress() {
+    // Several rustls back-ends are compiled into the workspace; say which one this process uses.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let started = Instant::now();
+    let node = NodeCluster::start(&images()).await.unwrap();
+    println!(
+        "real node: control plane and node up in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let ingress = HostIngress::start(
+        node.cluster.admin.clone(),
+        NAMESPACE,
+        "127.0.0.1:80".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let chart = root().join("helm/resume-showcase");
+    let chart = chart.to_str().unwrap();
+    let mut install = vec![
+        "install",
+        RELEASE,
+        chart,
+        "--create-namespace",
+        "--wait",
+        "--timeout",
+        "3m",
+    ];
+    let set = values(&[]);
+    install.extend(set.iter().map(String::as_str));
+    helm(&node, &install);
+
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(node.cluster.admin.clone(), NAMESPACE);
+    let jobs: Api<Job> = Api::namespaced(node.cluster.admin.clone(), NAMESPACE);
+    let waited = Instant::now();
+    node.cluster
+        .wait_for("a full warm pool of real pods", || async {
+            Ok(pool(&http).await.is_some_and(|p| p.warm as usize == WARM))
+        })
+        .await
+        .unwrap();
+    println!(
+        "real node: a full warm pool of real pods: {:.1} s",
+        waited.elapsed().as_secs_f64()
+    );
+    for pod in session_pods(&pods).await {
+        assert_eq!(
+            pod.spec.as_ref().and_then(|s| s.node_name.as_deref()),
+            Some(node::NODE),
+            "{} is on the real node",
+            pod.name_any()
+        );
+        assert_eq!(
+            containers_of(&node, &pod.name_any()),
+            2,
+            "{}: a sandbox and the server",
+            pod.name_any()
+        );
+        assert!(pool_name(&pod).is_some());
+        assert_restricted(process_of(&node, &pod.name_any(), "server"), &pod.name_any());
+    }
+    // The chart's own pods: one provisioner and three edge servers, restricted too.
+    let mut checked = Vec::new();
+    for pod in pods.list(&ListParams::default()).await.unwrap() {
+        if let Some(component @ ("provisioner" | "server")) = label(&pod, common::labels::COMPONENT) {
+            assert_restricted(process_of(&node, &pod.name_any(), component), &pod.name_any());
+            checked.push(component.to_owned());
+        }
+    }
+    checked.sort_unstable();
+    assert_eq!(checked, ["provisioner", "server", "server", "server"]);
+
+    // The production route, end to end.
+    let report = e2e::smoke::run(BASE, |line| println!("real node: smoke: {line}"))
+        .await
+        .unwrap();
+    println!(
+        "real node: {:?} session in {:.1} ms; kill → first pong from the replacement {:.1} ms",
+        report.source,
+        report.provision_ms,
+        report.recovery.as_secs_f64() * 1000.0
+    );
+    // The killed pod's containers are really gone, and the pool refills with real pods.
+    let waited = Instant::now();
+    node.cluster
+        .wait_for("the killed pod's containers stopped", || async {
+            Ok(running_in_job(&node, &report.pod) == 0)
+        })
+        .await
+        .unwrap();
+    println!(
+        "real node: the killed pod's containers stopped: {:.1} s",
+        waited.elapsed().as_secs_f64()
+    );
+    let waited = Instant::now();
+    node.cluster
+        .wait_for("the pool refilled with ready real pods", || async {
+            let live = session_pods(&pods).await;
+            let warm = pool(&http)
+                .await
+                .is_some_and(|p| p.warm as usize == WARM && p.assigned == 0);
+            Ok(warm && live.len() == WARM && live.iter().all(ready))
+        })
+        .await
+        .unwrap();
+    println!(
+        "real node: the pool refilled with ready real pods: {:.1} s",
+        waited.elapsed().as_secs_f64()
+    );
+
+    // An upgrade that changes the session pods' template: warm pods are replaced, an assigned one is kept.
+    let session: common::api::CreateSessionResponse = http
+        .post(format!("{BASE}/session"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (mut socket, hello) = WsClient::connect_hello(&session.websocket_url).await.unwrap();
+    assert_eq!(hello.name, session.pod.name.as_ref());
+    socket.ping_pong(1).await.unwrap();
+    let waited = Instant::now();
+    node.cluster
+        .wait_for("the pool refilled beside the session", || async {
+            let live = session_pods(&pods).await;
+            let full = pool(&http)
+                .await
+                .is_some_and(|p| p.warm as usize == WARM && p.assigned == 1);
+            Ok(full && live.len() == WARM + 1 && live.iter().all(ready))
+        })
+        .await
+        .unwrap();
+    println!(
+        "real node: the pool refilled beside the session: {:.1} s",
+        waited.elapsed().as_secs_f64()
+    );
+    let warm_before: Vec<String> = session_pods(&pods)
+        .await
+        .iter()
+        .filter_map(pool_name)
+        .filter(|name| name != session.pod.name.as_ref())
+        .collect();
+    assert_eq!(warm_before.len(), WARM, "{warm_before:?}");
+    let mut upgrade = vec!["upgrade", RELEASE, chart, "--wait", "--timeout", "3m"];
+    let set = values(&["session.resources.limits.memory=200Mi"]);
+    upgrade.extend(set.iter().map(String::as_str));
+    helm(&node, &upgrade);
+    let waited = Instant::now();
+    node.cluster
+        .wait_for("warm pods of the new template, the assigned pod kept", || async {
+            let live = session_pods(&pods).await;
+            let names: Vec<String> = live.iter().filter_map(pool_name).collect();
+            let renewed = live.iter().filter(|p| ready(p)).count() == WARM + 1
+                && warm_before.iter().all(|old| !names.contains(old));
+            Ok(renewed && names.iter().any(|n| n == session.pod.name.as_ref()))
+        })
+        .await
+        .unwrap();
+    println!(
+        "real node: warm pods of the new template, the assigned pod kept: {:.1} s",
+        waited.elapsed().as_secs_f64()
+    );
+    socket.ping_pong(2).await.unwrap();
+    drop(socket);
+
+    // Uninstalled, nothing of the release is left: no Job, no pod, no running container.
+    helm(&node, &["uninstall", RELEASE, "--wait", "--timeout", "2m"]);
+    let waited = Instant::now();
+    node.cluster
+        .wait_for("no Job, pod or running container of the release", || async {
+            let jobs_left = jobs.list(&ListParams::default()).await?.items.len();
+            let pods_left = pods.list(&ListParams::default()).await?.items.len();
+            let containers = running(&node, "labels.\"io.kubernetes.pod.namespace\"==showcase");
+            Ok(jobs_left == 0 && pods_left == 0 && containers == 0)
+        })
+        .await
+        .unwrap();
+    println!(
+        "real node: no Job, pod or running container of the release: {:.1} s",
+        waited.elapsed().as_secs_f64()
+    );
+    drop(ingress);
+    println!(
+        "real node: the whole test took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
