@@ -185,7 +185,7 @@ pub fn decimate(points: Vec<(f64, f64)>, window_s: f64, columns: usize) -> Vec<(
             let low = rtts.iter().copied().fold(f64::INFINITY, f64::min);
             let high = rtts.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let middle = rtts.len() / 2;
-            let median = *rtts.select_nth_unstable_by(middle, f64::total_cmp).1;
+            let median = crate::stats::select(&mut rtts, middle);
             let t = points[start].0;
             out.extend([(t, low), (t, median), (t, high)]);
         }
