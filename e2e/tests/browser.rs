@@ -12,12 +12,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use fantoccini::wd::WebDriverCompatibleCommand;
-use fantoccini::{Client, ClientBuilder, Locator};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use e2e::browser::{cdp, console_errors, eventually, js, start_browser, text};
+use fantoccini::{Client, Locator};
 use tokio::process::{Child, Command};
 
 /// Bound on starting things (processes, the browser).
@@ -68,121 +66,6 @@ async fn start_provisioner(shared_url: &str) -> (Child, String) {
     (service.child, format!("http://{}/", service.address))
 }
 
-/// chromedriver and the Chromium it starts, in a process group of their own: dropping this kills the whole group,
-/// so a failing test (a panic) leaves no browser behind; killing chromedriver alone orphans Chromium.
-struct Browser {
-    driver: Child,
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        if let Some(pid) = self.driver.id() {
-            let group = nix::unistd::Pid::from_raw(pid as i32);
-            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
-        }
-    }
-}
-
-async fn start_browser() -> (Browser, Client) {
-    // Several rustls back-ends are compiled into the workspace; say which one this process uses.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    // Port 0: chromedriver picks a free port itself and says which once it listens, so no port is picked in
-    // advance for another program to take first.
-    let mut driver = Command::new("chromedriver")
-        .arg("--port=0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("chromedriver on PATH (cargo xtask setup installs it)");
-    let mut lines = BufReader::new(driver.stdout.take().unwrap()).lines();
-    let driver = Browser { driver };
-    let port: u16 = tokio::time::timeout(START, async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some((_, port)) = line.split_once("started successfully on port ") {
-                return port.trim_end_matches('.').parse().unwrap();
-            }
-        }
-        panic!("chromedriver exited before listening");
-    })
-    .await
-    .expect("chromedriver did not start");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let profile = std::env::temp_dir().join(format!("e2e-chromium-{}", std::process::id()));
-    let mut options = serde_json::json!({
-        "args": [
-            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-            "--window-size=1280,1000", format!("--user-data-dir={}", profile.display()),
-        ]
-    });
-    // Another Chrome than the distribution's Chromium (CI on Ubuntu installs one and names it here).
-    if let Some(binary) = std::env::var_os("CHROME_BIN") {
-        options["binary"] = serde_json::Value::String(binary.to_string_lossy().into_owned());
-    }
-    let mut capabilities = serde_json::Map::new();
-    capabilities.insert("goog:chromeOptions".into(), options);
-    // The page's console, read back with `console_errors`.
-    capabilities.insert(
-        "goog:loggingPrefs".into(),
-        serde_json::json!({ "browser": "ALL" }),
-    );
-    let url = format!("http://127.0.0.1:{port}");
-    let client = ClientBuilder::rustls()
-        .expect("rustls")
-        .capabilities(capabilities)
-        .connect(&url)
-        .await
-        .expect("a browser session");
-    (driver, client)
-}
-
-/// A chromedriver command fantoccini has no method for: `POST /session/{id}/{path}` with a JSON body.
-#[derive(Debug)]
-struct Raw {
-    path: &'static str,
-    body: serde_json::Value,
-}
-
-impl WebDriverCompatibleCommand for Raw {
-    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
-        base.join(&format!("session/{}/{}", session.unwrap_or_default(), self.path))
-    }
-
-    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        (http::Method::POST, Some(self.body.to_string()))
-    }
-}
-
-/// Runs a Chrome DevTools Protocol command through chromedriver; returns its result.
-async fn cdp(client: &Client, cmd: &str, params: serde_json::Value) -> serde_json::Value {
-    client
-        .issue_cmd(Raw {
-            path: "goog/cdp/execute",
-            body: serde_json::json!({ "cmd": cmd, "params": params }),
-        })
-        .await
-        .unwrap_or_else(|e| panic!("CDP {cmd}: {e}"))
-}
-
-/// The console's error entries since the last call (chromedriver hands each entry out once).
-async fn console_errors(client: &Client) -> Vec<String> {
-    let log = client
-        .issue_cmd(Raw {
-            path: "se/log",
-            body: serde_json::json!({ "type": "browser" }),
-        })
-        .await
-        .expect("the browser's log");
-    log.as_array()
-        .into_iter()
-        .flatten()
-        .filter(|entry| entry["level"] == "SEVERE")
-        .map(|entry| entry["message"].as_str().unwrap_or_default().to_owned())
-        .collect()
-}
-
 /// A screenshot through CDP in `format` ("png" or "webp", with `quality` for webp), decoded from base64.
 async fn capture(client: &Client, format: &str, quality: u32) -> Vec<u8> {
     let shot = cdp(
@@ -221,13 +104,6 @@ fn save(name: &str, bytes: &[u8]) -> PathBuf {
     path
 }
 
-async fn text(client: &Client, css: &str) -> String {
-    match client.find(Locator::Css(css)).await {
-        Ok(element) => element.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
-    }
-}
-
 /// The `data-received` count of the statistics cell `css`.
 async fn received_in(client: &Client, css: &str) -> u64 {
     match client.find(Locator::Css(css)).await {
@@ -244,11 +120,6 @@ async fn received_in(client: &Client, css: &str) -> u64 {
 
 async fn received(client: &Client) -> u64 {
     received_in(client, "#stat-counts").await
-}
-
-/// Runs `script` in the page and returns its JSON value (errors as `null`).
-async fn js(client: &Client, script: &str) -> serde_json::Value {
-    client.execute(script, vec![]).await.unwrap_or_default()
 }
 
 /// The board's tiles as (pod, state, mine).
@@ -305,21 +176,6 @@ fn number(text: &str) -> Option<f64> {
 
 async fn pool(page: &str) -> Option<common::api::PoolStatus> {
     reqwest::get(format!("{page}pool")).await.ok()?.json().await.ok()
-}
-
-/// Polls the page (the only way to watch a browser from outside) until `check` holds or `within` passes.
-async fn eventually<T>(within: Duration, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not happen within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// A plain JavaScript client in the same page: `pings` pings at `interval_ms` over its own WebSocket to `url`,

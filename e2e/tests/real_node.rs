@@ -8,6 +8,9 @@
 //! warm pods while an assigned session keeps its pod; `helm uninstall` leaving no Job, pod or running container (stopped ones are removed
 //! by the kubelet's container garbage collection, once a minute).
 //!
+//! The page itself is loaded in Chromium from an origin of its own, as GitHub Pages serves it, with a
+//! `config.json` naming the ingress: it gets a pod, samples, and survives a kill.
+//!
 //! Not proven here: NetworkPolicy (the bridge CNI plugin does not enforce policies; the chart's policies are
 //! checked by `helm template` tests only), TLS and cert-manager (installed with TLS off, as `e2e.yml` does).
 
@@ -125,22 +128,6 @@ fn running_in_job(node: &NodeCluster, job: &str) -> usize {
     running(node, &format!("labels.\"io.kubernetes.pod.name\"~=^{job}-"))
 }
 
-/// The process of the running container `container` of pod `pod`.
-fn process_of(node: &NodeCluster, pod: &str, container: &str) -> u32 {
-    let tasks = node.ctr(&["tasks", "ls"]).unwrap();
-    let filter = format!(
-        "labels.\"io.kubernetes.pod.name\"=={pod},labels.\"io.kubernetes.container.name\"=={container}"
-    );
-    let ids = node.ctr(&["containers", "ls", "-q", &filter]).unwrap();
-    ids.lines()
-        .find_map(|id| {
-            let line = tasks.lines().find(|t| t.split_whitespace().next() == Some(id))?;
-            line.contains("RUNNING")
-                .then(|| line.split_whitespace().nth(1)?.parse().ok())?
-        })
-        .unwrap_or_else(|| panic!("no running container {container} in pod {pod}"))
-}
-
 /// The restricted profile, read from the kernel: user 65532, no capabilities, no privilege gain, seccomp
 /// filtering, a read-only root file system.
 fn assert_restricted(pid: u32, what: &str) {
@@ -212,6 +199,90 @@ fn ready(pod: &Pod) -> bool {
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
+/// Serves the built site (`E2E_DIST`) on a port of its own, with a `config.json` naming the ingress; returns
+/// the server task and the page's origin.
+async fn serve_site() -> (tokio::task::JoinHandle<()>, String) {
+    let dist = std::env::var_os("E2E_DIST").map_or_else(|| root().join("dist"), PathBuf::from);
+    assert!(
+        dist.join("index.html").is_file(),
+        "no site in {} (cargo xtask test builds it)",
+        dist.display()
+    );
+    let app = axum::Router::new()
+        .route(
+            "/config.json",
+            axum::routing::get(|| async { axum::Json(serde_json::json!({ "api": BASE })) }),
+        )
+        .fallback_service(tower_http::services::ServeDir::new(dist));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (task, origin)
+}
+
+/// The page's answered pings (the statistics cell's `data-received`).
+async fn received(client: &fantoccini::Client) -> u64 {
+    e2e::browser::js(
+        client,
+        "return Number(document.querySelector('#stat-counts')?.dataset.received ?? 0)",
+    )
+    .await
+    .as_u64()
+    .unwrap_or(0)
+}
+
+/// The page in Chromium from `origin`: a pod, samples, a kill, the replacement, samples, no console errors.
+async fn page_in_chromium(origin: &str) {
+    use e2e::browser::{console_errors, eventually, start_browser, text};
+    let (_browser, client) = start_browser().await;
+    client.goto(&format!("{origin}/")).await.unwrap();
+    let first = eventually(Duration::from_secs(30), "a pod name on the page", async || {
+        let name = text(&client, "#pod-name").await;
+        name.starts_with("session-").then_some(name)
+    })
+    .await;
+    eventually(Duration::from_secs(15), "5 samples", async || {
+        (received(&client).await >= 5).then_some(())
+    })
+    .await;
+    let before = received(&client).await;
+    client
+        .find(fantoccini::Locator::Css("#kill"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let second = eventually(
+        Duration::from_secs(30),
+        "the replacement's name on the page",
+        async || {
+            let name = text(&client, "#pod-name").await;
+            (name.starts_with("session-") && name != first).then_some(name)
+        },
+    )
+    .await;
+    eventually(
+        Duration::from_secs(15),
+        "samples from the replacement",
+        async || (received(&client).await >= before + 5).then_some(()),
+    )
+    .await;
+    let announced = eventually(Duration::from_secs(15), "the recovery announced", async || {
+        let said = text(&client, "#announcer").await;
+        said.contains("Recovered in").then_some(said)
+    })
+    .await;
+    println!("real node: Chromium from {origin}: {first} → {second}; {announced}");
+    let errors = console_errors(&client).await;
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+    // Leaving the page ends its session (pagehide), so the pool settles again.
+    client.goto("about:blank").await.unwrap();
+    client.close().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chart_runs_on_a_real_node_through_its_ingress() {
     // Several rustls back-ends are compiled into the workspace; say which one this process uses.
@@ -229,6 +300,9 @@ async fn the_chart_runs_on_a_real_node_through_its_ingress() {
     )
     .await
     .unwrap();
+    // The page, as GitHub Pages would serve it: from another origin, its config.json naming the ingress.
+    let (site, origin) = serve_site().await;
+    let allowed = format!("allowedOrigins={{{origin}}}");
     let chart = root().join("helm/resume-showcase");
     let chart = chart.to_str().unwrap();
     let mut install = vec![
@@ -240,7 +314,7 @@ async fn the_chart_runs_on_a_real_node_through_its_ingress() {
         "--timeout",
         "3m",
     ];
-    let set = values(&[]);
+    let set = values(&[&allowed]);
     install.extend(set.iter().map(String::as_str));
     helm(&node, &install);
 
@@ -275,13 +349,19 @@ async fn the_chart_runs_on_a_real_node_through_its_ingress() {
             pod.name_any()
         );
         assert!(pool_name(&pod).is_some());
-        assert_restricted(process_of(&node, &pod.name_any(), "server"), &pod.name_any());
+        assert_restricted(
+            node.container_pid(&pod.name_any(), "server").unwrap(),
+            &pod.name_any(),
+        );
     }
     // The chart's own pods: one provisioner and three edge servers, restricted too.
     let mut checked = Vec::new();
     for pod in pods.list(&ListParams::default()).await.unwrap() {
         if let Some(component @ ("provisioner" | "server")) = label(&pod, common::labels::COMPONENT) {
-            assert_restricted(process_of(&node, &pod.name_any(), component), &pod.name_any());
+            assert_restricted(
+                node.container_pid(&pod.name_any(), component).unwrap(),
+                &pod.name_any(),
+            );
             checked.push(component.to_owned());
         }
     }
@@ -326,6 +406,11 @@ async fn the_chart_runs_on_a_real_node_through_its_ingress() {
         waited.elapsed().as_secs_f64()
     );
 
+    // The page from its own origin, in Chromium: a pod of its own through the ingress, samples, a kill, the
+    // replacement named on the page, samples again.
+    page_in_chromium(&origin).await;
+    site.abort();
+
     // An upgrade that changes the session pods' template: warm pods are replaced, an assigned one is kept.
     let session: common::api::CreateSessionResponse = http
         .post(format!("{BASE}/session"))
@@ -362,7 +447,7 @@ async fn the_chart_runs_on_a_real_node_through_its_ingress() {
         .collect();
     assert_eq!(warm_before.len(), WARM, "{warm_before:?}");
     let mut upgrade = vec!["upgrade", RELEASE, chart, "--wait", "--timeout", "3m"];
-    let set = values(&["session.resources.limits.memory=200Mi"]);
+    let set = values(&[&allowed, "session.resources.limits.memory=200Mi"]);
     upgrade.extend(set.iter().map(String::as_str));
     helm(&node, &upgrade);
     let waited = Instant::now();

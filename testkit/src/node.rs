@@ -20,7 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 
 use crate::cluster::{self, Cluster, Options};
@@ -167,6 +167,43 @@ impl NodeCluster {
     /// The files of the node (logs under `logs/`).
     pub fn dir(&self) -> &Path {
         &self.node.dir
+    }
+
+    /// The host process of the running container `container` of pod `pod` (containerd's task).
+    pub fn container_pid(&self, pod: &str, container: &str) -> anyhow::Result<u32> {
+        let tasks = self.ctr(&["tasks", "ls"])?;
+        let filter = format!(
+            "labels.\"io.kubernetes.pod.name\"=={pod},labels.\"io.kubernetes.container.name\"=={container}"
+        );
+        let ids = self.ctr(&["containers", "ls", "-q", &filter])?;
+        ids.lines()
+            .find_map(|id| {
+                let line = tasks.lines().find(|t| t.split_whitespace().next() == Some(id))?;
+                line.contains("RUNNING")
+                    .then(|| line.split_whitespace().nth(1)?.parse().ok())?
+            })
+            .with_context(|| format!("no running container {container} in pod {pod}"))
+    }
+
+    /// Names of the live session pods in `namespace` whose Job's name starts with `job` (every one for `""`).
+    pub async fn pods_of_job(&self, namespace: &str, job: &str) -> anyhow::Result<Vec<String>> {
+        let pods: Api<Pod> = Api::namespaced(self.cluster.admin.clone(), namespace);
+        let selector = format!("{}={}", common::labels::POOL, common::labels::POOL_WARM);
+        Ok(pods
+            .list(&kube::api::ListParams::default().labels(&selector))
+            .await?
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| {
+                p.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(common::labels::JOB_NAME))
+                    .is_some_and(|name| name.starts_with(job))
+            })
+            .filter_map(|p| p.metadata.name)
+            .collect())
     }
 }
 
