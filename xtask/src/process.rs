@@ -28,6 +28,20 @@ pub fn run(command: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs a command to completion, echoing it first, with stderr passed through; its stdout, or an error when
+/// it fails.
+pub fn output(command: &mut Command) -> anyhow::Result<String> {
+    eprintln!("xtask: $ {}", describe(command));
+    let out = command
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot start {}", describe(command)))?;
+    if !out.status.success() {
+        bail!("{} failed with {}", describe(command), out.status);
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// Whether a program answers `--version` (is installed and runs).
 pub fn available(program: &str) -> bool {
     Command::new(program)

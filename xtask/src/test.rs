@@ -102,7 +102,11 @@ struct Totals {
     failed: u64,
 }
 
+/// The test that needs root: it starts a real node (containerd, the kubelet, a bridge, iptables rules).
+const REAL_NODE_TEST: &str = "the_chart_runs_on_a_real_node_through_its_ingress";
+
 fn cargo_test(dist: &Path, k8s_bin: &Path, images: &Path) -> anyhow::Result<Totals> {
+    let root = is_root();
     let mut command = cargo();
     command
         // --no-fail-fast: one failing test binary must not hide the results of the others.
@@ -116,11 +120,71 @@ fn cargo_test(dist: &Path, k8s_bin: &Path, images: &Path) -> anyhow::Result<Tota
         ])
         .env("E2E_DIST", dist)
         .env("SHOWCASE_K8S_BIN", k8s_bin)
-        .env("SHOWCASE_IMAGES", images)
-        .stdout(Stdio::piped());
-    eprintln!("xtask: $ {}", process::describe(&command));
-    let mut child = command.spawn().context("cannot start cargo test")?;
-    let stdout = child.stdout.take().context("cargo test has no stdout")?;
+        .env("SHOWCASE_IMAGES", images);
+    if !root {
+        // Not root (GitHub's runners): the real-node test runs on its own under sudo, below.
+        command.args(["--", "--skip", REAL_NODE_TEST]);
+    }
+    let mut totals = counted(&mut command)?;
+    if !root {
+        let node = real_node_under_sudo(k8s_bin, images)?;
+        totals.passed += node.passed;
+        totals.failed += node.failed;
+    }
+    Ok(totals)
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Builds the real-node test and runs its binary with `sudo -n` (passwordless sudo, as on CI runners).
+fn real_node_under_sudo(k8s_bin: &Path, images: &Path) -> anyhow::Result<Totals> {
+    let built = process::output(cargo().args([
+        "test",
+        "--locked",
+        "-p",
+        "e2e",
+        "--test",
+        "real_node",
+        "--no-run",
+        "--message-format",
+        "json",
+    ]))?;
+    let executable = built
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|m| m["target"]["name"] == "real_node" && m["executable"].is_string())
+        .and_then(|m| m["executable"].as_str().map(std::path::PathBuf::from))
+        .context("cargo did not say where the real-node test binary is")?;
+    if !std::process::Command::new("sudo")
+        .args(["-n", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        bail!("the real-node test needs root: run `cargo xtask test` as root or with passwordless sudo");
+    }
+    let path = std::env::var("PATH").unwrap_or_default();
+    let mut command = std::process::Command::new("sudo");
+    command
+        .args(["-n", "env"])
+        .arg(format!("PATH={path}"))
+        .arg(format!("SHOWCASE_K8S_BIN={}", k8s_bin.display()))
+        .arg(format!("SHOWCASE_IMAGES={}", images.display()))
+        .arg(executable)
+        .args(["--exact", REAL_NODE_TEST, "--nocapture"]);
+    counted(&mut command)
+}
+
+/// Runs a test command, passing its output through, and adds up its `test result:` lines.
+fn counted(command: &mut std::process::Command) -> anyhow::Result<Totals> {
+    command.stdout(Stdio::piped());
+    eprintln!("xtask: $ {}", process::describe(command));
+    let mut child = command.spawn().context("cannot start the tests")?;
+    let stdout = child.stdout.take().context("the tests have no stdout")?;
     let mut totals = Totals::default();
     let mut out = std::io::stdout().lock();
     for line in BufReader::new(stdout).lines() {
@@ -133,7 +197,7 @@ fn cargo_test(dist: &Path, k8s_bin: &Path, images: &Path) -> anyhow::Result<Tota
     }
     let status = child.wait()?;
     if !status.success() && totals.failed == 0 {
-        bail!("cargo test failed ({status}) before reporting any failed test: see the output above");
+        bail!("the tests failed ({status}) before reporting any failed test: see the output above");
     }
     Ok(totals)
 }
