@@ -154,11 +154,7 @@ fn real_node_under_sudo(k8s_bin: &Path, images: &Path) -> anyhow::Result<Totals>
         "--message-format",
         "json",
     ]))?;
-    let executable = built
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .find(|m| m["target"]["name"] == "real_node" && m["executable"].is_string())
-        .and_then(|m| m["executable"].as_str().map(std::path::PathBuf::from))
+    let executable = test_executable(&built, "real_node")
         .context("cargo did not say where the real-node test binary is")?;
     if !std::process::Command::new("sudo")
         .args(["-n", "true"])
@@ -177,6 +173,15 @@ fn real_node_under_sudo(k8s_bin: &Path, images: &Path) -> anyhow::Result<Totals>
         .arg(executable)
         .args(["--exact", REAL_NODE_TEST, "--nocapture"]);
     counted(&mut command)
+}
+
+/// The executable of test target `name`, from `cargo test --no-run --message-format json`'s messages.
+fn test_executable(messages: &str, name: &str) -> Option<std::path::PathBuf> {
+    messages
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|m| m["target"]["name"] == name && m["executable"].is_string())
+        .and_then(|m| m["executable"].as_str().map(std::path::PathBuf::from))
 }
 
 /// Runs a test command, passing its output through, and adds up its `test result:` lines.
@@ -215,6 +220,23 @@ fn parse_result_line(line: &str) -> Option<(u64, u64)> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_test_binary_is_found_in_cargos_messages() {
+        let messages = concat!(
+            r#"{"reason":"compiler-artifact","target":{"name":"e2e"},"executable":null}"#,
+            "\n",
+            r#"{"reason":"compiler-artifact","target":{"name":"real_node"},"executable":"/t/deps/real_node-1"}"#,
+            "\n",
+            r#"{"reason":"build-finished","success":true}"#,
+        );
+        assert_eq!(
+            test_executable(messages, "real_node"),
+            Some(std::path::PathBuf::from("/t/deps/real_node-1"))
+        );
+        assert_eq!(test_executable(messages, "browser"), None);
+    }
+
     use super::*;
 
     #[test]
