@@ -142,6 +142,19 @@ pub struct Created {
     pub source: ProvisionSource,
 }
 
+/// How long a kill's answer waits for a claim of its replacement that another task has under way (one
+/// conditional write).
+const CLAIM_WAIT: Duration = Duration::from_secs(2);
+
+/// Wakes every waiter of a [`Notify`] when dropped (on every way out of a claim).
+struct NotifyOnDrop<'a>(&'a Notify);
+
+impl Drop for NotifyOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.notify_waiters();
+    }
+}
+
 /// The warm pool over backend `B`.
 pub struct Pool<B> {
     backend: B,
@@ -149,6 +162,8 @@ pub struct Pool<B> {
     metrics: Arc<Metrics>,
     state: Mutex<State>,
     wake: Notify,
+    /// Notified whenever a claim completes or fails (a kill's answer waits for its replacement's).
+    claims: Notify,
     closing: CancellationToken,
     counts: watch::Sender<state::Counts>,
     board: watch::Sender<Vec<BoardPod>>,
@@ -166,6 +181,7 @@ impl<B: Backend> Pool<B> {
             metrics,
             state: Mutex::new(State::default()),
             wake: Notify::new(),
+            claims: Notify::new(),
             closing: CancellationToken::new(),
             counts: watch::Sender::new(state::Counts::default()),
             board: watch::Sender::new(Vec::new()),
@@ -306,7 +322,10 @@ impl<B: Backend> Pool<B> {
             let Some(m) = self.lock().next_match() else {
                 return;
             };
-            match self.backend.claim(&m.pod, &m.session).await {
+            let claimed = self.backend.claim(&m.pod, &m.session).await;
+            // Whatever the outcome, a kill waiting for this session's replacement may look again.
+            let _notify = NotifyOnDrop(&self.claims);
+            match claimed {
                 Ok(()) => {
                     let outcome = self.lock().complete_claim(&m, Instant::now());
                     match outcome {
@@ -595,6 +614,7 @@ impl<B: Backend> Pool<B> {
         self.dispatch().await;
         self.wake.notify_one();
         self.publish();
+        self.until_claimed(id).await;
         let status = self.session(id)?;
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         Ok(KillResponse {
@@ -606,6 +626,24 @@ impl<B: Backend> Pool<B> {
                 answered_ms: Some(ms(accepted.elapsed())),
             },
         })
+    }
+
+    /// Waits (at most [`CLAIM_WAIT`]) while another task is claiming a pod for session `id`: the pod watch can
+    /// wake the dispatcher before the kill's own call to it, and the kill's answer should still name the
+    /// replacement, so that the page reconnects without waiting for the board.
+    async fn until_claimed(&self, id: &SessionId) {
+        let deadline = tokio::time::Instant::now() + CLAIM_WAIT;
+        loop {
+            let notified = self.claims.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.lock().claiming_for(id.as_str()) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return;
+            }
+        }
     }
 
     /// Ends session `id` for `reason` and terminates its pod. Ending an ended session is fine; an unknown one

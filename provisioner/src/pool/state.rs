@@ -370,6 +370,13 @@ impl State {
         counts
     }
 
+    /// Whether a pod is being claimed for `session` right now.
+    pub fn claiming_for(&self, session: &str) -> bool {
+        self.pods
+            .values()
+            .any(|pod| matches!(&pod.state, PodState::Claiming { session: s, .. } if s.as_str() == session))
+    }
+
     /// Live sessions.
     pub fn session_count(&self) -> usize {
         self.sessions.len()
