@@ -3,7 +3,8 @@
 //!
 //! Benchmarks print numbers; they do not pass or fail. Modules: [`procs`] starts the release binaries and reads
 //! their memory; [`ping`], [`memory`], [`clients`] (per-client state of 100,000 clients), [`provision`] (local
-//! and, in [`provision_k8s`], Kubernetes) and [`page`] are the measurements; [`soak`] is the long
+//! and, in [`provision_k8s`], Kubernetes), [`real_node`] (the chart on real containers) and [`page`] are the
+//! measurements; [`soak`] is the long
 //! leak hunt of `cargo xtask soak` (not part of `bench` without arguments).
 
 mod clients;
@@ -13,6 +14,7 @@ mod ping;
 mod procs;
 mod provision;
 mod provision_k8s;
+mod real_node;
 mod soak;
 
 use std::path::PathBuf;
@@ -102,6 +104,9 @@ fn main() -> anyhow::Result<()> {
         }
         if wanted("provision-k8s") {
             rows.extend(provision_k8s::run(&paths).await?);
+        }
+        if wanted("real-node") {
+            rows.extend(real_node::run().await?);
         }
         anyhow::Ok(())
     })?;

@@ -1,5 +1,5 @@
-//! `cargo xtask bench`: release builds of the binaries and the page, then every benchmark in `bench/`, which
-//! prints a Markdown table (copy it into BENCHMARKS.md with the machine it ran on).
+//! `cargo xtask bench`: release builds of the binaries, the page and (for the real node) the images, then every
+//! benchmark in `bench/`, which prints a Markdown table (copy it into BENCHMARKS.md with the machine it ran on).
 
 use crate::process;
 use crate::{setup, site};
@@ -10,6 +10,11 @@ pub fn run(only: &[String]) -> anyhow::Result<()> {
     let dist = root.join("target/bench/dist");
     site::build(&wasm, &dist, "/")?;
     let k8s_bin = crate::cluster::ensure_binaries()?;
+    // The real node runs the images: both binaries (static musl builds) and the pod sandbox.
+    if only.is_empty() || only.iter().any(|o| o == "real-node") {
+        crate::image::build()?;
+        crate::image::pause(&k8s_bin)?;
+    }
     process::build_release(&["server", "provisioner", "bench"])?;
     let bin_dir = root.join("target/release");
     process::run(
@@ -17,7 +22,8 @@ pub fn run(only: &[String]) -> anyhow::Result<()> {
             .args(only)
             .env("BENCH_BIN_DIR", &bin_dir)
             .env("BENCH_DIST", &dist)
-            .env("SHOWCASE_K8S_BIN", k8s_bin),
+            .env("SHOWCASE_K8S_BIN", k8s_bin)
+            .env("SHOWCASE_IMAGES", root.join("target/images")),
     )
 }
 

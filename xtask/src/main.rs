@@ -39,7 +39,7 @@ enum Command {
     /// Only install the tools the tests need (idempotent).
     Setup,
     /// Run the benchmarks (release builds) and print a table: all, or those named (ping, memory, clients,
-    /// provision, provision-k8s, page).
+    /// provision, provision-k8s, real-node, page).
     Bench {
         /// Benchmarks to run.
         only: Vec<String>,
