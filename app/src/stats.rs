@@ -170,7 +170,11 @@ impl Distribution {
         let mut fine = vec![0_usize; CDF_POINTS];
         for rtt in &rtts {
             counts[((rtt / bin_ms) as usize).min(bins - 1)] += 1;
-            let index = if step > 0.0 { ((rtt - min) / step) as usize } else { 0 };
+            let index = if step > 0.0 {
+                ((rtt - min) / step) as usize
+            } else {
+                0
+            };
             fine[index.min(CDF_POINTS - 1)] += 1;
         }
         let n = rtts.len() as f64;
@@ -179,7 +183,11 @@ impl Distribution {
         for (i, count) in fine.iter().enumerate() {
             below += count;
             if *count > 0 {
-                let upper = if i == CDF_POINTS - 1 { max } else { min + step * (i + 1) as f64 };
+                let upper = if i == CDF_POINTS - 1 {
+                    max
+                } else {
+                    min + step * (i + 1) as f64
+                };
                 cdf.push((upper.min(max), below as f64 / n));
             }
         }
