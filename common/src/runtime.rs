@@ -1,5 +1,5 @@
-//! Native-only plumbing shared by the ping server and the provisioner: logging set-up, the shutdown signal and
-//! the wall clock. Enabled by the `runtime` feature; never built for the web page.
+//! Native-only plumbing shared by the ping server and the provisioner: logging set-up, binding the listener,
+//! the shutdown signal and the wall clock. Enabled by the `runtime` feature; never built for the web page.
 
 use std::io::IsTerminal;
 
@@ -20,6 +20,31 @@ pub fn init_tracing() {
     } else {
         builder.with_ansi(std::io::stderr().is_terminal()).try_init()
     };
+}
+
+/// Binds the service's listener; a port already in use (or not allowed) is one sentence naming it and the
+/// flag that changes it, not the bare "Address already in use".
+pub async fn bind(address: std::net::IpAddr, port: u16) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind((address, port))
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), bind_failure(address, port, &e)))
+}
+
+fn bind_failure(address: std::net::IpAddr, port: u16, e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => format!(
+            "port {port} on {address} is already in use (another instance?): choose another with --port \
+             (or PORT), or 0 for any free one"
+        ),
+        std::io::ErrorKind::PermissionDenied => format!(
+            "not allowed to listen on port {port} of {address} (ports below 1024 need privileges): choose \
+             another with --port (or PORT)"
+        ),
+        std::io::ErrorKind::AddrNotAvailable => {
+            format!("{address} is not an address of this machine: choose another with --bind (or BIND)")
+        }
+        _ => format!("cannot listen on {address}:{port}: {e}"),
+    }
 }
 
 /// A future that resolves when the process receives SIGTERM (Kubernetes, the provisioner) or SIGINT (Ctrl-C).
@@ -60,4 +85,22 @@ pub fn unix_time_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn a_busy_port_is_one_sentence_naming_it_and_the_flag() {
+        let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let error = super::bind([127, 0, 0, 1].into(), port)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(&format!("port {port} on 127.0.0.1 is already in use")),
+            "{error}"
+        );
+        assert!(error.contains("--port"), "{error}");
+    }
 }

@@ -9,6 +9,6 @@ async fn main() -> anyhow::Result<()> {
     common::runtime::init_tracing();
     let config = Config::parse();
     let signal = common::runtime::shutdown_signal();
-    let listener = tokio::net::TcpListener::bind((config.bind, config.port)).await?;
+    let listener = common::runtime::bind(config.bind, config.port).await?;
     provisioner::run(config, listener, signal).await
 }

@@ -14,7 +14,7 @@ async fn main() -> anyhow::Result<()> {
     common::runtime::init_tracing();
     let config = Config::parse();
     let signal = common::runtime::shutdown_signal();
-    let listener = tokio::net::TcpListener::bind((config.bind, config.port)).await?;
+    let listener = common::runtime::bind(config.bind, config.port).await?;
     if config.print_port {
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "{}", listener.local_addr()?.port())?;
