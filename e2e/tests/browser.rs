@@ -314,11 +314,19 @@ async fn kill_and_watch_the_recovery(client: &Client) -> f64 {
         },
     )
     .await;
-    let steps = eventually(Duration::from_secs(5), "the waterfall's five steps", async || {
+    // Polled by hand so that a failure says which steps the page did show.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let steps = loop {
         let steps = waterfall(client).await;
-        (steps.len() == 5).then_some(steps)
-    })
-    .await;
+        if steps.len() == 5 {
+            break steps;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the waterfall's five steps did not appear within 5 s; it shows {steps:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let labels: Vec<&str> = steps.iter().map(|s| s.0.as_str()).collect();
     for label in [
         "kill accepted",
