@@ -41,21 +41,6 @@ fn helm(node: &NodeCluster, args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn values(warm: usize) -> Vec<String> {
-    [
-        "image.repository=ghcr.io/resume-showcase/resume-showcase".to_owned(),
-        "image.tag=local".to_owned(),
-        "image.pullPolicy=Never".to_owned(),
-        "ingress.host=localhost".to_owned(),
-        "ingress.tls.enabled=false".to_owned(),
-        format!("trustedProxies={{{}/32}}", node::GATEWAY),
-        format!("warmPoolSize={warm}"),
-    ]
-    .into_iter()
-    .flat_map(|s| ["--set".to_owned(), s])
-    .collect()
-}
-
 async fn until_warm(http: &reqwest::Client, warm: u32) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -164,7 +149,7 @@ pub async fn run() -> anyhow::Result<Vec<Row>> {
         "--timeout",
         "3m",
     ];
-    let set = values(0);
+    let set = node::chart_values(0, &[]);
     args.extend(set.iter().map(String::as_str));
     helm(&node, &args)?;
     let mut cold = histogram();
@@ -179,7 +164,7 @@ pub async fn run() -> anyhow::Result<Vec<Row>> {
 
     // Then a warm pool of two.
     let mut args = vec!["upgrade", "demo", &chart, "--wait", "--timeout", "3m"];
-    let set = values(2);
+    let set = node::chart_values(2, &[]);
     args.extend(set.iter().map(String::as_str));
     helm(&node, &args)?;
     let mut warm = histogram();

@@ -69,22 +69,6 @@ fn helm(node: &NodeCluster, args: &[&str]) {
     );
 }
 
-/// The chart's values for this node: the local images (never pulled), plain HTTP at localhost, the host
-/// (which reaches Services from the bridge's address) as the trusted proxy.
-fn values(extra: &[&str]) -> Vec<String> {
-    let mut set = vec![
-        "image.repository=ghcr.io/resume-showcase/resume-showcase".to_owned(),
-        "image.tag=local".to_owned(),
-        "image.pullPolicy=Never".to_owned(),
-        "ingress.host=localhost".to_owned(),
-        "ingress.tls.enabled=false".to_owned(),
-        format!("trustedProxies={{{}/32}}", node::GATEWAY),
-        format!("warmPoolSize={WARM}"),
-    ];
-    set.extend(extra.iter().map(|s| (*s).to_owned()));
-    set.into_iter().flat_map(|s| ["--set".to_owned(), s]).collect()
-}
-
 async fn pool(http: &reqwest::Client) -> Option<PoolStatus> {
     http.get(format!("{BASE}/pool"))
         .send()
@@ -314,7 +298,7 @@ async fn the_chart_runs_on_a_real_node_through_its_ingress() {
         "--timeout",
         "3m",
     ];
-    let set = values(&[&allowed]);
+    let set = node::chart_values(WARM, &[&allowed]);
     install.extend(set.iter().map(String::as_str));
     helm(&node, &install);
 
@@ -447,7 +431,7 @@ async fn the_chart_runs_on_a_real_node_through_its_ingress() {
         .collect();
     assert_eq!(warm_before.len(), WARM, "{warm_before:?}");
     let mut upgrade = vec!["upgrade", RELEASE, chart, "--wait", "--timeout", "3m"];
-    let set = values(&[&allowed, "session.resources.limits.memory=200Mi"]);
+    let set = node::chart_values(WARM, &[&allowed, "session.resources.limits.memory=200Mi"]);
     upgrade.extend(set.iter().map(String::as_str));
     helm(&node, &upgrade);
     let waited = Instant::now();

@@ -207,6 +207,23 @@ impl NodeCluster {
     }
 }
 
+/// `--set` arguments installing the chart on this node: the images `cargo xtask images` builds (never
+/// pulled), plain HTTP at `localhost` (the host-side ingress), the host as the trusted proxy (it reaches
+/// Services from [`GATEWAY`]), `warm` warm pods, then `extra` values.
+pub fn chart_values(warm: usize, extra: &[&str]) -> Vec<String> {
+    let mut set = vec![
+        "image.repository=ghcr.io/resume-showcase/resume-showcase".to_owned(),
+        "image.tag=local".to_owned(),
+        "image.pullPolicy=Never".to_owned(),
+        "ingress.host=localhost".to_owned(),
+        "ingress.tls.enabled=false".to_owned(),
+        format!("trustedProxies={{{GATEWAY}/32}}"),
+        format!("warmPoolSize={warm}"),
+    ];
+    set.extend(extra.iter().map(|s| (*s).to_owned()));
+    set.into_iter().flat_map(|s| ["--set".to_owned(), s]).collect()
+}
+
 /// kwokctl's settings for a real node: every component on loopback except the API server, which pods reach
 /// at [`GATEWAY`]; its certificate valid for the `kubernetes` Service; kwok limited to fake nodes (it would
 /// otherwise fake the real node's pods); the kubelet's client certificate for logs and exec.
