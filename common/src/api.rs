@@ -187,6 +187,16 @@ pub enum ProvisionSource {
     Cold,
 }
 
+impl ProvisionSource {
+    /// The wire name: `warm` or `cold`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Warm => "warm",
+            Self::Cold => "cold",
+        }
+    }
+}
+
 /// Body of `201 Created` from `POST /session`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CreateSessionResponse {

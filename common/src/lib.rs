@@ -12,9 +12,10 @@
 //! - [`names`]: the friendly, stable display name derived from a pod name.
 //! - [`origin`]: which browser origins may use the services.
 //!
-//! - [`runtime`], [`serve`], [`error`], [`client`] (feature `runtime`): logging, the shutdown signal, the wall
-//!   clock, HTTP serving with its deadlines, the one error response type of the two services, and who a client
-//!   is (through trusted proxies) for their per-client limits.
+//! - [`runtime`], [`serve`], [`http`], [`metrics`], [`error`], [`client`] (feature `runtime`): logging, the
+//!   shutdown signal, the wall clock, HTTP serving with its deadlines, request ids, logs and metrics, the one
+//!   error response type of the two services, and who a client is (through trusted proxies) for their
+//!   per-client limits.
 //! - [`signing`] (feature `signing`): HMAC session tokens and signed routes to session pods.
 //!
 //! It compiles for `wasm32-unknown-unknown` (the web page uses it); native-only helpers for the two services
@@ -31,6 +32,10 @@ pub mod protocol;
 pub mod client;
 #[cfg(feature = "runtime")]
 pub mod error;
+#[cfg(feature = "runtime")]
+pub mod http;
+#[cfg(feature = "runtime")]
+pub mod metrics;
 #[cfg(feature = "runtime")]
 pub mod runtime;
 #[cfg(feature = "runtime")]

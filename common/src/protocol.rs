@@ -103,6 +103,17 @@ impl ErrorCode {
         ErrorCode::BinaryNotSupported,
         ErrorCode::RateLimited,
     ];
+
+    /// The wire name, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::MalformedJson => "malformed_json",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::InvalidMessage => "invalid_message",
+            ErrorCode::BinaryNotSupported => "binary_not_supported",
+            ErrorCode::RateLimited => "rate_limited",
+        }
+    }
 }
 
 /// Reasons of [`ServerMessage::Goodbye`].
@@ -298,6 +309,13 @@ mod tests {
         let mut seen: Vec<usize> = ErrorCode::ALL.iter().map(|&code| index(code)).collect();
         seen.sort_unstable();
         assert_eq!(seen, [0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn as_str_is_the_serialized_name() {
+        for &code in ErrorCode::ALL {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::pool::state::Counts;
+use crate::pool::state::{Counts, Recovery};
 
 /// Label set with one `source` (warm/cold).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -30,6 +30,13 @@ pub struct StateLabel {
     pub state: &'static str,
 }
 
+/// Label set with one `cause`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CauseLabel {
+    /// `kill` (through the API) or `lost` (the pod went away by itself).
+    pub cause: &'static str,
+}
+
 /// Every metric the provisioner exports.
 pub struct Metrics {
     registry: Registry,
@@ -45,8 +52,14 @@ pub struct Metrics {
     pub sessions_active: Gauge,
     /// Pods killed through the API.
     pub kills: Counter,
-    /// Replacement pods handed to sessions.
-    pub replacements: Counter,
+    /// Replacement pods handed to sessions, by cause (kill, lost).
+    pub replacements: Family<CauseLabel, Counter>,
+    /// Kills healed, by where the replacement came from (warm: it was warm when the kill was accepted).
+    pub recoveries: Family<SourceLabel, Counter>,
+    /// From a kill accepted to its replacement assigned, by source, in seconds.
+    pub recovery_seconds: Family<SourceLabel, Histogram>,
+    /// Request ids, answer logs' twin: HTTP durations by route and status class.
+    pub http: common::metrics::HttpMetrics,
     /// Requests refused, by reason.
     pub rejections: Family<ReasonLabel, Counter>,
     /// Pods the backend failed to create.
@@ -65,7 +78,14 @@ impl Default for Metrics {
         let pods = Family::<StateLabel, Gauge>::default();
         let sessions_active = Gauge::default();
         let kills = Counter::default();
-        let replacements = Counter::default();
+        let replacements = Family::<CauseLabel, Counter>::default();
+        let recoveries = Family::<SourceLabel, Counter>::default();
+        // 1 ms .. ~33 s: a warm recovery is milliseconds, a cold one is a pod start.
+        let recovery_seconds = Family::<SourceLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 16))
+        });
+        common::metrics::register_build_info(&mut registry, env!("CARGO_PKG_VERSION"));
+        let http = common::metrics::HttpMetrics::register(&mut registry);
         let rejections = Family::<ReasonLabel, Counter>::default();
         let create_failures = Counter::default();
         let hangups = Counter::default();
@@ -89,8 +109,18 @@ impl Default for Metrics {
         registry.register("kills", "Pods killed through the API", kills.clone());
         registry.register(
             "replacements",
-            "Replacement pods handed to sessions",
+            "Replacement pods handed to sessions, by cause",
             replacements.clone(),
+        );
+        registry.register(
+            "recoveries",
+            "Kills healed with a replacement pod, by the replacement's source",
+            recoveries.clone(),
+        );
+        registry.register(
+            "recovery_seconds",
+            "Time from a kill accepted to its replacement assigned, by the replacement's source",
+            recovery_seconds.clone(),
         );
         registry.register("rejections", "Requests refused, by reason", rejections.clone());
         registry.register(
@@ -112,6 +142,9 @@ impl Default for Metrics {
             sessions_active,
             kills,
             replacements,
+            recoveries,
+            recovery_seconds,
+            http,
             rejections,
             create_failures,
             hangups,
@@ -127,6 +160,21 @@ impl Metrics {
                 reason: code.as_str(),
             })
             .inc();
+    }
+
+    /// Counts a replacement handed to a session, and the kill it healed, if any.
+    pub fn replaced(&self, recovery: Option<Recovery>) {
+        let cause = if recovery.is_some() { "kill" } else { "lost" };
+        self.replacements.get_or_create(&CauseLabel { cause }).inc();
+        if let Some(recovery) = recovery {
+            let source = SourceLabel {
+                source: recovery.source.as_str(),
+            };
+            self.recoveries.get_or_create(&source).inc();
+            self.recovery_seconds
+                .get_or_create(&source)
+                .observe(recovery.after.as_secs_f64());
+        }
     }
 
     /// Publishes the pool's pod counts and session count.
@@ -145,12 +193,16 @@ impl Metrics {
             .set(i64::try_from(sessions).unwrap_or(i64::MAX));
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The `/metrics` answer: every metric, as OpenMetrics text.
+    pub fn exposition(&self) -> axum::response::Response {
+        common::metrics::exposition(&self.registry)
+    }
+
+    /// The exposition's text (tests).
+    #[cfg(test)]
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
-            tracing::warn!(error = %e, "cannot encode metrics");
-        }
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("encode");
         out
     }
 }
@@ -182,7 +234,7 @@ mod tests {
             "provisioner_sessions_active 1",
             "provisioner_assignment_seconds_bucket",
             "provisioner_kills_total",
-            "provisioner_replacements_total",
+            "provisioner_build_info{version=",
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

@@ -294,9 +294,10 @@ async fn delete_ends_the_session_and_kills_its_pod() {
 
 #[tokio::test]
 async fn operational_endpoints_report_the_pool() {
+    use testkit::metrics::{Type, expect_families, scrape, value};
     let p = TestProvisioner::start(&["--warm-pool-size", "2", "--max-sessions", "7"]).await;
     p.until_pool("a warm pool", |pool| pool.warm == 2).await;
-    let _session = p.create_ok().await;
+    let session = p.create_ok().await;
     let pool = p.pool().await;
     assert_eq!((pool.target, pool.max_sessions, pool.assigned), (2, 7, 1));
     let health = p.http.get(p.url("/health")).send().await.unwrap();
@@ -318,6 +319,46 @@ async fn operational_endpoints_report_the_pool() {
     ] {
         assert!(metrics.contains(needle), "{needle} missing from\n{metrics}");
     }
+
+    // A kill healed from the warm pool, then the whole scrape as Prometheus reads it.
+    p.until_pool("a warm pod for the replacement", |pool| pool.warm >= 1)
+        .await;
+    let path = format!("/session/{}/kill", session.session_id);
+    let killed = p.authorized(reqwest::Method::POST, &path, &session.token).await;
+    assert_eq!(killed.status(), 202);
+    p.until_metric("provisioner_recoveries_total{source=\"warm\"}", 1.0)
+        .await;
+    let scrape = scrape(&p.url("/metrics")).await.unwrap();
+    expect_families(
+        &scrape,
+        &[
+            ("provisioner_build_info", Type::Gauge),
+            ("provisioner_sessions_created", Type::Counter),
+            ("provisioner_sessions_active", Type::Gauge),
+            ("provisioner_pods", Type::Gauge),
+            ("provisioner_assignment_seconds", Type::Histogram),
+            ("provisioner_kills", Type::Counter),
+            ("provisioner_replacements", Type::Counter),
+            ("provisioner_recoveries", Type::Counter),
+            ("provisioner_recovery_seconds", Type::Histogram),
+            ("provisioner_http_request_duration_seconds", Type::Histogram),
+        ],
+    )
+    .unwrap();
+    assert_eq!(value(&scrape, "provisioner_kills", &[]), Some(1.0));
+    assert_eq!(
+        value(&scrape, "provisioner_replacements", &[("cause", "kill")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&scrape, "provisioner_recovery_seconds", &[("source", "warm")]),
+        Some(1.0)
+    );
+    let route = [("route", "/session/{id}/kill"), ("status", "2xx")];
+    assert_eq!(
+        value(&scrape, "provisioner_http_request_duration_seconds", &route),
+        Some(1.0)
+    );
     p.stop().await;
 }
 

@@ -13,6 +13,7 @@ use std::time::Duration;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{OnFailedUpgrade, WebSocketUpgrade};
 use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
 use common::api::ApiErrorCode;
 use common::client::{ClientFlags, ClientKey, ClientShare, ClientShares};
 use common::error::ApiError;
@@ -25,6 +26,7 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 use crate::Config;
 use crate::activity::Activity;
 use crate::identity::Identity;
+use crate::metrics::{Kind, Metrics, OpenConnection};
 
 /// Read buffer of each WebSocket. tungstenite's default (128 KiB) would make an idle connection cost more than
 /// 100 KiB; a message is at most 1 KiB, so 2 KiB reads any of them at once (measured: 7.1 KiB per idle
@@ -49,6 +51,8 @@ pub struct AppState {
     pub write_timeout: Duration,
     /// What the provisioner reads on `/activity`.
     pub activity: Arc<Activity>,
+    /// What `/metrics` reports.
+    pub metrics: Arc<Metrics>,
     connection_slots: Arc<Semaphore>,
     per_client: Arc<ClientShares>,
     clients: ClientFlags,
@@ -59,10 +63,11 @@ pub struct AppState {
     edge_key: Option<SigningKey>,
 }
 
-/// What an admitted WebSocket holds for its whole life: a connection slot (counted against
+/// What an admitted WebSocket holds for its whole life: its place in `server_connections`, a connection slot (counted against
 /// `max_connections`), its client's share (counted against `max_connections_per_client`), and a token shutdown
 /// waits for.
 pub struct Admission {
+    _open: OpenConnection,
     _slot: OwnedSemaphorePermit,
     _share: ClientShare,
     _tracked: TaskTrackerToken,
@@ -90,6 +95,7 @@ impl AppState {
             draining,
             connections,
             activity: Arc::default(),
+            metrics: Arc::default(),
             allowed_origins: config.allowed_origins.clone(),
             localhost_origins: !config.no_localhost_origins,
         }
@@ -125,9 +131,15 @@ impl AppState {
         self.clients.client(peer, headers)
     }
 
-    /// Admits one more WebSocket of `client`, or refuses with 503 + `Retry-After` (draining, or at the
-    /// connection limit) or 429 (the client holds its share).
-    pub fn admit(&self, client: ClientKey) -> Result<Admission, ApiError> {
+    /// A refusal's answer, counted in `server_refusals_total` by its code.
+    pub fn refuse(&self, refusal: ApiError) -> Response {
+        self.metrics.refused(refusal.code());
+        refusal.into_response()
+    }
+
+    /// Admits one more WebSocket of `kind` from `client`, or refuses with 503 + `Retry-After` (draining, or at
+    /// the connection limit) or 429 (the client holds its share).
+    pub fn admit(&self, client: ClientKey, kind: Kind) -> Result<Admission, ApiError> {
         let busy = |code, message| ApiError::new(code, message).retry_after(Duration::from_secs(1));
         if self.draining.is_cancelled() {
             return Err(busy(
@@ -149,6 +161,7 @@ impl AppState {
             ));
         };
         Ok(Admission {
+            _open: self.metrics.open(kind),
             _slot: slot,
             _share: share,
             _tracked: self.connections.token(),

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::activity::Activity;
 use crate::handler::{Action, Frame, Responder};
 use crate::identity::Identity;
+use crate::metrics::{Metrics, PingTally};
 use common::runtime::unix_time_ms as now_ms;
 
 /// Close code for a normal closure (idle timeout).
@@ -45,6 +46,8 @@ pub struct Connection {
     pub shutdown: CancellationToken,
     /// Where this connection reports that it is open and active.
     pub activity: Arc<Activity>,
+    /// Where pings and protocol errors are counted.
+    pub metrics: Arc<Metrics>,
 }
 
 /// What the loop does after one received message.
@@ -59,6 +62,7 @@ impl Connection {
     pub async fn run(self, mut socket: WebSocket) {
         let activity = self.activity.clone();
         let _open = activity.open();
+        let tally = PingTally::new(&self.metrics);
         let hello = ServerMessage::Hello {
             protocol: PROTOCOL_VERSION,
             pod: self.identity.pod.clone(),
@@ -79,9 +83,9 @@ impl Connection {
                 biased;
                 received = socket.recv() => {
                     idle.as_mut().reset(Instant::now() + self.idle_timeout);
-                    self.handle(&mut socket, received).await
+                    self.handle(&mut socket, received, &tally).await
                 }
-                () = &mut shutdown => return self.leave(socket).await,
+                () = &mut shutdown => return self.leave(socket, &tally).await,
                 () = &mut idle => {
                     goodbye(socket, GoodbyeReason::Idle, CLOSE_NORMAL, "idle", self.write_timeout).await;
                     return;
@@ -97,11 +101,11 @@ impl Connection {
 
     /// The shutdown path: answer what already arrived, say goodbye, keep answering while the client may still
     /// have pings in flight (it has not seen the goodbye yet), then close with 1001.
-    async fn leave(&self, mut socket: WebSocket) {
+    async fn leave(&self, mut socket: WebSocket, tally: &PingTally<'_>) {
         // Let the runtime poll the I/O driver once, so bytes already in the socket buffer are seen as readable.
         tokio::task::yield_now().await;
         while let Some(received) = socket.recv().now_or_never() {
-            match self.handle(&mut socket, received).await {
+            match self.handle(&mut socket, received, tally).await {
                 Step::Continue => {}
                 Step::Close(code, reason) => return close(socket, code, reason, self.write_timeout).await,
                 Step::Gone => return,
@@ -117,7 +121,7 @@ impl Connection {
         tokio::pin!(linger);
         loop {
             tokio::select! {
-                received = socket.recv() => match self.handle(&mut socket, received).await {
+                received = socket.recv() => match self.handle(&mut socket, received, tally).await {
                     Step::Continue => {}
                     Step::Close(code, reason) => return close(socket, code, reason, self.write_timeout).await,
                     // A polite client closes as soon as it reads the goodbye.
@@ -135,7 +139,12 @@ impl Connection {
         .await;
     }
 
-    async fn handle(&self, socket: &mut WebSocket, received: Option<Result<Message, axum::Error>>) -> Step {
+    async fn handle(
+        &self,
+        socket: &mut WebSocket,
+        received: Option<Result<Message, axum::Error>>,
+        tally: &PingTally<'_>,
+    ) -> Step {
         let message = match received {
             Some(Ok(message)) => {
                 self.activity.touch();
@@ -147,6 +156,7 @@ impl Connection {
             }
             None => return Step::Gone,
         };
+        let started = tally.start();
         let action = match &message {
             Message::Text(text) => self.responder.on_frame(Frame::Text(text.as_str())),
             Message::Binary(bytes) => self.responder.on_frame(Frame::Binary(bytes.len())),
@@ -155,10 +165,18 @@ impl Connection {
             Message::Ping(_) | Message::Pong(_) | Message::Close(_) => return Step::Continue,
         };
         match action {
-            Action::Reply(reply) => match send(socket, &reply, self.write_timeout).await {
-                Ok(()) => Step::Continue,
-                Err(()) => Step::Gone,
-            },
+            Action::Reply(reply) => {
+                let sent = send(socket, &reply, self.write_timeout).await;
+                match &reply {
+                    ServerMessage::Pong { .. } if sent.is_ok() => tally.answered(started),
+                    ServerMessage::Error { code, .. } => self.metrics.protocol_error(*code),
+                    _ => {}
+                }
+                match sent {
+                    Ok(()) => Step::Continue,
+                    Err(()) => Step::Gone,
+                }
+            }
             Action::Close(code, reason) => Step::Close(code, reason),
         }
     }

@@ -20,7 +20,7 @@ use std::time::Duration;
 use axum::extract::ws::{self, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use common::api::ApiErrorCode;
 use common::error::ApiError;
 use common::protocol::ServerMessage;
@@ -34,6 +34,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::admission::{AppState, HARD_MESSAGE_CEILING, READ_BUFFER_BYTES, not_an_upgrade};
+use crate::metrics::{Kind, RelayError};
 
 /// How long the edge waits for a session pod to accept the upstream WebSocket.
 const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -56,52 +57,53 @@ pub async fn session_websocket(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     if let Err(refused) = state.check_origin(&headers) {
-        return refused.into_response();
+        return state.refuse(refused);
     }
     let Some(key) = state.edge_key() else {
-        return ApiError::new(
+        return state.refuse(ApiError::new(
             ApiErrorCode::EdgeDisabled,
             "this server does not route sessions (it has no signing key)",
-        )
-        .into_response();
+        ));
     };
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
-        Err(rejection) => return not_an_upgrade(rejection).into_response(),
+        Err(rejection) => return state.refuse(not_an_upgrade(rejection)),
     };
     let Some(token) = query.token else {
-        return ApiError::new(
+        return state.refuse(ApiError::new(
             ApiErrorCode::MissingToken,
             "this route needs the `token` the provisioner gave with the session",
-        )
-        .into_response();
+        ));
     };
     let claims = match verify(key, &token, &session_id) {
         Ok(claims) => claims,
-        Err(refused) => return refused.into_response(),
+        Err(refused) => return state.refuse(refused),
     };
-    let admission = match state.admit(state.client(peer.ip(), &headers)) {
+    let admission = match state.admit(state.client(peer.ip(), &headers), Kind::Relay) {
         Ok(admission) => admission,
-        Err(busy) => return busy.into_response(),
+        Err(busy) => return state.refuse(busy),
     };
     let (upstream, hello) = match connect_upstream(&claims.addr, &claims.pod).await {
         Ok(upstream) => upstream,
         Err(e) => {
             tracing::info!(session = %session_id, pod = %claims.pod, error = %e, "session pod unreachable");
-            return ApiError::new(
+            state.metrics.relay_error(RelayError::Unreachable);
+            return state.refuse(ApiError::new(
                 ApiErrorCode::PodUnreachable,
                 "the session's pod does not answer; ask the provisioner for the session's current pod",
-            )
-            .into_response();
+            ));
         }
     };
     tracing::info!(session = %session_id, pod = %claims.pod, "routing session");
     let draining = state.draining().clone();
     let write_timeout = state.write_timeout;
+    let metrics = state.metrics.clone();
     state.configure(upgrade).on_upgrade(move |browser| async move {
         // Held for the life of the relay: a connection slot, and shutdown waits for it.
         let _admission = admission;
-        relay(browser, upstream, hello, draining, write_timeout).await;
+        if let Err(error) = relay(browser, upstream, hello, draining, write_timeout).await {
+            metrics.relay_error(error);
+        }
     })
 }
 
@@ -171,21 +173,22 @@ where
     )
 }
 
-/// Relays frames both ways, the pod's `hello` first, until either side closes or the edge drains.
+/// Relays frames both ways, the pod's `hello` first, until either side closes or the edge drains; an error
+/// says how the relay broke.
 async fn relay(
     browser: WebSocket,
     upstream: Upstream,
     hello: tungstenite::Message,
     draining: CancellationToken,
     write_timeout: Duration,
-) {
+) -> Result<(), RelayError> {
     let (mut to_browser, mut from_browser) = browser.split();
     let (mut to_pod, mut from_pod) = upstream.split();
     if let Some(hello) = from_tungstenite(hello)
         && !send_within(&mut to_browser, hello, write_timeout).await
     {
         let _ = to_pod.close().await;
-        return;
+        return Err(RelayError::Write);
     }
     // Registered once, not per frame (each registration locks the token shared by every connection).
     let drained = draining.cancelled();
@@ -195,28 +198,34 @@ async fn relay(
             () = &mut drained => {
                 let _ = send_within(&mut to_browser, close(CloseCode::Away.into(), "edge shutting down"), write_timeout).await;
                 let _ = to_pod.close().await;
-                return;
+                return Ok(());
             }
             frame = from_browser.next() => match frame {
                 Some(Ok(message)) => {
                     let closing = matches!(message, ws::Message::Close(_));
                     let Some(message) = to_tungstenite(message) else { continue };
-                    if !send_within(&mut to_pod, message, write_timeout).await || closing {
-                        return;
+                    if !send_within(&mut to_pod, message, write_timeout).await {
+                        return if closing { Ok(()) } else { Err(RelayError::Write) };
+                    }
+                    if closing {
+                        return Ok(());
                     }
                 }
                 // The browser left without a close frame.
                 _ => {
                     let _ = to_pod.close().await;
-                    return;
+                    return Ok(());
                 }
             },
             frame = from_pod.next() => match frame {
                 Some(Ok(message)) => {
                     let Some(message) = from_tungstenite(message) else { continue };
                     let closing = matches!(message, ws::Message::Close(_));
-                    if !send_within(&mut to_browser, message, write_timeout).await || closing {
-                        return;
+                    if !send_within(&mut to_browser, message, write_timeout).await {
+                        return if closing { Ok(()) } else { Err(RelayError::Write) };
+                    }
+                    if closing {
+                        return Ok(());
                     }
                 }
                 _ => {
@@ -226,7 +235,7 @@ async fn relay(
                         write_timeout,
                     )
                     .await;
-                    return;
+                    return Err(RelayError::PodGone);
                 }
             },
         }

@@ -11,6 +11,7 @@
 //! - [`connection`] owns one WebSocket from `hello` to close (idle timeout, shutdown goodbye).
 //! - [`handler`] owns the protocol rules for one frame (size limit, rate limit, ping → pong), socket-free.
 //! - [`activity`] counts connections and remembers the last frame, for the provisioner's idle check.
+//! - [`metrics`] is what `/metrics` reports: connections by kind, pings, refusals, relay errors.
 //! - [`config`] and [`identity`] say how the process is configured and who it is.
 
 pub mod activity;
@@ -21,6 +22,7 @@ pub mod edge;
 pub mod handler;
 pub mod identity;
 pub mod listener;
+pub mod metrics;
 pub mod routes;
 
 use std::future::Future;

@@ -1,5 +1,5 @@
 //! HTTP routes of the ping server: `/ws`, `/ws/session/{id}` (the edge role, in [`crate::edge`]), `/health`,
-//! `/ready`, `/activity` (for the provisioner), and JSON errors for everything else. Who may open a WebSocket,
+//! `/ready`, `/activity` (for the provisioner), `/metrics`, and JSON errors for everything else. Who may open a WebSocket,
 //! and with what limits, is [`crate::admission`]'s to say.
 
 use std::net::SocketAddr;
@@ -10,29 +10,29 @@ use axum::Router;
 use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use common::api::{ActivityBody, ApiErrorCode, HealthBody};
 use common::error::ApiError;
-use tower_http::trace::TraceLayer;
 
 use crate::admission::{AppState, not_an_upgrade};
 use crate::connection::Connection;
 use crate::handler::Responder;
+use crate::metrics::Kind;
 
-/// The router: `/ws`, `/ws/session/{id}` (edge), `/health`, `/ready`, `/activity`, JSON 404/405 for the
-/// rest, with request tracing.
+/// The router: `/ws`, `/ws/session/{id}` (edge), `/health`, `/ready`, `/activity`, `/metrics`, JSON 404/405
+/// for the rest, with request ids, logs and durations ([`common::http::observe`]).
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/ws", get(websocket))
         .route("/ws/session/{id}", get(crate::edge::session_websocket))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/activity", get(activity))
+        .route("/metrics", get(metrics))
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .method_not_allowed_fallback(method_not_allowed);
+    common::http::observe(routes, state.metrics.http.clone()).with_state(state)
 }
 
 async fn websocket(
@@ -42,15 +42,20 @@ async fn websocket(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     if let Err(refused) = state.check_origin(&headers) {
-        return refused.into_response();
+        return state.refuse(refused);
     }
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
-        Err(rejection) => return not_an_upgrade(rejection).into_response(),
+        Err(rejection) => return state.refuse(not_an_upgrade(rejection)),
     };
-    let admission = match state.admit(state.client(peer.ip(), &headers)) {
+    let kind = if state.identity.session_id.is_some() {
+        Kind::Session
+    } else {
+        Kind::Shared
+    };
+    let admission = match state.admit(state.client(peer.ip(), &headers), kind) {
         Ok(admission) => admission,
-        Err(busy) => return busy.into_response(),
+        Err(busy) => return state.refuse(busy),
     };
     let connection = Connection {
         identity: state.identity.clone(),
@@ -63,6 +68,7 @@ async fn websocket(
         write_timeout: state.write_timeout,
         shutdown: state.draining().clone(),
         activity: state.activity.clone(),
+        metrics: state.metrics.clone(),
     };
     state.configure(upgrade).on_upgrade(move |socket| async move {
         let _admission = admission;
@@ -91,10 +97,14 @@ async fn activity(State(state): State<Arc<AppState>>) -> Json<ActivityBody> {
     Json(state.activity.report())
 }
 
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    state.metrics.exposition()
+}
+
 async fn not_found() -> ApiError {
     ApiError::new(
         ApiErrorCode::NotFound,
-        "no such endpoint; try /ws, /health, /ready or /activity",
+        "no such endpoint; try /ws, /health, /ready, /activity or /metrics",
     )
 }
 

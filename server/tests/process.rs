@@ -177,3 +177,81 @@ async fn the_binary_is_an_edge_with_a_key_file_and_refuses_a_weak_key() {
     assert!(stderr.contains("signing"), "{stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn metrics_scrape_parses_as_openmetrics_and_counts_what_happened() {
+    use testkit::metrics::{Type, expect_families, scrape, value};
+    let command = server_on_loopback(&["--max-pings-per-second", "1000", "--pod-name", "metrics-pod"]);
+    let service = testkit::spawn::Service::start(command, "ping server listening", WAIT)
+        .await
+        .expect("the server starts");
+    let base = format!("http://{}", service.address);
+    let mut client = support::Client::connect(&format!("ws://{}/ws", service.address))
+        .await
+        .unwrap();
+    client.hello().await.unwrap();
+    for seq in 0..70 {
+        client.ping_pong(seq).await.unwrap();
+    }
+    client.send_text("not json").await.unwrap();
+    assert!(matches!(
+        client.next_message().await.unwrap(),
+        ServerMessage::Error { .. }
+    ));
+    let refused = support::Client::connect_from(
+        &format!("ws://{}/ws", service.address),
+        Some("https://evil.example"),
+    )
+    .await;
+    assert!(refused.is_err(), "a foreign origin is refused");
+
+    let metrics = scrape(&format!("{base}/metrics")).await.unwrap();
+    expect_families(
+        &metrics,
+        &[
+            ("server_build_info", Type::Gauge),
+            ("server_connections", Type::Gauge),
+            ("server_pings", Type::Counter),
+            ("server_ping_handling_seconds", Type::Histogram),
+            ("server_refusals", Type::Counter),
+            ("server_protocol_errors", Type::Counter),
+            ("server_relay_errors", Type::Counter),
+            ("server_http_request_duration_seconds", Type::Histogram),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        value(&metrics, "server_connections", &[("kind", "shared")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&metrics, "server_pings", &[]),
+        Some(64.0),
+        "pings are added in batches of 64"
+    );
+    assert_eq!(value(&metrics, "server_ping_handling_seconds", &[]), Some(1.0));
+    assert_eq!(
+        value(&metrics, "server_protocol_errors", &[("code", "malformed_json")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&metrics, "server_refusals", &[("code", "origin_not_allowed")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &metrics,
+            "server_http_request_duration_seconds",
+            &[("route", "/ws"), ("status", "1xx")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &metrics,
+            "server_http_request_duration_seconds",
+            &[("route", "/ws"), ("status", "4xx")]
+        ),
+        Some(1.0)
+    );
+}

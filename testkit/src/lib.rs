@@ -6,6 +6,7 @@
 //! - [`spawn`]: starting a service binary and waiting for its "listening" log line;
 //! - [`bin`]: building and finding the workspace's own binaries;
 //! - [`proc`]: reading `/proc` (children, liveness, memory);
+//! - [`metrics`]: scraping `/metrics` as Prometheus would, parsed and type-checked;
 //! - [`pool`]: waiting until a provisioner's `GET /pool` says something;
 //! - [`cluster`]: a real Kubernetes control plane — etcd, kube-apiserver, kube-controller-manager,
 //!   kube-scheduler and kwok — started for one test and torn down when it ends;
@@ -15,6 +16,7 @@
 pub mod bin;
 pub mod cluster;
 pub mod ingress;
+pub mod metrics;
 pub mod node;
 pub mod pool;
 pub mod proc;

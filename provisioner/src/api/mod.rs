@@ -6,7 +6,7 @@
 //! - [`auth`]: who may act on a session (the token check); [`error`]: how the pool's refusals become the
 //!   shared error answers.
 //!
-//! Layers, outermost first: request tracing, CORS (origin allowlist), JSON-ifying of layer errors, the host
+//! Layers, outermost first: request id, log and duration ([`common::http::observe`]), CORS (origin allowlist), JSON-ifying of layer errors, the host
 //! guard, the request body's deadline and size limit; the session routes add the origin and rate guard.
 
 pub mod auth;
@@ -31,7 +31,6 @@ use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::RequestBodyDeadlineLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::backend::Backend;
 use crate::config::Config;
@@ -125,7 +124,7 @@ pub fn router<B: Backend>(state: Arc<ApiState<B>>, config: &Config) -> Router {
         ),
         None => routes.fallback(ops::not_found),
     };
-    routes
+    let routes = routes
         .method_not_allowed_fallback(ops::method_not_allowed)
         // Cross-origin isolation gives the page fine-grained timers (`performance.now()` at 5 µs, not 100 µs).
         .layer(SetResponseHeaderLayer::if_not_present(
@@ -143,9 +142,8 @@ pub fn router<B: Backend>(state: Arc<ApiState<B>>, config: &Config) -> Router {
             guard::hosts::<B>,
         ))
         .layer(axum::middleware::map_response(error::json_errors))
-        .layer(cors(config))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .layer(cors(config));
+    common::http::observe(routes, state.metrics.http.clone()).with_state(state)
 }
 
 /// The configured browser origins, normalised.

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::StatusCode;
+use axum::response::Response;
 use common::api::{ApiErrorCode, HealthBody, InfoBody, PoolStatus};
 
 use super::ApiState;
@@ -44,11 +44,8 @@ pub async fn ready<B: Backend>(State(state): State<Arc<ApiState<B>>>) -> (Status
 }
 
 /// `GET /metrics`.
-pub async fn metrics<B: Backend>(State(state): State<Arc<ApiState<B>>>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        state.metrics.encode(),
-    )
+pub async fn metrics<B: Backend>(State(state): State<Arc<ApiState<B>>>) -> Response {
+    state.metrics.exposition()
 }
 
 /// Unknown path.

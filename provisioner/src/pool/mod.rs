@@ -329,12 +329,12 @@ impl<B: Backend> Pool<B> {
                 Ok(()) => {
                     let outcome = self.lock().complete_claim(&m, Instant::now());
                     match outcome {
-                        ClaimOutcome::First(_) | ClaimOutcome::Replacement => {
-                            let replacement = outcome == ClaimOutcome::Replacement;
-                            tracing::info!(session = %m.session, pod = %m.pod, replacement, "pod assigned");
-                            if replacement {
-                                self.metrics.replacements.inc();
-                            }
+                        ClaimOutcome::First(_) => {
+                            tracing::info!(session = %m.session, pod = %m.pod, "pod assigned");
+                        }
+                        ClaimOutcome::Replacement(recovery) => {
+                            tracing::info!(session = %m.session, pod = %m.pod, "replacement pod assigned");
+                            self.metrics.replaced(recovery);
                         }
                         ClaimOutcome::Unwanted => {
                             tracing::info!(session = %m.session, pod = %m.pod, "claimed pod no longer wanted");
@@ -536,10 +536,7 @@ impl<B: Backend> Pool<B> {
             .backend
             .websocket_url(&pod_name, &session_id)
             .ok_or_else(|| PoolError::Backend(BackendError::NotFound(pod_name.to_string())))?;
-        let label = match source {
-            ProvisionSource::Warm => "warm",
-            ProvisionSource::Cold => "cold",
-        };
+        let label = source.as_str();
         self.metrics
             .sessions_created
             .get_or_create(&SourceLabel { source: label })

@@ -118,12 +118,23 @@ impl Session {
         }
         if self.source.is_some() {
             self.replacements += 1;
+            let mut recovery = None;
             if let Some(killed) = self.last_kill
                 && self.replaced_after.is_none()
             {
-                self.replaced_after = Some(now.saturating_duration_since(killed));
+                let after = now.saturating_duration_since(killed);
+                self.replaced_after = Some(after);
+                let warm = warm_since.is_none_or(|ready| ready <= killed);
+                recovery = Some(Recovery {
+                    source: if warm {
+                        ProvisionSource::Warm
+                    } else {
+                        ProvisionSource::Cold
+                    },
+                    after,
+                });
             }
-            return ClaimOutcome::Replacement;
+            return ClaimOutcome::Replacement(recovery);
         }
         let warm = warm_since.is_none_or(|ready| ready <= self.created_at);
         let source = if warm {
@@ -198,11 +209,20 @@ pub struct Match {
 pub enum ClaimOutcome {
     /// The session's first pod, warm or cold.
     First(ProvisionSource),
-    /// A replacement for a pod the session lost.
-    Replacement,
+    /// A replacement for a pod the session lost; with the recovery when the loss was a kill.
+    Replacement(Option<Recovery>),
     /// Nobody wants the pod any more (the session ended, gave up waiting, or got another pod meanwhile): the
     /// caller terminates it.
     Unwanted,
+}
+
+/// How a kill was healed: where the replacement came from and how long after the kill it was assigned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recovery {
+    /// `Warm` when the replacement was already warm as the kill was accepted.
+    pub source: ProvisionSource,
+    /// From the kill accepted to the replacement assigned.
+    pub after: Duration,
 }
 
 /// Why [`State::kill`] refused.
@@ -1086,7 +1106,8 @@ mod tests {
         let m = given.state.next_match().unwrap();
         assert_eq!(
             given.state.complete_claim(&m, given.now),
-            ClaimOutcome::Replacement
+            ClaimOutcome::Replacement(None),
+            "a pod that died by itself is no kill's recovery"
         );
         assert_eq!(given.view("s").replacements, 1);
         assert_eq!(
@@ -1187,8 +1208,27 @@ mod tests {
         given = given.warm("q", 1);
         let m = given.state.next_match().unwrap();
         assert_eq!(m.session, "s");
-        assert_eq!(given.state.complete_claim(&m, now), ClaimOutcome::Replacement);
+        // q became ready after the kill: a cold recovery.
+        assert_eq!(
+            given.state.complete_claim(&m, now + Duration::from_millis(1040)),
+            ClaimOutcome::Replacement(Some(Recovery {
+                source: ProvisionSource::Cold,
+                after: Duration::from_millis(1040),
+            }))
+        );
         assert_eq!(given.state.kill("s", now + cooldown, cooldown), Ok("q".into()));
+        // r was warm before this kill: a warm recovery.
+        given = given.warm("r", 2);
+        let m = given.state.next_match().unwrap();
+        assert_eq!(
+            given
+                .state
+                .complete_claim(&m, now + cooldown + Duration::from_millis(30)),
+            ClaimOutcome::Replacement(Some(Recovery {
+                source: ProvisionSource::Warm,
+                after: Duration::from_millis(30),
+            }))
+        );
         assert_eq!(given.state.kill("nope", now, cooldown), Err(KillRefused::Unknown));
         given.state.end_session("s", now);
         assert_eq!(given.state.kill("s", now, cooldown), Err(KillRefused::Ended));

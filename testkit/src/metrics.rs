@@ -1,0 +1,78 @@
+//! Scraping a service's `/metrics` the way Prometheus would: the content type must be OpenMetrics text, the
+//! body must parse with an OpenMetrics parser, and each named family must have the expected type.
+
+use anyhow::{Context, bail};
+use openmetrics_parser::{MetricsExposition, OpenMetricsType, OpenMetricsValue};
+
+/// A parsed scrape.
+pub type Scrape = MetricsExposition<OpenMetricsType, OpenMetricsValue>;
+
+/// What a family is expected to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Type {
+    /// Only goes up; samples end in `_total`.
+    Counter,
+    /// Goes up and down.
+    Gauge,
+    /// Buckets, `_sum` and `_count`.
+    Histogram,
+}
+
+/// `GET url`, checked and parsed.
+pub async fn scrape(url: &str) -> anyhow::Result<Scrape> {
+    let response = reqwest::get(url).await.with_context(|| format!("GET {url}"))?;
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    if !content_type.starts_with("application/openmetrics-text; version=1.0.0") {
+        bail!("{url}: content type {content_type:?} does not match the OpenMetrics text it serves");
+    }
+    let text = response.text().await?;
+    openmetrics_parser::openmetrics::parse_openmetrics(&text)
+        .map_err(|e| anyhow::anyhow!("{url} does not parse as OpenMetrics: {e:?}\n{text}"))
+}
+
+/// Fails unless every `(family, type)` is in `scrape`, with that type.
+pub fn expect_families(scrape: &Scrape, expected: &[(&str, Type)]) -> anyhow::Result<()> {
+    for &(name, wanted) in expected {
+        let Some(family) = scrape.families.get(name) else {
+            let mut names: Vec<&String> = scrape.families.keys().collect();
+            names.sort();
+            bail!("no family {name}; the scrape has {names:?}");
+        };
+        let matches = matches!(
+            (&family.family_type, wanted),
+            (OpenMetricsType::Counter, Type::Counter)
+                | (OpenMetricsType::Gauge, Type::Gauge)
+                | (OpenMetricsType::Histogram, Type::Histogram)
+        );
+        if !matches {
+            bail!("{name} is a {:?}, not a {wanted:?}", family.family_type);
+        }
+    }
+    Ok(())
+}
+
+/// The value of `family`'s sample whose labels include every `(name, value)` of `labels` (for a counter, its
+/// total; for a histogram, its count).
+pub fn value(scrape: &Scrape, family: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let family = scrape.families.get(family)?;
+    family.iter_samples().find_map(|sample| {
+        let set = sample.get_labelset().ok()?;
+        let all = labels
+            .iter()
+            .all(|(name, value)| set.iter().any(|(n, v)| n == name && v == value));
+        if !all {
+            return None;
+        }
+        match &sample.value {
+            OpenMetricsValue::Counter(counter) => Some(counter.value.as_f64()),
+            OpenMetricsValue::Gauge(gauge) | OpenMetricsValue::Unknown(gauge) => Some(gauge.as_f64()),
+            OpenMetricsValue::Histogram(histogram) => histogram.count.map(|c| c as f64),
+            _ => None,
+        }
+    })
+}
