@@ -137,6 +137,7 @@ pub async fn run(
     for visitor in visitors {
         visitor.await?;
     }
+    let normal = what_metrics_say(&base, minutes).await?;
     for (id, token) in &held {
         http.delete(format!("{base}/session/{id}"))
             .bearer_auth(token)
@@ -170,6 +171,7 @@ pub async fn run(
             value: format!("{} ms / {} ms", percentile(50), percentile(99)),
             against: "target p50 ≤ 50 ms (kill request → first pong from the replacement)".into(),
         },
+        normal,
         Row {
             what: "soak: pod processes, start → end".into(),
             value: format!("{pods_start} → {pods_end}"),
@@ -181,6 +183,36 @@ pub async fn run(
             against: "flat (growth is a leak)".into(),
         },
     ])
+}
+
+/// What the provisioner's own `/metrics` said of the run: what "normal" looks like to an operator
+/// (docs/OPERATIONS.md quotes it).
+async fn what_metrics_say(base: &str, minutes: u64) -> anyhow::Result<Row> {
+    use testkit::metrics::{quantile, scrape, sum};
+    let m = scrape(&format!("{base}/metrics")).await?;
+    let created = sum(&m, "provisioner_sessions_created", &[]);
+    let warm = sum(&m, "provisioner_sessions_created", &[("source", "warm")]);
+    let recovered = sum(&m, "provisioner_recoveries", &[]);
+    let warm_recovered = sum(&m, "provisioner_recoveries", &[("source", "warm")]);
+    let ms = |q| {
+        quantile(&m, "provisioner_recovery_seconds", &[("source", "warm")], q)
+            .map_or("-".to_owned(), |s| format!("{:.1}", s * 1000.0))
+    };
+    let refusals = sum(&m, "provisioner_rejections", &[]) / minutes.max(1) as f64;
+    let errors = sum(
+        &m,
+        "provisioner_http_request_duration_seconds",
+        &[("status", "5xx")],
+    );
+    Ok(Row {
+        what: "soak: /metrics — warm hits, warm recoveries, recovery p50 / p99, refusals per min, 5xx".into(),
+        value: format!(
+            "{warm}/{created}, {warm_recovered}/{recovered}, {} / {} ms, {refusals:.1}, {errors}",
+            ms(0.5),
+            ms(0.99)
+        ),
+        against: "the provisioner's view: kill accepted → replacement assigned".into(),
+    })
 }
 
 /// Waits until the pool is back to its warm target with nothing assigned or starting.

@@ -11,6 +11,7 @@ use clap::{Parser, ValueEnum};
 use common::client::ClientFlags;
 use common::signing::{SecretArg, SigningKey};
 
+use crate::backend::kubernetes::manifest::SessionPodTemplate;
 use crate::pool::PoolConfig;
 
 /// Which backend runs the session pods.
@@ -279,6 +280,12 @@ pub struct KubernetesFlags {
     /// e.g. `app.kubernetes.io/instance=demo`.
     #[arg(long = "session-label", env = "SESSION_LABELS", value_delimiter = ',', value_parser = parse_label)]
     pub session_labels: Vec<(String, String)>,
+
+    /// Scheduling and extra metadata of session pods, as JSON with Kubernetes field names: `nodeSelector`,
+    /// `affinity`, `tolerations`, `topologySpreadConstraints`, `priorityClassName`, `annotations`, `labels`
+    /// (the chart renders it from its `session.*` values).
+    #[arg(long, env = "SESSION_POD_TEMPLATE", default_value = "", value_parser = SessionPodTemplate::parse)]
+    pub session_pod_template: SessionPodTemplate,
 }
 
 fn parse_label(value: &str) -> Result<(String, String), String> {

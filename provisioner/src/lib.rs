@@ -98,6 +98,7 @@ pub fn kube_settings(config: &Config, default_namespace: &str) -> anyhow::Result
             allowed_origins: config.allowed_origins.clone(),
             extra_labels: k.session_labels.iter().cloned().collect(),
             owner: None,
+            template: k.session_pod_template.clone(),
         },
         edge_url: k
             .edge_url

@@ -124,11 +124,136 @@ async fn the_chart_lints_renders_and_its_schema_refuses_bad_values() {
         "ingress.tls.issuer.kind=Someone",
         "trustedProxies[0]=the-ingress",
         "maxSessionsPerClient=0",
+        "server.tolerations[0].operator=Sometimes",
+        "session.podLabels.app\\.kubernetes\\.io/name=mine",
+        "provisioner.priorityClassName=Not_A_Name",
+        "session.topologySpreadConstraints[0].maxSkew=0",
+        "metrics.serviceMonitor.interval=often",
+        "metrics.typo=1",
+        "server.affinity.nodeAfinity.x=1",
     ] {
         let refused = template(&["--set", bad]).await;
         let error = refused.expect_err(bad).to_string();
         assert!(error.contains("schema"), "{bad}: {error}");
     }
+}
+
+/// A values file with every scheduling value set for the three kinds of pods, and both monitors on.
+fn production_values() -> std::path::PathBuf {
+    let scheduling = |who: &str| {
+        format!(
+            r#"
+  nodeSelector: {{pool: {who}}}
+  affinity:
+    nodeAffinity:
+      requiredDuringSchedulingIgnoredDuringExecution:
+        nodeSelectorTerms: [{{matchExpressions: [{{key: kubernetes.io/os, operator: In, values: [linux]}}]}}]
+  tolerations: [{{key: dedicated, operator: Equal, value: {who}, effect: NoSchedule}}]
+  topologySpreadConstraints:
+    - {{maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: ScheduleAnyway}}
+  priorityClassName: {who}-priority
+  podAnnotations: {{example.com/who: {who}}}
+  podLabels: {{team: {who}}}"#
+        )
+    };
+    let values = format!(
+        "provisioner:{}\nserver:{}\nsession:{}\nmetrics:\n  serviceMonitor: {{enabled: true, labels: {{release: prom}}}}\n  podMonitor: {{enabled: true}}\n",
+        scheduling("provisioner"),
+        scheduling("server"),
+        scheduling("session"),
+    );
+    let path = std::env::temp_dir().join(format!("showcase-production-values-{}.yaml", std::process::id()));
+    std::fs::write(&path, values).unwrap();
+    path
+}
+
+fn document(rendered: &str, kind: &str, name: &str) -> serde_json::Value {
+    let objects: Vec<Option<serde_json::Value>> = serde_saphyr::from_multiple(rendered).unwrap();
+    objects
+        .into_iter()
+        .flatten()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+#[tokio::test]
+async fn scheduling_values_reach_every_pod_and_the_monitors_scrape_what_the_policy_admits() {
+    let values = production_values();
+    let rendered = template(&["-f", values.to_str().unwrap()]).await.unwrap();
+    for (component, name) in [
+        ("provisioner", "demo-resume-showcase-provisioner"),
+        ("server", "demo-resume-showcase-server"),
+    ] {
+        let pod = &document(&rendered, "StatefulSet", name)["spec"]["template"];
+        assert_eq!(pod["spec"]["nodeSelector"]["pool"], component, "{pod}");
+        assert_eq!(pod["spec"]["tolerations"][0]["value"], component);
+        assert_eq!(pod["spec"]["topologySpreadConstraints"][0]["maxSkew"], 1);
+        assert_eq!(pod["spec"]["priorityClassName"], format!("{component}-priority"));
+        assert!(pod["spec"]["affinity"]["nodeAffinity"].is_object());
+        assert_eq!(pod["metadata"]["annotations"]["example.com/who"], component);
+        assert_eq!(pod["metadata"]["labels"]["team"], component);
+        assert_eq!(
+            pod["metadata"]["labels"]["app.kubernetes.io/component"],
+            component
+        );
+    }
+    // Session pods: the provisioner gets them as JSON, and reads that JSON back the way it parses its flag.
+    let provisioner = document(&rendered, "StatefulSet", "demo-resume-showcase-provisioner");
+    let env = provisioner["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap();
+    let json = env
+        .iter()
+        .find(|e| e["name"] == "SESSION_POD_TEMPLATE")
+        .and_then(|e| e["value"].as_str())
+        .unwrap();
+    let session = provisioner::backend::kubernetes::manifest::SessionPodTemplate::parse(json).unwrap();
+    assert_eq!(session.node_selector["pool"], "session");
+    assert_eq!(session.tolerations[0].value.as_deref(), Some("session"));
+    assert_eq!(session.priority_class_name.as_deref(), Some("session-priority"));
+    assert_eq!(session.labels["team"], "session");
+    assert_eq!(session.annotations["example.com/who"], "session");
+    assert!(session.affinity.is_some() && session.topology_spread_constraints.len() == 1);
+
+    // The ServiceMonitor selects exactly the two headless Services, whose port is named as it says.
+    let monitor = document(&rendered, "ServiceMonitor", "demo-resume-showcase");
+    assert_eq!(monitor["metadata"]["labels"]["release"], "prom");
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "http");
+    let selector = monitor["spec"]["selector"]["matchLabels"].as_object().unwrap();
+    let objects: Vec<Option<serde_json::Value>> = serde_saphyr::from_multiple(&rendered).unwrap();
+    let selected: Vec<String> = objects
+        .iter()
+        .flatten()
+        .filter(|o| o["kind"] == "Service")
+        .filter(|o| selector.iter().all(|(k, v)| o["metadata"]["labels"][k] == *v))
+        .map(|o| o["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        selected,
+        [
+            "demo-resume-showcase-provisioner-headless",
+            "demo-resume-showcase-server-headless"
+        ]
+    );
+    let pods = document(&rendered, "PodMonitor", "demo-resume-showcase-sessions");
+    assert_eq!(
+        pods["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"],
+        "session"
+    );
+    // With the PodMonitor on, the session pods' policy admits the monitoring namespace on the metrics port.
+    let policy = document(&rendered, "NetworkPolicy", "demo-resume-showcase-sessions");
+    let rules = policy["spec"]["ingress"].as_array().unwrap();
+    assert_eq!(rules.len(), 2, "{policy}");
+    assert_eq!(
+        rules[1]["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "monitoring"
+    );
+    assert_eq!(rules[1]["ports"][0]["port"], 8080);
+    // Off by default: no monitors, and the policy admits only the edge and the provisioner.
+    let default = template(&[]).await.unwrap();
+    assert!(!default.contains("kind: ServiceMonitor") && !default.contains("kind: PodMonitor"));
+    let policy = document(&default, "NetworkPolicy", "demo-resume-showcase-sessions");
+    assert_eq!(policy["spec"]["ingress"].as_array().unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -167,7 +292,13 @@ async fn the_argocd_project_allows_what_the_chart_renders_and_the_application_po
             )
         })
         .collect();
-    for variant in [&[][..], &["--set", "ingress.kind=IngressRoute"][..]] {
+    let production = production_values();
+    let production = ["-f", production.to_str().unwrap()];
+    for variant in [
+        &[][..],
+        &["--set", "ingress.kind=IngressRoute"][..],
+        &production[..],
+    ] {
         let rendered = template(variant).await.unwrap();
         let objects: Vec<Option<serde_json::Value>> = serde_saphyr::from_multiple(&rendered).unwrap();
         for object in objects.into_iter().flatten() {
@@ -193,6 +324,21 @@ async fn the_chart_installs_runs_sessions_and_uninstalls_without_leftovers() {
     let rendered = template(&["--kube-version", &version]).await.unwrap();
     let validated = cluster.validate_yaml(NAMESPACE, &rendered).await.unwrap();
     assert_eq!(validated, 15);
+    // So do the scheduling values' (the monitors need the Prometheus Operator's CRDs, which it has not).
+    let values = production_values();
+    let production = template(&[
+        "--kube-version",
+        &version,
+        "-f",
+        values.to_str().unwrap(),
+        "--set",
+        "metrics.serviceMonitor.enabled=false",
+        "--set",
+        "metrics.podMonitor.enabled=false",
+    ])
+    .await
+    .unwrap();
+    assert_eq!(cluster.validate_yaml(NAMESPACE, &production).await.unwrap(), 15);
 
     cluster
         .helm(&[

@@ -76,3 +76,68 @@ pub fn value(scrape: &Scrape, family: &str, labels: &[(&str, &str)]) -> Option<f
         }
     })
 }
+
+/// The sum over every series of `family` whose labels include `labels` (counter totals, gauge values, or
+/// histogram counts).
+pub fn sum(scrape: &Scrape, family: &str, labels: &[(&str, &str)]) -> f64 {
+    let Some(family) = scrape.families.get(family) else {
+        return 0.0;
+    };
+    family
+        .iter_samples()
+        .filter(|sample| {
+            sample.get_labelset().is_ok_and(|set| {
+                labels
+                    .iter()
+                    .all(|(name, value)| set.iter().any(|(n, v)| n == name && v == value))
+            })
+        })
+        .map(|sample| match &sample.value {
+            OpenMetricsValue::Counter(counter) => counter.value.as_f64(),
+            OpenMetricsValue::Gauge(gauge) | OpenMetricsValue::Unknown(gauge) => gauge.as_f64(),
+            OpenMetricsValue::Histogram(histogram) => histogram.count.map_or(0.0, |c| c as f64),
+            _ => 0.0,
+        })
+        .sum()
+}
+
+/// The `q` quantile (0..1) of the histogram series of `family` with `labels`, as Prometheus'
+/// `histogram_quantile` would give it: the upper bound of the first bucket holding that share, interpolated
+/// linearly inside the bucket. `None` when the series is absent or empty.
+pub fn quantile(scrape: &Scrape, family: &str, labels: &[(&str, &str)], q: f64) -> Option<f64> {
+    let family = scrape.families.get(family)?;
+    family.iter_samples().find_map(|sample| {
+        let set = sample.get_labelset().ok()?;
+        if !labels
+            .iter()
+            .all(|(name, value)| set.iter().any(|(n, v)| n == name && v == value))
+        {
+            return None;
+        }
+        let OpenMetricsValue::Histogram(histogram) = &sample.value else {
+            return None;
+        };
+        let total = histogram.count? as f64;
+        if total == 0.0 {
+            return None;
+        }
+        let rank = q * total;
+        let (mut lower, mut below) = (0.0, 0.0);
+        for bucket in &histogram.buckets {
+            let count = bucket.count.as_f64();
+            if count >= rank {
+                if bucket.upper_bound.is_infinite() {
+                    return Some(lower);
+                }
+                let share = if count > below {
+                    (rank - below) / (count - below)
+                } else {
+                    1.0
+                };
+                return Some(lower + (bucket.upper_bound - lower) * share);
+            }
+            (lower, below) = (bucket.upper_bound, count);
+        }
+        None
+    })
+}

@@ -80,3 +80,42 @@ capabilities:
 {{- end -}}
 {{- join "," $names -}}
 {{- end -}}
+
+{{/* Where a component's pods may run (its nodeSelector, affinity, tolerations, topologySpreadConstraints and
+priorityClassName values), as pod spec fields; pass the component's values. */}}
+{{- define "showcase.scheduling" -}}
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- end -}}
+
+{{/* What the provisioner puts on session pods: the session values' scheduling fields and pod metadata, as
+the JSON its --session-pod-template takes. */}}
+{{- define "showcase.sessionPodTemplate" -}}
+{{- $s := .Values.session -}}
+{{- $t := dict -}}
+{{- with $s.nodeSelector }}{{ $_ := set $t "nodeSelector" . }}{{ end -}}
+{{- with $s.affinity }}{{ $_ := set $t "affinity" . }}{{ end -}}
+{{- with $s.tolerations }}{{ $_ := set $t "tolerations" . }}{{ end -}}
+{{- with $s.topologySpreadConstraints }}{{ $_ := set $t "topologySpreadConstraints" . }}{{ end -}}
+{{- with $s.priorityClassName }}{{ $_ := set $t "priorityClassName" . }}{{ end -}}
+{{- with $s.podAnnotations }}{{ $_ := set $t "annotations" . }}{{ end -}}
+{{- with $s.podLabels }}{{ $_ := set $t "labels" . }}{{ end -}}
+{{- toJson $t -}}
+{{- end -}}

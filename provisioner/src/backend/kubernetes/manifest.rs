@@ -1,20 +1,22 @@
 //! The session Job, built in code from [`SessionPodSpec`]: one pod of the `server` image, labelled for the pool
 //! (label keys from `common::labels`), never retried (`backoffLimit: 0`), ended at the session's maximum age
 //! (`activeDeadlineSeconds`), garbage-collected after it finishes (`ttlSecondsAfterFinished`), ready when
-//! `/ready` answers, named by the downward API, and locked down to the restricted Pod Security profile.
+//! `/ready` answers, named by the downward API, locked down to the restricted Pod Security profile, and placed
+//! where the operator's [`SessionPodTemplate`] says.
 
 use std::collections::BTreeMap;
 
 use common::labels;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, LocalObjectReference,
-    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SeccompProfile, SecurityContext,
+    Affinity, Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    LocalObjectReference, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecurityContext, Toleration, TopologySpreadConstraint,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::Deserialize;
 
 /// Everything configurable about a session pod. Defaults match the original deployment's sizing.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +47,46 @@ pub struct SessionPodSpec {
     pub extra_labels: BTreeMap<String, String>,
     /// The object every session Job is owned by (the chart's ConfigMap): deleting it deletes the Jobs.
     pub owner: Option<OwnerReference>,
+    /// Where session pods run, and the operator's own labels and annotations on them.
+    pub template: SessionPodTemplate,
+}
+
+/// What an operator sets on every session pod (`--session-pod-template`, JSON with these Kubernetes field
+/// names): scheduling, and extra labels and annotations. The pool's own labels always win over `labels`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SessionPodTemplate {
+    /// Pod spec `nodeSelector`.
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    /// Pod spec `affinity`.
+    #[serde(default)]
+    pub affinity: Option<Affinity>,
+    /// Pod spec `tolerations`.
+    #[serde(default)]
+    pub tolerations: Vec<Toleration>,
+    /// Pod spec `topologySpreadConstraints`.
+    #[serde(default)]
+    pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
+    /// Pod spec `priorityClassName`.
+    #[serde(default)]
+    pub priority_class_name: Option<String>,
+    /// Extra pod annotations.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// Extra pod labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+impl SessionPodTemplate {
+    /// Parses the flag's JSON; an empty value is the empty template.
+    pub fn parse(json: &str) -> Result<Self, String> {
+        if json.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        serde_json::from_str(json).map_err(|e| format!("not a session pod template: {e}"))
+    }
 }
 
 impl Default for SessionPodSpec {
@@ -63,6 +105,7 @@ impl Default for SessionPodSpec {
             allowed_origins: Vec::new(),
             extra_labels: BTreeMap::new(),
             owner: None,
+            template: SessionPodTemplate::default(),
         }
     }
 }
@@ -132,6 +175,9 @@ fn job_without_fingerprint(spec: &SessionPodSpec, labels: BTreeMap<String, Strin
     } else {
         labels
     };
+    let t = &spec.template;
+    let mut pod_labels = t.labels.clone();
+    pod_labels.extend(labels.clone());
     let quantities = |cpu: &str, memory: &str| {
         BTreeMap::from([
             ("cpu".to_owned(), Quantity(cpu.to_owned())),
@@ -205,10 +251,17 @@ fn job_without_fingerprint(spec: &SessionPodSpec, labels: BTreeMap<String, Strin
             ttl_seconds_after_finished: Some(spec.ttl_seconds_after_finished),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(labels),
+                    labels: Some(pod_labels),
+                    annotations: (!t.annotations.is_empty()).then(|| t.annotations.clone()),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
+                    node_selector: (!t.node_selector.is_empty()).then(|| t.node_selector.clone()),
+                    affinity: t.affinity.clone(),
+                    tolerations: (!t.tolerations.is_empty()).then(|| t.tolerations.clone()),
+                    topology_spread_constraints: (!t.topology_spread_constraints.is_empty())
+                        .then(|| t.topology_spread_constraints.clone()),
+                    priority_class_name: t.priority_class_name.clone(),
                     restart_policy: Some("Never".into()),
                     image_pull_secrets: (!spec.image_pull_secrets.is_empty()).then(|| {
                         spec.image_pull_secrets
@@ -370,6 +423,61 @@ mod tests {
             job["metadata"]["ownerReferences"],
             json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "demo-resume-showcase-sessions", "uid": "u-1"}])
         );
+    }
+
+    #[test]
+    fn the_operators_template_places_and_labels_pods_but_never_overrides_the_pools_labels() {
+        let template = SessionPodTemplate::parse(
+            r#"{"nodeSelector": {"pool": "sessions"},
+                "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "sessions", "effect": "NoSchedule"}],
+                "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                                               "whenUnsatisfiable": "ScheduleAnyway"}],
+                "affinity": {"nodeAffinity": {}},
+                "priorityClassName": "low",
+                "annotations": {"example.com/team": "demo"},
+                "labels": {"team": "demo", "app.kubernetes.io/component": "mine"}}"#,
+        )
+        .unwrap();
+        let spec = SessionPodSpec {
+            template,
+            ..SessionPodSpec::default()
+        };
+        let job = serde_json::to_value(job("session-abc", &spec)).unwrap();
+        let pod = &job["spec"]["template"];
+        assert_eq!(pod["spec"]["nodeSelector"], json!({"pool": "sessions"}));
+        assert_eq!(pod["spec"]["tolerations"][0]["key"], "dedicated");
+        assert_eq!(pod["spec"]["topologySpreadConstraints"][0]["maxSkew"], 1);
+        assert_eq!(pod["spec"]["priorityClassName"], "low");
+        assert!(pod["spec"]["affinity"]["nodeAffinity"].is_object());
+        assert_eq!(
+            pod["metadata"]["annotations"],
+            json!({"example.com/team": "demo"})
+        );
+        assert_eq!(pod["metadata"]["labels"]["team"], "demo");
+        assert_eq!(
+            pod["metadata"]["labels"]["app.kubernetes.io/component"],
+            "session"
+        );
+        assert!(
+            job["metadata"]["labels"].get("team").is_none(),
+            "the Job keeps the pool's labels only"
+        );
+        assert_ne!(
+            template_hash(&spec),
+            template_hash(&SessionPodSpec::default()),
+            "moving pods elsewhere rolls the warm pool"
+        );
+
+        assert_eq!(
+            SessionPodTemplate::parse("").unwrap(),
+            SessionPodTemplate::default()
+        );
+        assert_eq!(
+            SessionPodTemplate::parse("{}").unwrap(),
+            SessionPodTemplate::default()
+        );
+        let typo = SessionPodTemplate::parse(r#"{"nodeSelecter": {}}"#).unwrap_err();
+        assert!(typo.contains("nodeSelecter"), "{typo}");
     }
 
     #[test]
