@@ -78,9 +78,8 @@ pub fn ensure_binaries() -> anyhow::Result<PathBuf> {
     {
         return Ok(bin);
     }
-    if output(Command::new("go").arg("version")).is_err() {
-        bail!("the Go toolchain is needed to build the Kubernetes test binaries (install Go 1.26)");
-    }
+    let go_bin = crate::go::ensure().context("the Kubernetes test binaries are built with Go")?;
+    let _ = GO.set(go_bin);
     disk::ensure_free(&cache, BUILD_SPACE, "building the Kubernetes test binaries")?;
     std::fs::create_dir_all(&bin)?;
     build_kubernetes(&cache, &bin)?;
@@ -120,12 +119,16 @@ fn write_kwok_stages(cache: &Path, bin: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The `go` that [`ensure_binaries`] found or fetched.
+static GO: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
 fn go(dir: &Path) -> Command {
-    let mut command = Command::new("go");
+    let mut command = Command::new(GO.get().map_or(Path::new("go"), PathBuf::as_path));
     command
         .current_dir(dir)
         .env("CGO_ENABLED", "0")
-        .env("GOFLAGS", "-mod=mod");
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOTOOLCHAIN", "local");
     command
 }
 
@@ -156,7 +159,7 @@ fn build_kubernetes(cache: &Path, bin: &Path) -> anyhow::Result<()> {
         .as_str()
         .map(PathBuf::from)
         .context("`go mod download` did not say where the kubernetes module is")?;
-    let modcache = output(Command::new("go").args(["env", "GOMODCACHE"]))?;
+    let modcache = output(go(&src).args(["env", "GOMODCACHE"]))?;
     let upstream =
         Path::new(modcache.trim()).join(format!("cache/download/k8s.io/kubernetes/@v/{KUBERNETES}.mod"));
     let upstream =

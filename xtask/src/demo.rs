@@ -1,6 +1,8 @@
 //! `cargo xtask demo`: builds the page and the binaries, then runs the provisioner with the local backend,
 //! serving the page and its API on one port (its pods are child processes of the `server` binary), and three
 //! shared ping servers beside it, as the original demo's load-balanced servers (the page's second series).
+//! With `--watch`, `trunk serve` serves the page on the next port too and rebuilds it on every change: the
+//! development loop of the page.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -22,6 +24,10 @@ pub struct Args {
     /// Shared ping servers to start beside the provisioner (0: none; the page then offers no comparison).
     #[arg(long, default_value_t = 3)]
     pub shared_servers: u32,
+    /// Also serve the page with `trunk serve` on the next port, rebuilt whenever `app/` or `style/` changes
+    /// (open the URL it prints; the API stays on `--port`).
+    #[arg(long)]
+    pub watch: bool,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
@@ -54,7 +60,45 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         eprintln!("xtask:   shared server: {url}");
         provisioner.arg("--shared-url").arg(url);
     }
-    process::run(&mut provisioner)
+    if !args.watch {
+        return process::run(&mut provisioner);
+    }
+    let mut provisioner = provisioner.spawn().context("starting the provisioner")?;
+    let page_port = args.port + 1;
+    eprintln!(
+        "xtask: --watch: open http://127.0.0.1:{page_port}/?api=http://127.0.0.1:{port} (trunk rebuilds the page \
+         when app/ or style/ change, and the page reloads)",
+        port = args.port
+    );
+    let watched = trunk_serve(&wasm, page_port);
+    let _ = provisioner.kill();
+    watched
+}
+
+/// `trunk serve` of the page on `port`, with the same toolchain and flags as `site::build`, into a dist of its
+/// own (the demo's stays as built).
+fn trunk_serve(wasm: &setup::WasmToolchain, port: u16) -> anyhow::Result<()> {
+    let root = process::workspace_root();
+    let mut command = Command::new("trunk");
+    command
+        .args([
+            "serve",
+            "--release",
+            "--address",
+            "127.0.0.1",
+            "--public-url",
+            "/",
+        ])
+        .arg("--port")
+        .arg(port.to_string())
+        .arg("--dist")
+        .arg(root.join("target/watch-dist"))
+        .env("CARGO_TARGET_DIR", root.join("target/wasm"))
+        .env("TRUNK_OFFLINE", "true");
+    for (key, value) in wasm.env() {
+        command.env(key, value);
+    }
+    process::run(&mut command)
 }
 
 /// Starts shared server `n` on a port it picks itself; returns it and its WebSocket URL.

@@ -13,6 +13,7 @@ const DOCS: &[&str] = &[
     "SECURITY.md",
     "PROTOCOL.md",
     "BENCHMARKS.md",
+    "docs/OPERATIONS.md",
 ];
 
 fn commands() -> Vec<clap::Command> {
@@ -112,5 +113,25 @@ fn flag_spans_are_read_and_code_blocks_skipped() {
     assert_eq!(
         named_flags(text).into_iter().collect::<Vec<_>>(),
         ["--a", "--port", "--print-port"]
+    );
+}
+
+#[test]
+fn ci_builds_with_the_rust_version_cargo_toml_promises() {
+    let root = crate::process::workspace_root();
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap_or_default();
+    let version = manifest
+        .lines()
+        .find_map(|line| line.strip_prefix("rust-version = \""))
+        .and_then(|rest| rest.strip_suffix('"'))
+        .expect("rust-version in the workspace Cargo.toml");
+    let ci = std::fs::read_to_string(root.join(".github/workflows/ci.yml")).unwrap_or_default();
+    assert!(
+        ci.contains(&format!("dtolnay/rust-toolchain@{version}\n")),
+        "ci.yml has no job building with rust-version {version}"
+    );
+    assert!(
+        ci.contains(&format!("rust-version = \"{version}\"")),
+        "ci.yml checks another version"
     );
 }

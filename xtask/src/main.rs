@@ -15,6 +15,7 @@ mod demo;
 mod disk;
 #[cfg(test)]
 mod docs;
+mod go;
 mod image;
 mod process;
 mod setup;

@@ -11,9 +11,12 @@
 //!   reach); failing that, from Debian's `rustc-web` + `rust-web-src`, linked as the rustup toolchain
 //!   `debian-web`. The same build drops what the page never needs at run time: source locations
 //!   (`-Zlocation-detail=none`) and, where the compiler has it, panic machinery (`-Cpanic=immediate-abort`);
-//! - `wasm-bindgen-cli` at exactly the version in `Cargo.lock`, and `trunk`, with `cargo install`;
+//! - `wasm-bindgen-cli` at exactly the version in `Cargo.lock`, and `trunk`: downloaded by cargo-binstall when
+//!   it is installed and its downloads are reachable, else compiled with `cargo install` (each says which, and
+//!   how long it took);
 //! - `wasm-opt` (binaryen), Chromium and ChromeDriver from the system's package manager (apt);
-//! - actionlint with `go install` (the Go toolchain is on the build machines).
+//! - actionlint with `go install`, with Go 1.26 from the machine or fetched through the Go module proxy
+//!   ([`crate::go`]).
 
 use std::path::Path;
 use std::process::Command;
@@ -165,8 +168,9 @@ fn ensure_actionlint() -> anyhow::Result<()> {
     }
     let staging = tools_bin()?.join("go-install");
     std::fs::create_dir_all(&staging)?;
+    let go = crate::go::ensure().context("actionlint is built with Go")?;
     process::run(
-        Command::new("go")
+        Command::new(go)
             .env("GOBIN", &staging)
             .env("CGO_ENABLED", "0")
             .args([
@@ -287,7 +291,7 @@ fn on_path(program: &str) -> bool {
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
-fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
+pub fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
     if !on_path("apt-get") {
         bail!("please install {packages:?} with your system's package manager (no apt-get here)");
     }
@@ -323,12 +327,90 @@ pub fn locked_version(name: &str) -> anyhow::Result<String> {
     bail!("{name} is not in Cargo.lock")
 }
 
+/// How a cargo-installed tool was got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// cargo-binstall downloaded a release build (seconds, where its downloads are reachable).
+    Binstall,
+    /// `cargo install` compiled it (minutes; the only way on machines that reach crates.io alone).
+    Compiled,
+}
+
+/// Installs `krate` at `version`: with cargo-binstall when it is on PATH and can reach its downloads (a
+/// laptop with internet), else by compiling it; prints the route and how long it took.
+fn install_tool(krate: &str, version: &str, compile_flags: &[&str]) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let route = install_tool_with(&path, krate, version, binstall, |krate, version| {
+        cargo_install(krate, version, compile_flags)
+    })?;
+    let how = match route {
+        Route::Binstall => "downloaded by cargo-binstall",
+        Route::Compiled => "compiled",
+    };
+    eprintln!(
+        "xtask: {krate} {version} {how} in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// [`install_tool`]'s choice, with the `PATH` to look for cargo-binstall on and the two ways passed in (tests
+/// pass fakes).
+fn install_tool_with(
+    path: &std::ffi::OsStr,
+    krate: &str,
+    version: &str,
+    binstall: impl FnOnce(&Path, &str, &str) -> anyhow::Result<()>,
+    compile: impl FnOnce(&str, &str) -> anyhow::Result<()>,
+) -> anyhow::Result<Route> {
+    let found = std::env::split_paths(path)
+        .map(|dir| dir.join("cargo-binstall"))
+        .find(|candidate| candidate.is_file());
+    match found {
+        Some(binstall_bin) => match binstall(&binstall_bin, krate, version) {
+            Ok(()) => return Ok(Route::Binstall),
+            Err(e) => eprintln!(
+                "xtask: cargo-binstall could not get {krate} {version} ({e:#}); compiling it instead"
+            ),
+        },
+        None => eprintln!(
+            "xtask: compiling {krate} {version} (a few minutes; with cargo-binstall installed, a download instead)"
+        ),
+    }
+    compile(krate, version)?;
+    Ok(Route::Compiled)
+}
+
+/// How long cargo-binstall gets before its downloads count as out of reach.
+const BINSTALL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A release build of `krate` by cargo-binstall, never compiled by it (the caller compiles when this fails).
+fn binstall(binstall_bin: &Path, krate: &str, version: &str) -> anyhow::Result<()> {
+    let mut command = Command::new(binstall_bin);
+    command.args([
+        "binstall",
+        "--no-confirm",
+        "--disable-strategies",
+        "compile",
+        "--version",
+        version,
+        krate,
+    ]);
+    eprintln!("xtask: $ {}", binstall_bin.display());
+    if run_with_timeout(&mut command, BINSTALL_TIMEOUT) {
+        Ok(())
+    } else {
+        bail!("it failed or took longer than {BINSTALL_TIMEOUT:?}")
+    }
+}
+
 /// `cargo install` of an exact version, first with `--locked`, then without (the registry index here can lack
 /// a locked dependency version).
-fn cargo_install(krate: &str, version: &str) -> anyhow::Result<()> {
+fn cargo_install(krate: &str, version: &str, flags: &[&str]) -> anyhow::Result<()> {
     let attempt = |locked: bool| {
         let mut command = cargo();
-        command.args(["install", krate, "--version", version]);
+        command.args(["install", krate, "--version", version]).args(flags);
         if locked {
             command.arg("--locked");
         }
@@ -343,7 +425,7 @@ fn ensure_wasm_bindgen() -> anyhow::Result<()> {
     if installed.split_whitespace().nth(1) == Some(version.as_str()) {
         return Ok(());
     }
-    cargo_install("wasm-bindgen-cli", &version)
+    install_tool("wasm-bindgen-cli", &version, &[])
 }
 
 fn ensure_trunk() -> anyhow::Result<()> {
@@ -351,5 +433,86 @@ fn ensure_trunk() -> anyhow::Result<()> {
     if installed.split_whitespace().nth(1) == Some(TRUNK_VERSION) {
         return Ok(());
     }
-    cargo_install("trunk", TRUNK_VERSION)
+    // Without its default features: no TLS stack and no update check. Trunk.toml keeps it offline (the set-up
+    // installs its tools), so it never downloads anything, and it compiles faster (see BENCHMARKS.md).
+    install_tool("trunk", TRUNK_VERSION, &["--no-default-features"])
+}
+
+#[cfg(test)]
+mod tests {
+    //! The front-end tools' route, with fake cargo-binstall commands: only the fallback can run for real
+    //! on machines without internet, so both choices are checked here without the network.
+    use super::*;
+    use std::cell::Cell;
+
+    fn dir_with_binstall(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("xtask-binstall-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fake = dir.join("cargo-binstall");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\necho 'cargo-binstall: cannot reach github.com' >&2\nexit 1\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            &fake,
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+        )
+        .unwrap();
+        dir
+    }
+
+    #[test]
+    fn without_cargo_binstall_the_tool_is_compiled() {
+        let compiled = Cell::new(false);
+        let route = install_tool_with(
+            std::ffi::OsStr::new("/nonexistent"),
+            "trunk",
+            TRUNK_VERSION,
+            |_, _, _| panic!("no cargo-binstall on this PATH"),
+            |krate, version| {
+                assert_eq!((krate, version), ("trunk", TRUNK_VERSION));
+                compiled.set(true);
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(route, Route::Compiled);
+        assert!(compiled.get());
+    }
+
+    #[test]
+    fn cargo_binstall_that_cannot_download_falls_back_to_compiling() {
+        let dir = dir_with_binstall("offline");
+        let tried = Cell::new(false);
+        let route = install_tool_with(
+            dir.as_os_str(),
+            "wasm-bindgen-cli",
+            "0.2.100",
+            |bin, krate, _| {
+                tried.set(true);
+                assert_eq!(bin, dir.join("cargo-binstall"));
+                // The real call, against a fake that fails as an offline cargo-binstall does.
+                binstall(bin, krate, "0.2.100")
+            },
+            |_, _| Ok(()),
+        )
+        .unwrap();
+        assert!(tried.get(), "cargo-binstall was tried first");
+        assert_eq!(route, Route::Compiled);
+    }
+
+    #[test]
+    fn cargo_binstall_that_downloads_is_the_whole_install() {
+        let dir = dir_with_binstall("online");
+        let route = install_tool_with(
+            dir.as_os_str(),
+            "trunk",
+            TRUNK_VERSION,
+            |_, _, _| Ok(()),
+            |_, _| panic!("nothing to compile"),
+        )
+        .unwrap();
+        assert_eq!(route, Route::Binstall);
+    }
 }
