@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -33,6 +34,12 @@ impl Drop for Browser {
 /// Starts chromedriver on a port it picks and a headless Chromium session through it (`CHROME_BIN` names
 /// another browser binary); the browser dies with the returned guard.
 pub async fn start_browser() -> (Browser, Client) {
+    start_browser_with(&[]).await
+}
+
+/// [`start_browser`] with extra Chromium flags (the real-node test's `--ignore-certificate-errors`, for its
+/// ingress's generated certificate).
+pub async fn start_browser_with(extra_args: &[&str]) -> (Browser, Client) {
     // Several rustls back-ends are compiled into the workspace; say which one this process uses.
     let _ = rustls::crypto::ring::default_provider().install_default();
     // Port 0: chromedriver picks a free port itself and says which once it listens, so no port is picked in
@@ -66,6 +73,9 @@ pub async fn start_browser() -> (Browser, Client) {
             "--window-size=1280,1000", format!("--user-data-dir={}", profile.display()),
         ]
     });
+    if let Some(args) = options["args"].as_array_mut() {
+        args.extend(extra_args.iter().map(|a| serde_json::Value::from(*a)));
+    }
     // Another Chrome than the distribution's Chromium (CI on Ubuntu installs one and names it here).
     if let Some(binary) = std::env::var_os("CHROME_BIN") {
         options["binary"] = serde_json::Value::String(binary.to_string_lossy().into_owned());
@@ -78,8 +88,8 @@ pub async fn start_browser() -> (Browser, Client) {
         serde_json::json!({ "browser": "ALL" }),
     );
     let url = format!("http://127.0.0.1:{port}");
-    let client = ClientBuilder::rustls()
-        .expect("rustls")
+    // chromedriver speaks plain HTTP on loopback: no TLS stack (fantoccini's `rustls-tls` would build aws-lc).
+    let client = ClientBuilder::new(HttpConnector::new())
         .capabilities(capabilities)
         .connect(&url)
         .await

@@ -1,6 +1,8 @@
 //! The smoke check of a deployed demo, through its ingress as the page uses it: a session, its WebSocket
 //! through the edge, pings, a kill, the replacement pod (from the kill's answer, or else from polling the
-//! session) at once, pings again, the killed pod's connection closed, the end. The `smoke` binary runs it against a URL; the real-node test calls it.
+//! session) at once, pings again, the killed pod's connection closed, the end; over plain HTTP or TLS
+//! (`https://`, `wss://`: rustls with ring). The `smoke` binary runs it against a URL; the real-node test calls
+//! it, through an ingress serving TLS.
 
 use std::time::{Duration, Instant};
 
@@ -25,9 +27,31 @@ pub struct Report {
 }
 
 /// Runs the check against `base` (e.g. `http://localhost`), printing each step with `log`.
-pub async fn run(base: &str, mut log: impl FnMut(String)) -> anyhow::Result<Report> {
+pub async fn run(base: &str, log: impl FnMut(String)) -> anyhow::Result<Report> {
+    run_with(base, None, log).await
+}
+
+/// [`run`], trusting the PEM certificates in `extra_roots` besides the system's for `https://` and `wss://`
+/// (a deployment with a private CA or a test certificate).
+pub async fn run_with(
+    base: &str,
+    extra_roots: Option<&str>,
+    mut log: impl FnMut(String),
+) -> anyhow::Result<Report> {
     let base = base.trim_end_matches('/');
-    let http = reqwest::Client::builder().timeout(WAIT).build()?;
+    let tls = testkit::tls::client_config(extra_roots)?;
+    let http = reqwest::Client::builder()
+        .timeout(WAIT)
+        .tls_backend_preconfigured((*tls).clone())
+        .build()?;
+    let connect = |url: String, pod: String| {
+        let tls = tls.clone();
+        async move {
+            let (socket, hello) = WsClient::connect_hello_tls(&url, tls).await?;
+            ensure!(hello.name == pod, "hello from {}, expected {pod}", hello.name);
+            anyhow::Ok(socket.waiting(WAIT))
+        }
+    };
 
     let response = http
         .post(format!("{base}/session"))
@@ -41,7 +65,7 @@ pub async fn run(base: &str, mut log: impl FnMut(String)) -> anyhow::Result<Repo
         session.session_id, session.pod.name, session.source, session.provision_ms
     ));
 
-    let mut socket = connect(&session.websocket_url, session.pod.name.as_ref()).await?;
+    let mut socket = connect(session.websocket_url.clone(), session.pod.name.to_string()).await?;
     ping(&mut socket, 3, &mut log).await?;
 
     let killed_at = Instant::now();
@@ -82,7 +106,7 @@ pub async fn run(base: &str, mut log: impl FnMut(String)) -> anyhow::Result<Repo
         "the replacement is the killed pod {pod}"
     );
     // As the page does: on to the replacement at once, while the killed pod says goodbye.
-    let mut replacement = connect(&url, &pod).await?;
+    let mut replacement = connect(url, pod.clone()).await?;
     replacement.ping_pong(1).await?;
     let recovery = killed_at.elapsed();
     ping(&mut replacement, 2, &mut log).await?;
@@ -108,13 +132,6 @@ pub async fn run(base: &str, mut log: impl FnMut(String)) -> anyhow::Result<Repo
         replacement: pod,
         recovery,
     })
-}
-
-/// Connects to `url` and checks the hello names `pod`.
-async fn connect(url: &str, pod: &str) -> anyhow::Result<WsClient> {
-    let (socket, hello) = WsClient::connect_hello(url).await?;
-    ensure!(hello.name == pod, "hello from {}, expected {pod}", hello.name);
-    Ok(socket.waiting(WAIT))
 }
 
 async fn ping(socket: &mut WsClient, count: u64, log: &mut impl FnMut(String)) -> anyhow::Result<()> {

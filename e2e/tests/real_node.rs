@@ -1,6 +1,7 @@
 //! The production path on a real node: the chart installed with helm as a user would, its provisioner, its
 //! three edge servers and every session pod running as real containers (the images `cargo xtask images`
-//! builds), reached through an ingress on the host ([`testkit::ingress`]) at `http://localhost`.
+//! builds), reached through an ingress on the host ([`testkit::ingress`]) at `https://localhost`, with a
+//! certificate generated for the test (the chart's TLS on, as by default).
 //!
 //! One test walks the whole life of a release on one node (starting a node takes seconds, and only one runs at
 //! a time on a machine): install; the smoke check through the ingress and the edge; the killed pod's container
@@ -30,7 +31,7 @@ use testkit::ws::WsClient;
 
 const NAMESPACE: &str = "showcase";
 const RELEASE: &str = "demo";
-const BASE: &str = "http://localhost";
+const BASE: &str = "https://localhost";
 const WARM: usize = 2;
 
 fn root() -> PathBuf {
@@ -219,8 +220,9 @@ async fn received(client: &fantoccini::Client) -> u64 {
 
 /// The page in Chromium from `origin`: a pod, samples, a kill, the replacement, samples, no console errors.
 async fn page_in_chromium(origin: &str) {
-    use e2e::browser::{console_errors, eventually, start_browser, text};
-    let (_browser, client) = start_browser().await;
+    use e2e::browser::{console_errors, eventually, start_browser_with, text};
+    // The ingress's certificate is the test's own, which this browser profile has no reason to trust.
+    let (_browser, client) = start_browser_with(&["--ignore-certificate-errors"]).await;
     client.goto(&format!("{origin}/")).await.unwrap();
     let first = eventually(Duration::from_secs(30), "a pod name on the page", async || {
         let name = text(&client, "#pod-name").await;
@@ -277,10 +279,14 @@ async fn the_chart_runs_on_a_real_node_through_its_ingress() {
         "real node: control plane and node up in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let ingress = HostIngress::start(
+    // TLS as in production (the chart's default): https:// for the API, wss:// for the edge.
+    let certificate = testkit::tls::TestCertificate::for_names(&["localhost"]).unwrap();
+    let tls = testkit::tls::client_config(Some(&certificate.pem)).unwrap();
+    let ingress = HostIngress::start_with(
         node.cluster.admin.clone(),
         NAMESPACE,
-        "127.0.0.1:80".parse().unwrap(),
+        "127.0.0.1:443".parse().unwrap(),
+        Some(certificate.server.clone()),
     )
     .await
     .unwrap();
@@ -298,12 +304,13 @@ async fn the_chart_runs_on_a_real_node_through_its_ingress() {
         "--timeout",
         "3m",
     ];
-    let set = node::chart_values(WARM, &[&allowed]);
+    let set = node::chart_values(WARM, &[&allowed, "ingress.tls.enabled=true"]);
     install.extend(set.iter().map(String::as_str));
     helm(&node, &install);
 
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
+        .tls_backend_preconfigured((*tls).clone())
         .build()
         .unwrap();
     let pods: Api<Pod> = Api::namespaced(node.cluster.admin.clone(), NAMESPACE);
@@ -353,9 +360,11 @@ async fn the_chart_runs_on_a_real_node_through_its_ingress() {
     assert_eq!(checked, ["provisioner", "server", "server", "server"]);
 
     // The production route, end to end.
-    let report = e2e::smoke::run(BASE, |line| println!("real node: smoke: {line}"))
-        .await
-        .unwrap();
+    let report = e2e::smoke::run_with(BASE, Some(&certificate.pem), |line| {
+        println!("real node: smoke: {line}")
+    })
+    .await
+    .unwrap();
     println!(
         "real node: {:?} session in {:.1} ms; kill → first pong from the replacement {:.1} ms",
         report.source,
@@ -405,7 +414,14 @@ async fn the_chart_runs_on_a_real_node_through_its_ingress() {
         .json()
         .await
         .unwrap();
-    let (mut socket, hello) = WsClient::connect_hello(&session.websocket_url).await.unwrap();
+    assert!(
+        session.websocket_url.starts_with("wss://localhost/"),
+        "{}",
+        session.websocket_url
+    );
+    let (mut socket, hello) = WsClient::connect_hello_tls(&session.websocket_url, tls.clone())
+        .await
+        .unwrap();
     assert_eq!(hello.name, session.pod.name.as_ref());
     socket.ping_pong(1).await.unwrap();
     let waited = Instant::now();

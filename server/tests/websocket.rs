@@ -43,6 +43,25 @@ async fn hello_names_the_pod_and_session() {
 }
 
 #[tokio::test]
+async fn wss_through_a_tls_front_works_with_its_certificate_and_only_with_it() {
+    use testkit::tls::{TestCertificate, client_config, terminate};
+    let server = TestServer::start(&[]).await;
+    let certificate = TestCertificate::for_names(&["localhost"]).unwrap();
+    let (front, _task) = terminate(certificate.server.clone(), server.address)
+        .await
+        .unwrap();
+    let url = format!("wss://localhost:{}/ws", front.port());
+    let trusting = client_config(Some(&certificate.pem)).unwrap();
+    let (mut client, hello) = support::Client::connect_hello_tls(&url, trusting).await.unwrap();
+    assert_eq!(hello.name, "test-pod");
+    client.ping_pong(1).await.unwrap();
+    // Without the certificate among its roots, the client refuses the server: verification is on.
+    let refused = support::Client::connect_hello_tls(&url, client_config(None).unwrap()).await;
+    let error = format!("{:#}", refused.err().expect("an unknown certificate is refused"));
+    assert!(error.to_lowercase().contains("certificate"), "{error}");
+}
+
+#[tokio::test]
 async fn shared_server_hello_has_no_session() {
     let server = TestServer::start(&[]).await;
     let (_client, hello) = server.connect().await;

@@ -8,7 +8,8 @@
 //! from the host), and passes the connection through with `X-Forwarded-For` set to the peer (a client's own
 //! header is replaced, as Traefik does for untrusted peers), `X-Forwarded-Proto` and `X-Forwarded-Host`.
 //! Plain requests are sent with `Connection: close`, so every request is routed on its own; WebSocket
-//! upgrades stay open. It does not do TLS, other path types, or load balancing beyond kube-proxy's.
+//! upgrades stay open. It serves TLS with a certificate it is given (not the Ingress's Secret); it does not do
+//! other path types, or load balancing beyond kube-proxy's.
 
 use std::net::SocketAddr;
 
@@ -16,7 +17,9 @@ use anyhow::{Context, bail};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::{Ingress, IngressServiceBackend};
 use kube::{Api, Client};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Largest request head accepted.
@@ -36,8 +39,20 @@ impl Drop for HostIngress {
 }
 
 impl HostIngress {
-    /// Listens on `bind` and serves the Ingresses of `namespace`.
+    /// Listens on `bind` and serves the Ingresses of `namespace` over plain HTTP.
     pub async fn start(client: Client, namespace: &str, bind: SocketAddr) -> anyhow::Result<Self> {
+        Self::start_with(client, namespace, bind, None).await
+    }
+
+    /// Listens on `bind` and serves the Ingresses of `namespace`, over TLS with `tls` when given (the way the
+    /// chart's Ingress is served with its certificate; passed through as plain HTTP with
+    /// `X-Forwarded-Proto: https`).
+    pub async fn start_with(
+        client: Client,
+        namespace: &str,
+        bind: SocketAddr,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(bind)
             .await
             .with_context(|| format!("the test ingress cannot listen on {bind}"))?;
@@ -45,9 +60,16 @@ impl HostIngress {
         let namespace = namespace.to_owned();
         let task = tokio::spawn(async move {
             while let Ok((stream, peer)) = listener.accept().await {
-                let (client, namespace) = (client.clone(), namespace.clone());
+                let (client, namespace, tls) = (client.clone(), namespace.clone(), tls.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = serve(stream, peer, client, &namespace).await {
+                    let served = match tls {
+                        None => serve(stream, peer, client, &namespace, "http").await,
+                        Some(tls) => match tokio_rustls::TlsAcceptor::from(tls).accept(stream).await {
+                            Ok(stream) => serve(stream, peer, client, &namespace, "https").await,
+                            Err(e) => Err(anyhow::anyhow!("TLS handshake: {e}")),
+                        },
+                    };
+                    if let Err(e) = served {
                         eprintln!("testkit ingress: {peer}: {e:#}");
                     }
                 });
@@ -57,11 +79,12 @@ impl HostIngress {
     }
 }
 
-async fn serve(
-    mut stream: TcpStream,
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     peer: SocketAddr,
     client: Client,
     namespace: &str,
+    proto: &str,
 ) -> anyhow::Result<()> {
     let mut buffer = Vec::with_capacity(4096);
     let head_end = loop {
@@ -87,13 +110,15 @@ async fn serve(
     let mut upstream = TcpStream::connect(upstream_address)
         .await
         .with_context(|| format!("connecting to {upstream_address}"))?;
-    upstream.write_all(request.forwarded(peer).as_bytes()).await?;
+    upstream
+        .write_all(request.forwarded(peer, proto).as_bytes())
+        .await?;
     upstream.write_all(&buffer[head_end..]).await?;
     tokio::io::copy_bidirectional(&mut stream, &mut upstream).await?;
     Ok(())
 }
 
-async fn respond(stream: &mut TcpStream, status: &str) -> anyhow::Result<()> {
+async fn respond<S: AsyncWrite + Unpin>(stream: &mut S, status: &str) -> anyhow::Result<()> {
     let body = format!("{status}\n");
     let response = format!(
         "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -140,7 +165,7 @@ impl<'a> Head<'a> {
     }
 
     /// The head as sent upstream.
-    fn forwarded(&self, peer: SocketAddr) -> String {
+    fn forwarded(&self, peer: SocketAddr, proto: &str) -> String {
         let upgrade = self.is_upgrade();
         let mut out = format!("{}\r\n", self.request_line);
         for (name, value) in &self.headers {
@@ -151,7 +176,7 @@ impl<'a> Head<'a> {
             out.push_str(&format!("{name}: {value}\r\n"));
         }
         out.push_str(&format!(
-            "X-Forwarded-For: {}\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: {}\r\n",
+            "X-Forwarded-For: {}\r\nX-Forwarded-Proto: {proto}\r\nX-Forwarded-Host: {}\r\n",
             peer.ip(),
             self.host
         ));
@@ -250,15 +275,16 @@ mod tests {
                     Connection: keep-alive\r\n\r\n";
         let parsed = Head::parse(head).unwrap();
         assert_eq!((parsed.host, parsed.path), ("localhost", "/session"));
-        let out = parsed.forwarded("127.0.0.9:5000".parse().unwrap());
+        let out = parsed.forwarded("127.0.0.9:5000".parse().unwrap(), "https");
         assert!(out.contains("X-Forwarded-For: 127.0.0.9\r\n"), "{out}");
+        assert!(out.contains("X-Forwarded-Proto: https\r\n"), "{out}");
         assert!(!out.contains("6.6.6.6") && !out.contains("keep-alive"), "{out}");
         assert!(out.ends_with("Connection: close\r\n\r\n"), "{out}");
         let upgrade =
             "GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
         let out = Head::parse(upgrade)
             .unwrap()
-            .forwarded("127.0.0.1:1".parse().unwrap());
+            .forwarded("127.0.0.1:1".parse().unwrap(), "http");
         assert!(
             out.contains("Connection: Upgrade") && !out.contains("close"),
             "{out}"

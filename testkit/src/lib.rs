@@ -2,7 +2,8 @@
 //! each written once, here.
 //!
 //! - [`wait`]: the one wait policy (every wait on an event, every wait bounded);
-//! - [`ws`]: a WebSocket client speaking the ping protocol;
+//! - [`ws`]: a WebSocket client speaking the ping protocol (`ws://` and `wss://`);
+//! - [`tls`]: rustls (ring) client configurations and generated certificates;
 //! - [`spawn`]: starting a service binary and waiting for its "listening" log line;
 //! - [`bin`]: building and finding the workspace's own binaries;
 //! - [`proc`]: reading `/proc` (children, liveness, memory);
@@ -21,5 +22,6 @@ pub mod node;
 pub mod pool;
 pub mod proc;
 pub mod spawn;
+pub mod tls;
 pub mod wait;
 pub mod ws;

@@ -1,22 +1,75 @@
-//! A WebSocket client that speaks the ping protocol, for tests, benchmarks and the `smoke` check: connect (with
-//! a browser `Origin` if asked), ping, read the next protocol message or the close frame. Every read is
+//! A WebSocket client that speaks the ping protocol, for tests, benchmarks and the `smoke` check: connect (`ws://`
+//! or `wss://`, with a browser `Origin` if asked), ping, read the next protocol message or the close frame. Every read is
 //! bounded by the client's wait (see [`crate::wait`]).
 
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use common::protocol::{ClientMessage, PodInfo, ServerMessage};
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::wait::{WAIT, within};
 
 /// The raw socket, for tests that need frames the protocol does not have.
-pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type Socket = WebSocketStream<Stream>;
+
+/// The bytes under a WebSocket: TCP, or TLS over it. Written here because tokio-tungstenite's own TLS
+/// features bring rustls with its default provider, aws-lc, a C build on every run; this is ring's.
+pub enum Stream {
+    /// `ws://`.
+    Plain(TcpStream),
+    /// `wss://`.
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
 
 /// The client's read buffer. tungstenite zero-fills its whole read buffer before every read: its 128 KiB
 /// default is a quarter of a ping benchmark's CPU (measured with perf), a cost of the client, not of the
@@ -73,12 +126,24 @@ impl WsClient {
         Self::connect_with(url, None, &headers).await
     }
 
-    /// Connects to `url` (a `ws://` URL on a numeric address) from the local address `source`, when given (any
-    /// of 127.0.0.0/8 on loopback: many clients on one machine), with extra request `headers`.
+    /// Connects to `url` (`ws://`, or `wss://` checked against the system's roots) from the local address
+    /// `source`, when given (any of 127.0.0.0/8 on loopback: many clients on one machine; the host must then be
+    /// a numeric address), with extra request `headers`.
     pub async fn connect_with(
         url: &str,
         source: Option<std::net::IpAddr>,
         headers: &[(&str, &str)],
+    ) -> Result<Self, tungstenite::Error> {
+        Self::connect_tls(url, source, headers, None).await
+    }
+
+    /// [`Self::connect_with`], with `wss://` checked against `tls` (e.g. [`crate::tls::client_config`] with a
+    /// private CA) instead of the system's roots.
+    pub async fn connect_tls(
+        url: &str,
+        source: Option<std::net::IpAddr>,
+        headers: &[(&str, &str)],
+        tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Result<Self, tungstenite::Error> {
         let mut request = url.into_client_request()?;
         for (name, value) in headers {
@@ -94,28 +159,43 @@ impl WsClient {
                 })?;
             request.headers_mut().append(name, value);
         }
+        let secure = request.uri().scheme_str() == Some("wss");
+        let host = request
+            .uri()
+            .host()
+            .ok_or(tungstenite::Error::Url(tungstenite::error::UrlError::NoHostName))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = request.uri().port_u16().unwrap_or(if secure { 443 } else { 80 });
         let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
         let connect = async {
-            match source {
-                None => tokio_tungstenite::connect_async_with_config(request, Some(config), true)
-                    .await
-                    .map(|(ws, _)| ws),
-                Some(source) => {
-                    let target = request
-                        .uri()
-                        .authority()
-                        .and_then(|a| a.as_str().parse::<std::net::SocketAddr>().ok())
-                        .ok_or(tungstenite::Error::Url(tungstenite::error::UrlError::NoHostName))?;
-                    let stream = bound_stream(source, target).await?;
-                    tokio_tungstenite::client_async_with_config(
-                        request,
-                        MaybeTlsStream::Plain(stream),
-                        Some(config),
-                    )
-                    .await
-                    .map(|(ws, _)| ws)
+            let tcp = match source {
+                None => {
+                    let tcp = TcpStream::connect((host.as_str(), port)).await?;
+                    tcp.set_nodelay(true)?;
+                    tcp
                 }
-            }
+                Some(source) => {
+                    let ip: std::net::IpAddr = host
+                        .parse()
+                        .map_err(|_| tungstenite::Error::Url(tungstenite::error::UrlError::NoHostName))?;
+                    bound_stream(source, std::net::SocketAddr::new(ip, port)).await?
+                }
+            };
+            let stream = if secure {
+                let tls = match tls {
+                    Some(tls) => tls,
+                    None => crate::tls::client_config(None)
+                        .map_err(|e| tungstenite::Error::Io(std::io::Error::other(e.to_string())))?,
+                };
+                Stream::Tls(Box::new(crate::tls::connect(tcp, &host, tls).await?))
+            } else {
+                Stream::Plain(tcp)
+            };
+            tokio_tungstenite::client_async_with_config(request, stream, Some(config))
+                .await
+                .map(|(ws, _)| ws)
         };
         let ws = tokio::time::timeout(WAIT, connect)
             .await
@@ -132,6 +212,18 @@ impl WsClient {
     /// Connects to `url` and reads its `hello`.
     pub async fn connect_hello(url: &str) -> anyhow::Result<(Self, PodInfo)> {
         let mut client = Self::connect(url)
+            .await
+            .with_context(|| format!("connect to {url}"))?;
+        let pod = client.hello().await?;
+        Ok((client, pod))
+    }
+
+    /// [`Self::connect_hello`] with `wss://` checked against `tls`.
+    pub async fn connect_hello_tls(
+        url: &str,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> anyhow::Result<(Self, PodInfo)> {
+        let mut client = Self::connect_tls(url, None, &[], Some(tls))
             .await
             .with_context(|| format!("connect to {url}"))?;
         let pod = client.hello().await?;

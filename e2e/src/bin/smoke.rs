@@ -3,7 +3,7 @@
 //! [`e2e::smoke`]).
 //!
 //! `e2e.yml` runs it against the chart installed in a kind cluster, and the real-node test against the chart on
-//! its node; it works against any deployment reachable over plain HTTP, the local demo included
+//! its node (through TLS); it works against any deployment, over plain HTTP or TLS, the local demo included
 //! (`cargo xtask demo`, then `smoke http://127.0.0.1:8081`). Each wait is bounded by the test kit's deployment
 //! wait.
 //!
@@ -11,14 +11,33 @@
 //! cargo run -p e2e --bin smoke -- http://localhost:8080
 //! ```
 
+use std::path::PathBuf;
+
 use anyhow::Context;
+use clap::Parser;
+
+/// Checks a deployed resume-showcase end to end: a session, pings, a kill, the replacement, the end.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// The deployment's public URL: `http://…` or `https://…` (its WebSockets are then `wss://`).
+    base_url: String,
+
+    /// PEM certificates to trust besides the system's roots (a private CA, a self-signed test certificate).
+    #[arg(long, env = "SMOKE_CA_FILE")]
+    ca_file: Option<PathBuf>,
+}
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let base = std::env::args()
-        .nth(1)
-        .context("usage: smoke <base-url>, e.g. http://localhost:8080")?;
-    e2e::smoke::run(&base, |line| println!("{line}")).await?;
+    let args = Args::parse();
+    let roots = match &args.ca_file {
+        Some(path) => {
+            Some(std::fs::read_to_string(path).with_context(|| format!("--ca-file {}", path.display()))?)
+        }
+        None => None,
+    };
+    e2e::smoke::run_with(&args.base_url, roots.as_deref(), |line| println!("{line}")).await?;
     println!("ok");
     Ok(())
 }
