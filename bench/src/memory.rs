@@ -16,7 +16,17 @@ const BATCH: usize = 250;
 pub async fn run(paths: &Paths) -> anyhow::Result<Vec<Row>> {
     let server = procs::start(
         &paths.bin_dir.join("server"),
-        &["--bind", "127.0.0.1", "--port", "0", "--max-connections", "20000"],
+        &[
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--max-connections",
+            "20000",
+            // All 10,000 connections come from 127.0.0.1.
+            "--max-connections-per-client",
+            "20000",
+        ],
         "ping server listening",
     )
     .await?;

@@ -121,6 +121,9 @@ pub async fn run(paths: &Paths) -> anyhow::Result<Vec<Row>> {
             "1000000",
             "--max-connections",
             "20000",
+            // Every benchmark client comes from 127.0.0.1: one address, far beyond a visitor's share.
+            "--max-connections-per-client",
+            "20000",
         ],
         "ping server listening",
     )
