@@ -98,7 +98,8 @@ pub fn sum(scrape: &Scrape, family: &str, labels: &[(&str, &str)]) -> f64 {
             OpenMetricsValue::Histogram(histogram) => histogram.count.map_or(0.0, |c| c as f64),
             _ => 0.0,
         })
-        .sum()
+        // Not `sum()`: an empty float sum is -0.0, printed "-0".
+        .fold(0.0, |total, value| total + value)
 }
 
 /// The `q` quantile (0..1) of the histogram series of `family` with `labels`, as Prometheus'
