@@ -433,8 +433,8 @@ fn ensure_trunk() -> anyhow::Result<()> {
     if installed.split_whitespace().nth(1) == Some(TRUNK_VERSION) {
         return Ok(());
     }
-    // Without its default features: no TLS stack and no update check. Trunk.toml keeps it offline (the set-up
-    // installs its tools), so it never downloads anything, and it compiles faster (see BENCHMARKS.md).
+    // Without its default features: no TLS stack and no update check, which it never needs (Trunk.toml keeps
+    // it offline; the set-up installs its tools). It does not compile faster for it: 867 s here (BENCHMARKS.md).
     install_tool("trunk", TRUNK_VERSION, &["--no-default-features"])
 }
 
