@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use common::api::{CreateSessionResponse, KillResponse, ProvisionSource, SessionState, SessionStatus};
+use hyper::Method;
 use testkit::wait::DEPLOYMENT_WAIT as WAIT;
 use testkit::ws::WsClient;
 
@@ -40,10 +41,7 @@ pub async fn run_with(
 ) -> anyhow::Result<Report> {
     let base = base.trim_end_matches('/');
     let tls = testkit::tls::client_config(extra_roots)?;
-    let http = reqwest::Client::builder()
-        .timeout(WAIT)
-        .tls_backend_preconfigured((*tls).clone())
-        .build()?;
+    let http = crate::http::Http::new(tls.clone(), WAIT);
     let connect = |url: String, pod: String| {
         let tls = tls.clone();
         async move {
@@ -54,12 +52,15 @@ pub async fn run_with(
     };
 
     let response = http
-        .post(format!("{base}/session"))
-        .json(&serde_json::json!({"client": "smoke"}))
-        .send()
+        .send(
+            Method::POST,
+            &format!("{base}/session"),
+            None,
+            Some(&serde_json::json!({"client": "smoke"})),
+        )
         .await?;
-    ensure!(response.status() == 201, "POST /session: {}", response.status());
-    let session: CreateSessionResponse = response.json().await?;
+    ensure!(response.status == 201, "POST /session: {}", response.status);
+    let session: CreateSessionResponse = response.json()?;
     log(format!(
         "session {} on pod {} ({:?}, {:.0} ms)",
         session.session_id, session.pod.name, session.source, session.provision_ms
@@ -70,26 +71,31 @@ pub async fn run_with(
 
     let killed_at = Instant::now();
     let kill = http
-        .post(format!("{base}/session/{}/kill", session.session_id))
-        .bearer_auth(&session.token)
-        .send()
+        .send(
+            Method::POST,
+            &format!("{base}/session/{}/kill", session.session_id),
+            Some(&session.token),
+            None,
+        )
         .await?;
-    ensure!(kill.status() == 202, "kill: {}", kill.status());
-    let answer: KillResponse = kill.json().await?;
+    ensure!(kill.status == 202, "kill: {}", kill.status);
+    let answer: KillResponse = kill.json()?;
 
     let (pod, url) = match (answer.replacement, answer.websocket_url) {
         (Some(pod), Some(url)) => (pod.name.to_string(), url),
         _ => {
             let deadline = Instant::now() + WAIT;
             loop {
-                let status: SessionStatus = http
-                    .get(format!("{base}/session/{}", session.session_id))
-                    .bearer_auth(&session.token)
-                    .send()
-                    .await?
-                    .error_for_status()?
-                    .json()
+                let answer = http
+                    .send(
+                        Method::GET,
+                        &format!("{base}/session/{}", session.session_id),
+                        Some(&session.token),
+                        None,
+                    )
                     .await?;
+                ensure!(answer.status == 200, "GET /session: {}", answer.status);
+                let status: SessionStatus = answer.json()?;
                 if let (SessionState::Active, Some(pod), Some(url)) =
                     (status.state, status.pod, status.websocket_url)
                     && pod.name != session.pod.name
@@ -120,11 +126,14 @@ pub async fn run_with(
         .context("the killed pod's connection stayed open")?;
 
     let end = http
-        .delete(format!("{base}/session/{}", session.session_id))
-        .bearer_auth(&session.token)
-        .send()
+        .send(
+            Method::DELETE,
+            &format!("{base}/session/{}", session.session_id),
+            Some(&session.token),
+            None,
+        )
         .await?;
-    ensure!(end.status() == 204, "DELETE /session: {}", end.status());
+    ensure!(end.status == 204, "DELETE /session: {}", end.status);
     Ok(Report {
         pod: session.pod.name.to_string(),
         source: session.source,

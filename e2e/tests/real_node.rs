@@ -70,14 +70,8 @@ fn helm(node: &NodeCluster, args: &[&str]) {
     );
 }
 
-async fn pool(http: &reqwest::Client) -> Option<PoolStatus> {
-    http.get(format!("{BASE}/pool"))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()
+async fn pool(http: &e2e::http::Http) -> Option<PoolStatus> {
+    http.get(&format!("{BASE}/pool")).await.ok()?.json().ok()
 }
 
 /// Containers in the node's containerd of pod `pod`, by the label the kubelet gives them.
@@ -308,11 +302,7 @@ async fn the_chart_runs_on_a_real_node_through_its_ingress() {
     install.extend(set.iter().map(String::as_str));
     helm(&node, &install);
 
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .tls_backend_preconfigured((*tls).clone())
-        .build()
-        .unwrap();
+    let http = e2e::http::Http::new(tls.clone(), Duration::from_secs(10));
     let pods: Api<Pod> = Api::namespaced(node.cluster.admin.clone(), NAMESPACE);
     let jobs: Api<Job> = Api::namespaced(node.cluster.admin.clone(), NAMESPACE);
     let waited = Instant::now();
@@ -406,13 +396,15 @@ async fn the_chart_runs_on_a_real_node_through_its_ingress() {
 
     // An upgrade that changes the session pods' template: warm pods are replaced, an assigned one is kept.
     let session: common::api::CreateSessionResponse = http
-        .post(format!("{BASE}/session"))
-        .json(&serde_json::json!({}))
-        .send()
+        .send(
+            hyper::Method::POST,
+            &format!("{BASE}/session"),
+            None,
+            Some(&serde_json::json!({})),
+        )
         .await
         .unwrap()
         .json()
-        .await
         .unwrap();
     assert!(
         session.websocket_url.starts_with("wss://localhost/"),

@@ -135,7 +135,10 @@ fn ensure_target() -> anyhow::Result<()> {
         eprintln!("xtask: adding the {TARGET} target with rustup (static binaries for the images)");
         process::run(Command::new("rustup").args(["target", "add", TARGET]))?;
     }
-    crate::setup::ensure_apt(&[("musl-gcc", "musl-tools")])
+    crate::setup::ensure_apt(
+        &[("musl-gcc", "musl-tools")],
+        "the images' static binaries have C dependencies (ring)",
+    )
 }
 
 /// The files of the base: what distroless/static's nonroot variant gives a static binary.

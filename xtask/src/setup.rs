@@ -117,23 +117,32 @@ pub fn ensure_all() -> anyhow::Result<WasmToolchain> {
     let wasm = ensure_site_tools()?;
     ensure_actionlint()?;
     // actionlint checks the workflows' shell scripts with shellcheck when it is on PATH.
-    ensure_apt(&[("shellcheck", "shellcheck")])?;
+    ensure_apt(
+        &[("shellcheck", "shellcheck")],
+        "actionlint checks the workflows' shell steps with it",
+    )?;
     // A browser for the end-to-end test: Debian's Chromium, unless CHROME_BIN names another (CI on Ubuntu).
     if std::env::var_os("CHROME_BIN").is_none() {
-        ensure_apt(&[("chromium", "chromium"), ("chromedriver", "chromium-driver")])?;
+        ensure_apt(
+            &[("chromium", "chromium"), ("chromedriver", "chromium-driver")],
+            "the browser tests load the page in a real, headless Chromium",
+        )?;
     } else if !on_path("chromedriver") {
         bail!("CHROME_BIN is set but chromedriver is not on PATH");
     }
     // The real node of the production-path test (testkit::node): Debian's container runtime and CNI plugins
     // (an absolute path is checked as a file), iptables, openssl for its certificates, gcc for the pod sandbox.
-    ensure_apt(&[
-        ("containerd", "containerd"),
-        ("runc", "runc"),
-        ("/usr/lib/cni/bridge", "containernetworking-plugins"),
-        ("iptables", "iptables"),
-        ("openssl", "openssl"),
-        ("gcc", "gcc"),
-    ])?;
+    ensure_apt(
+        &[
+            ("containerd", "containerd"),
+            ("runc", "runc"),
+            ("/usr/lib/cni/bridge", "containernetworking-plugins"),
+            ("iptables", "iptables"),
+            ("openssl", "openssl"),
+            ("gcc", "gcc"),
+        ],
+        "the real-node test runs the chart's pods as real containers",
+    )?;
     Ok(wasm)
 }
 
@@ -141,7 +150,10 @@ pub fn ensure_all() -> anyhow::Result<WasmToolchain> {
 pub fn ensure_site_tools() -> anyhow::Result<WasmToolchain> {
     ensure_rust_components()?;
     let wasm = ensure_wasm_toolchain()?;
-    ensure_apt(&[("wasm-opt", "binaryen")])?;
+    ensure_apt(
+        &[("wasm-opt", "binaryen")],
+        "Trunk shrinks the page's wasm with wasm-opt",
+    )?;
     ensure_wasm_bindgen()?;
     ensure_trunk()?;
     Ok(wasm)
@@ -274,7 +286,8 @@ fn run_with_timeout(command: &mut Command, timeout: Duration) -> bool {
 }
 
 /// Installs the Debian packages whose programs are missing.
-pub fn ensure_apt(programs: &[(&str, &str)]) -> anyhow::Result<()> {
+/// `why` is printed with what is installed: every step of the set-up says what it installs and why.
+pub fn ensure_apt(programs: &[(&str, &str)], why: &str) -> anyhow::Result<()> {
     let missing: Vec<&str> = programs
         .iter()
         .filter(|(program, _)| !on_path(program))
@@ -283,6 +296,7 @@ pub fn ensure_apt(programs: &[(&str, &str)]) -> anyhow::Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
+    eprintln!("xtask: installing {} from Debian: {why}", missing.join(", "));
     apt_install(&missing)
 }
 
