@@ -42,8 +42,11 @@ impl Answer {
 impl Http {
     /// A client trusting `tls`'s roots, each request bounded by `timeout`.
     pub fn new(tls: Arc<rustls::ClientConfig>, timeout: Duration) -> Self {
+        // hyper-rustls sets ALPN itself (from `enable_http1`) and refuses a configuration that has some.
+        let mut config = (*tls).clone();
+        config.alpn_protocols.clear();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config((*tls).clone())
+            .with_tls_config(config)
             .https_or_http()
             .enable_http1()
             .build();
