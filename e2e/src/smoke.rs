@@ -42,6 +42,14 @@ pub async fn run_with(
     let base = base.trim_end_matches('/');
     let tls = testkit::tls::client_config(extra_roots)?;
     let http = crate::http::Http::new(tls.clone(), WAIT);
+    // The session endpoints, with the session's token once there is one.
+    let authorized = |method: Method, path: String, token: String| {
+        let http = http.clone();
+        async move {
+            http.send(method, &format!("{base}{path}"), Some(&token), None)
+                .await
+        }
+    };
     let connect = |url: String, pod: String| {
         let tls = tls.clone();
         async move {
@@ -70,14 +78,12 @@ pub async fn run_with(
     ping(&mut socket, 3, &mut log).await?;
 
     let killed_at = Instant::now();
-    let kill = http
-        .send(
-            Method::POST,
-            &format!("{base}/session/{}/kill", session.session_id),
-            Some(&session.token),
-            None,
-        )
-        .await?;
+    let kill = authorized(
+        Method::POST,
+        format!("/session/{}/kill", session.session_id),
+        session.token.clone(),
+    )
+    .await?;
     ensure!(kill.status == 202, "kill: {}", kill.status);
     let answer: KillResponse = kill.json()?;
 
@@ -86,14 +92,12 @@ pub async fn run_with(
         _ => {
             let deadline = Instant::now() + WAIT;
             loop {
-                let answer = http
-                    .send(
-                        Method::GET,
-                        &format!("{base}/session/{}", session.session_id),
-                        Some(&session.token),
-                        None,
-                    )
-                    .await?;
+                let answer = authorized(
+                    Method::GET,
+                    format!("/session/{}", session.session_id),
+                    session.token.clone(),
+                )
+                .await?;
                 ensure!(answer.status == 200, "GET /session: {}", answer.status);
                 let status: SessionStatus = answer.json()?;
                 if let (SessionState::Active, Some(pod), Some(url)) =
@@ -125,14 +129,12 @@ pub async fn run_with(
         .await
         .context("the killed pod's connection stayed open")?;
 
-    let end = http
-        .send(
-            Method::DELETE,
-            &format!("{base}/session/{}", session.session_id),
-            Some(&session.token),
-            None,
-        )
-        .await?;
+    let end = authorized(
+        Method::DELETE,
+        format!("/session/{}", session.session_id),
+        session.token.clone(),
+    )
+    .await?;
     ensure!(end.status == 204, "DELETE /session: {}", end.status);
     Ok(Report {
         pod: session.pod.name.to_string(),

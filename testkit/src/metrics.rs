@@ -56,48 +56,48 @@ pub fn expect_families(scrape: &Scrape, expected: &[(&str, Type)]) -> anyhow::Re
     Ok(())
 }
 
-/// The value of `family`'s sample whose labels include every `(name, value)` of `labels` (for a counter, its
-/// total; for a histogram, its count).
-pub fn value(scrape: &Scrape, family: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let family = scrape.families.get(family)?;
-    family.iter_samples().find_map(|sample| {
-        let set = sample.get_labelset().ok()?;
-        let all = labels
-            .iter()
-            .all(|(name, value)| set.iter().any(|(n, v)| n == name && v == value));
-        if !all {
-            return None;
-        }
-        match &sample.value {
-            OpenMetricsValue::Counter(counter) => Some(counter.value.as_f64()),
-            OpenMetricsValue::Gauge(gauge) | OpenMetricsValue::Unknown(gauge) => Some(gauge.as_f64()),
-            OpenMetricsValue::Histogram(histogram) => histogram.count.map(|c| c as f64),
-            _ => None,
-        }
-    })
-}
-
-/// The sum over every series of `family` whose labels include `labels` (counter totals, gauge values, or
-/// histogram counts).
-pub fn sum(scrape: &Scrape, family: &str, labels: &[(&str, &str)]) -> f64 {
-    let Some(family) = scrape.families.get(family) else {
-        return 0.0;
-    };
-    family
-        .iter_samples()
-        .filter(|sample| {
+/// The series of `family` whose labels include every `(name, value)` of `labels`.
+fn series<'a>(
+    scrape: &'a Scrape,
+    family: &str,
+    labels: &'a [(&'a str, &'a str)],
+) -> impl Iterator<Item = &'a OpenMetricsValue> + 'a {
+    scrape
+        .families
+        .get(family)
+        .into_iter()
+        .flat_map(|family| family.iter_samples())
+        .filter(move |sample| {
             sample.get_labelset().is_ok_and(|set| {
                 labels
                     .iter()
                     .all(|(name, value)| set.iter().any(|(n, v)| n == name && v == value))
             })
         })
-        .map(|sample| match &sample.value {
-            OpenMetricsValue::Counter(counter) => counter.value.as_f64(),
-            OpenMetricsValue::Gauge(gauge) | OpenMetricsValue::Unknown(gauge) => gauge.as_f64(),
-            OpenMetricsValue::Histogram(histogram) => histogram.count.map_or(0.0, |c| c as f64),
-            _ => 0.0,
-        })
+        .map(|sample| &sample.value)
+}
+
+/// A counter's total, a gauge's value or a histogram's count.
+fn number(value: &OpenMetricsValue) -> Option<f64> {
+    match value {
+        OpenMetricsValue::Counter(counter) => Some(counter.value.as_f64()),
+        OpenMetricsValue::Gauge(gauge) | OpenMetricsValue::Unknown(gauge) => Some(gauge.as_f64()),
+        OpenMetricsValue::Histogram(histogram) => histogram.count.map(|c| c as f64),
+        _ => None,
+    }
+}
+
+/// The value of `family`'s first series whose labels include every `(name, value)` of `labels` (for a
+/// counter, its total; for a histogram, its count).
+pub fn value(scrape: &Scrape, family: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    series(scrape, family, labels).find_map(number)
+}
+
+/// The sum over every series of `family` whose labels include `labels` (counter totals, gauge values, or
+/// histogram counts).
+pub fn sum(scrape: &Scrape, family: &str, labels: &[(&str, &str)]) -> f64 {
+    series(scrape, family, labels)
+        .filter_map(number)
         // Not `sum()`: an empty float sum is -0.0, printed "-0".
         .fold(0.0, |total, value| total + value)
 }
@@ -106,39 +106,30 @@ pub fn sum(scrape: &Scrape, family: &str, labels: &[(&str, &str)]) -> f64 {
 /// `histogram_quantile` would give it: the upper bound of the first bucket holding that share, interpolated
 /// linearly inside the bucket. `None` when the series is absent or empty.
 pub fn quantile(scrape: &Scrape, family: &str, labels: &[(&str, &str)], q: f64) -> Option<f64> {
-    let family = scrape.families.get(family)?;
-    family.iter_samples().find_map(|sample| {
-        let set = sample.get_labelset().ok()?;
-        if !labels
-            .iter()
-            .all(|(name, value)| set.iter().any(|(n, v)| n == name && v == value))
-        {
-            return None;
-        }
-        let OpenMetricsValue::Histogram(histogram) = &sample.value else {
-            return None;
-        };
-        let total = histogram.count? as f64;
-        if total == 0.0 {
-            return None;
-        }
-        let rank = q * total;
-        let (mut lower, mut below) = (0.0, 0.0);
-        for bucket in &histogram.buckets {
-            let count = bucket.count.as_f64();
-            if count >= rank {
-                if bucket.upper_bound.is_infinite() {
-                    return Some(lower);
-                }
-                let share = if count > below {
-                    (rank - below) / (count - below)
-                } else {
-                    1.0
-                };
-                return Some(lower + (bucket.upper_bound - lower) * share);
+    let histogram = series(scrape, family, labels).find_map(|value| match value {
+        OpenMetricsValue::Histogram(histogram) => Some(histogram),
+        _ => None,
+    })?;
+    let total = histogram.count? as f64;
+    if total == 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let (mut lower, mut below) = (0.0, 0.0);
+    for bucket in &histogram.buckets {
+        let count = bucket.count.as_f64();
+        if count >= rank {
+            if bucket.upper_bound.is_infinite() {
+                return Some(lower);
             }
-            (lower, below) = (bucket.upper_bound, count);
+            let share = if count > below {
+                (rank - below) / (count - below)
+            } else {
+                1.0
+            };
+            return Some(lower + (bucket.upper_bound - lower) * share);
         }
-        None
-    })
+        (lower, below) = (bucket.upper_bound, count);
+    }
+    None
 }
