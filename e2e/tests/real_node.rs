@@ -213,7 +213,7 @@ async fn received(client: &fantoccini::Client) -> u64 {
 }
 
 /// The page in Chromium from `origin`: a pod, samples, a kill, the replacement, samples, no console errors.
-async fn page_in_chromium(origin: &str) {
+async fn page_in_chromium(origin: &str, http: &e2e::http::Http) {
     use e2e::browser::{console_errors, eventually, start_browser_with, text};
     // The ingress's certificate is the test's own, which this browser profile has no reason to trust.
     let (_browser, client) = start_browser_with(&["--ignore-certificate-errors"]).await;
@@ -258,8 +258,15 @@ async fn page_in_chromium(origin: &str) {
     println!("real node: Chromium from {origin}: {first} → {second}; {announced}");
     let errors = console_errors(&client).await;
     assert!(errors.is_empty(), "console errors: {errors:?}");
-    // Leaving the page ends its session (pagehide), so the pool settles again.
+    // Leaving the page ends its session (a keepalive DELETE on `pagehide`), so the pool settles again. The
+    // browser stays open until the provisioner has seen it: closing at once can drop the request.
     client.goto("about:blank").await.unwrap();
+    eventually(
+        Duration::from_secs(15),
+        "the page's session ended after leaving the page",
+        async || (pool(http).await?.assigned == 0).then_some(()),
+    )
+    .await;
     client.close().await.unwrap();
 }
 
@@ -391,7 +398,7 @@ async fn the_chart_runs_on_a_real_node_through_its_ingress() {
 
     // The page from its own origin, in Chromium: a pod of its own through the ingress, samples, a kill, the
     // replacement named on the page, samples again.
-    page_in_chromium(&origin).await;
+    page_in_chromium(&origin, &http).await;
     site.abort();
 
     // An upgrade that changes the session pods' template: warm pods are replaced, an assigned one is kept.
@@ -420,10 +427,16 @@ async fn the_chart_runs_on_a_real_node_through_its_ingress() {
     node.cluster
         .wait_for("the pool refilled beside the session", || async {
             let live = session_pods(&pods).await;
-            let full = pool(&http)
-                .await
+            let status = pool(&http).await;
+            let full = status
+                .as_ref()
                 .is_some_and(|p| p.warm as usize == WARM && p.assigned == 1);
-            Ok(full && live.len() == WARM + 1 && live.iter().all(ready))
+            if full && live.len() == WARM + 1 && live.iter().all(ready) {
+                return Ok(true);
+            }
+            // Said when the wait times out: what the pool looked like last.
+            let ready = live.iter().filter(|p| ready(p)).count();
+            anyhow::bail!("pool {status:?}; {} live session pods, {ready} ready", live.len())
         })
         .await
         .unwrap();
