@@ -465,6 +465,7 @@ impl Demo {
     /// One connection: hello, pings at the chosen rate (the first at once), pongs into the series' history,
     /// until the socket closes. Returns when it closed (page clock).
     async fn measure(&self, url: &str, series: Series) -> f64 {
+        let opened_at = now();
         let Ok(mut socket) = Socket::open(url) else {
             return now();
         };
@@ -511,7 +512,7 @@ impl Demo {
                             if let Some(sample) = pinger.pong(seq, at, &answered) {
                                 history.update(|h| h.push(sample));
                                 if series == Series::Session {
-                                    self.recovered(at);
+                                    self.recovered(at, opened_at);
                                     self.first_sample(at);
                                 }
                             }
@@ -558,11 +559,17 @@ impl Demo {
         }
     }
 
-    /// The first pong after an outage ends it: the recovery is labelled on the chart and announced.
-    fn recovered(&self, at: f64) {
-        let Some(since) = self.take(|p| p.outage_since.take()) else {
+    /// The first pong at `at` on a connection opened (at `opened_at`) after an outage began ends it: the
+    /// recovery is labelled on the chart and announced. A pong on an older connection does not: the killed pod
+    /// can still answer a ping or two while the kill is under way.
+    fn recovered(&self, at: f64, opened_at: f64) {
+        let Some(since) = self.plumbing.with_value(|p| p.outage_since) else {
             return;
         };
+        if opened_at < since {
+            return;
+        }
+        self.plumbing.update_value(|p| p.outage_since = None);
         self.trace(|t| {
             if t.first_pong.is_none() {
                 t.first_pong = Some(at);
