@@ -93,7 +93,7 @@ pub fn ChartView(
                     })
                 });
                 let _ = draw(&root, &layout, &palette, scale);
-                layout.points.len()
+                layout.points.marks()
             }
             ChartKind::Distribution => {
                 let from = now - window_ms;
