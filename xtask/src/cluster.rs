@@ -61,10 +61,7 @@ const KWOK_STAGE_FILES: &[&str] = &[
 
 /// The cache directory for this set of versions.
 pub fn cache_dir() -> anyhow::Result<PathBuf> {
-    let home = std::env::var_os("HOME").context("HOME is not set")?;
-    Ok(PathBuf::from(home)
-        .join(".cache/resume-showcase")
-        .join(format!("k8s-{KUBERNETES}-etcd-{ETCD}-kwok-{KWOK}-helm-{HELM}")))
+    Ok(crate::process::cache_root()?.join(format!("k8s-{KUBERNETES}-etcd-{ETCD}-kwok-{KWOK}-helm-{HELM}")))
 }
 
 /// Builds whatever is missing; returns the directory holding every binary.

@@ -20,8 +20,7 @@ const MINIMUM: (u32, u32) = (1, 26);
 
 /// Where a fetched toolchain is kept (its `bin/go` is the command).
 pub fn cache_dir() -> anyhow::Result<PathBuf> {
-    let home = std::env::var_os("HOME").context("HOME is not set")?;
-    Ok(PathBuf::from(home).join(format!(".cache/resume-showcase/go{TOOLCHAIN}")))
+    Ok(crate::process::cache_root()?.join(format!("go{TOOLCHAIN}")))
 }
 
 /// The `go` command to build with, fetching the toolchain when needed (see the module documentation).

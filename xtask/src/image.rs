@@ -59,19 +59,28 @@ pub struct Image {
 pub fn build() -> anyhow::Result<Vec<Image>> {
     ensure_target()?;
     let started = std::time::Instant::now();
-    process::run(cargo().args([
-        "build",
-        "--release",
-        "--locked",
-        "--target",
-        TARGET,
-        "-p",
-        "server",
-        "-p",
-        "provisioner",
-    ]))?;
+    // The musl release build has its own build directory outside the clone: a clean clone then compiles
+    // only the workspace's own crates (its dependencies are cached), which took the images from 6–9 min to
+    // about 2 on a warm machine. Cargo locks the directory, so two clones building at once take turns.
+    let target_dir = process::cache_root()?.join("images-target");
+    process::run(
+        cargo()
+            .args([
+                "build",
+                "--release",
+                "--locked",
+                "--target",
+                TARGET,
+                "-p",
+                "server",
+                "-p",
+                "provisioner",
+            ])
+            .arg("--target-dir")
+            .arg(&target_dir),
+    )?;
     let root = process::workspace_root();
-    let bin_dir = root.join("target").join(TARGET).join("release");
+    let bin_dir = target_dir.join(TARGET).join("release");
     let out = root.join("target/images");
     std::fs::create_dir_all(&out)?;
     let mut images = Vec::new();

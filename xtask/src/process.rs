@@ -11,6 +11,13 @@ pub fn workspace_root() -> PathBuf {
     manifest_dir.parent().map(PathBuf::from).unwrap_or(manifest_dir)
 }
 
+/// `~/.cache/resume-showcase`: everything the set-up builds or fetches that outlives a clone (tools, the
+/// Kubernetes binaries, Go, the images' build directory).
+pub fn cache_root() -> anyhow::Result<PathBuf> {
+    let home = std::env::var_os("HOME").context("HOME is not set")?;
+    Ok(PathBuf::from(home).join(".cache/resume-showcase"))
+}
+
 /// The `cargo` that runs us, so every step uses the same toolchain.
 pub fn cargo() -> Command {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))

@@ -164,8 +164,7 @@ pub const ACTIONLINT: &str = "v1.7.12";
 
 /// Where project-installed tools that are not cargo's live.
 pub fn tools_bin() -> anyhow::Result<std::path::PathBuf> {
-    let home = std::env::var_os("HOME").context("HOME is not set")?;
-    Ok(std::path::PathBuf::from(home).join(".cache/resume-showcase/bin"))
+    Ok(crate::process::cache_root()?.join("bin"))
 }
 
 /// actionlint, built with `go install` into [`tools_bin`], named by version.
