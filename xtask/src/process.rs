@@ -18,9 +18,27 @@ pub fn cache_root() -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(".cache/resume-showcase"))
 }
 
-/// The `cargo` that runs us, so every step uses the same toolchain.
+/// The `cargo` that runs us, so every step uses the same toolchain. Without the variables `cargo run` set
+/// for xtask itself: build scripts that watch them (ring's watches `CARGO_MANIFEST_DIR`) would otherwise see
+/// a change whenever the clone moves, and rebuild with everything that depends on them.
 pub fn cargo() -> Command {
-    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+    let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("CARGO_PKG_")
+            || matches!(
+                key.as_ref(),
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+            )
+        {
+            command.env_remove(key.as_ref());
+        }
+    }
+    command
 }
 
 /// Runs a command to completion, echoing it first; fails when it fails.
