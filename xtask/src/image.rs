@@ -60,8 +60,8 @@ pub fn build() -> anyhow::Result<Vec<Image>> {
     ensure_target()?;
     let started = std::time::Instant::now();
     // The musl release build has its own build directory outside the clone: a clean clone then compiles
-    // only the workspace's own crates (its dependencies are cached), which took the images from 6–9 min to
-    // about 2 on a warm machine. Cargo locks the directory, so two clones building at once take turns.
+    // only the workspace's own crates (its dependencies are cached): 4.5 min instead of 8 from a clean clone
+    // (2026-12-01). Cargo locks the directory, so two clones building at once take turns.
     let target_dir = process::cache_root()?.join("images-target");
     process::run(
         cargo()
