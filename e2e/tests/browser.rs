@@ -198,6 +198,33 @@ ws.onopen = () => { timer = setInterval(() => {
 ws.onerror = () => done(-1);
 "#;
 
+/// The browser's own floor for the two network steps of a recovery, measured from the page while it pings:
+/// `rounds` times a `fetch` of the provisioner's `/health` at `api`, a new WebSocket to `ws` until its `hello`,
+/// and a kill that is refused (a made-up session and token: the same method, header and route as the page's
+/// kill), one after the other. Resolves to the medians in ms, `[fetch, socket, refused kill]`, or `null`.
+const BROWSER_FLOOR: &str = r#"
+const [api, ws, rounds] = arguments, done = arguments[arguments.length - 1];
+const fetches = [], posts = [], sockets = [];
+const median = (v) => v.sort((a, b) => a - b)[v.length >> 1];
+const socket = () => new Promise((resolve, reject) => {
+  const started = performance.now(), s = new WebSocket(ws);
+  s.onmessage = () => { s.close(); resolve(performance.now() - started); };
+  s.onerror = reject;
+});
+(async () => {
+  for (let i = 0; i < rounds; i++) {
+    const started = performance.now();
+    await (await fetch(api + 'health', { cache: 'no-store' })).text();
+    fetches.push(performance.now() - started);
+    const posted = performance.now();
+    await (await fetch(api + 'session/0/kill', { method: 'POST', headers: { authorization: 'Bearer x' } })).text();
+    posts.push(performance.now() - posted);
+    sockets.push(await socket());
+  }
+  done([median(fetches), median(sockets), median(posts)]);
+})().catch(() => done(null));
+"#;
+
 /// Resolves to `true` once the waterfall shows a (new) first pong, `false` after 14 s.
 const WAIT_FOR_RECOVERY: &str = r#"
 const done = arguments[arguments.length - 1];
@@ -462,6 +489,33 @@ async fn live_latency_kill_and_recovery_in_chromium() {
     println!(
         "e2e: kill → first pong from the replacement in Chromium: {recoveries:.1?} ms, median {:.1} ms (target p50 ≤ 50 ms)",
         recoveries[1]
+    );
+    let errors = console_errors(&client).await;
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+    // What the browser itself needs for the recovery's two network steps (the kill's request, a new socket
+    // and its hello), measured from the same page under the same load: the floor under that median.
+    let floor = client
+        .execute_async(
+            BROWSER_FLOOR,
+            vec![page.clone().into(), shared_url.clone().into(), 9.into()],
+        )
+        .await
+        .unwrap();
+    let floor: Vec<f64> = serde_json::from_value(floor).expect("the browser floor measured");
+    // The browser logs each refused kill (401) as an error; those are the only ones allowed here.
+    let errors = console_errors(&client).await;
+    assert!(
+        errors.iter().all(|e| e.contains("session/0/kill")),
+        "console errors: {errors:#?}"
+    );
+    println!(
+        "e2e: Chromium's own floor from the same page: a fetch {:.1} ms, a refused kill {:.1} ms, a new WebSocket \
+         to its hello {:.1} ms (medians of 9; a kill's answer plus a new socket, {:.1} ms, is what a recovery \
+         cannot go below)",
+        floor[0],
+        floor[2],
+        floor[1],
+        floor[2] + floor[1]
     );
     let shot = capture(&client, "png", 100).await;
     println!(
