@@ -44,7 +44,7 @@ pub fn bench_stats(samples: u32, repeats: u32) -> f64 {
 /// Lays out and draws [`hour_of_pings`]`(samples)` over a one-hour window `redraws` times on a detached canvas
 /// the size of the page's chart (device pixels) and returns the median milliseconds per redraw, measured with
 /// `performance.now()` (the page keeps pinging meanwhile, hence the median); a negative value when there is no
-/// document to draw in.
+/// document to draw in. The layout's own median is published as `window.__benchLayoutMs`.
 #[cfg(target_arch = "wasm32")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn bench_chart_draw(samples: u32, redraws: u32) -> f64 {
@@ -72,9 +72,11 @@ pub fn bench_chart_draw(samples: u32, redraws: u32) -> f64 {
     canvas.set_height((f64::from(height.max(1)) * scale).round() as u32);
     let (history, now) = hour_of_pings(samples as usize);
     let mut times = Vec::new();
+    let mut layouts = Vec::new();
     for _ in 0..redraws.max(1) {
         let started = browser::now();
         let layout = Layout::compute(&history, None, now, HOUR_MS, canvas.width() as usize);
+        layouts.push(browser::now() - started);
         let Some(backend) = crate::canvas::BatchedCanvas::new(canvas.clone()) else {
             return -1.0;
         };
@@ -83,5 +85,10 @@ pub fn bench_chart_draw(samples: u32, redraws: u32) -> f64 {
         }
         times.push(browser::now() - started);
     }
+    // The layout's share, for the test to print beside the whole.
+    browser::publish(
+        "__benchLayoutMs",
+        crate::stats::percentile(&mut layouts, 50.0).unwrap_or(-1.0),
+    );
     crate::stats::percentile(&mut times, 50.0).unwrap_or(-1.0)
 }

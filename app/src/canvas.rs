@@ -1,11 +1,13 @@
 //! The page's plotters backend: plotters-canvas, except that runs of filled circles and rectangles of one colour
-//! become one canvas path, filled once.
+//! become one canvas path, filled once, and runs of straight lines of one colour and width one path, stroked
+//! once.
 //!
 //! plotters-canvas draws each circle as its own path: a CSS colour string formatted and parsed, a path begun, an
 //! arc, a fill. An hour of pings is 3,600 dots, and that per-dot work made a redraw cost several times the
 //! chart's 4 ms budget in Chromium. Here consecutive filled circles and rectangles (a dense column's bar) of one
 //! colour are added to a single path (a `moveTo` and an `arc` each, or a `rect` for dots a few pixels wide and
-//! for rectangles) and filled once, when anything else is drawn or the frame is presented.
+//! for rectangles) and filled once, when anything else is drawn or the frame is presented. Lines likewise: an
+//! hour at 10 Hz with 1 % loss is 370 crosses, 740 lines, each a stroke style parsed and a path stroked.
 //! Everything else is delegated unchanged.
 
 use plotters_backend::{
@@ -25,12 +27,24 @@ type Result<T = ()> = std::result::Result<T, DrawingErrorKind<CanvasError>>;
 /// Filled circles up to this radius (device pixels) are drawn as squares.
 const SQUARE_DOT_RADIUS: u32 = 2;
 
-/// plotters-canvas with batched filled circles.
+/// A colour as the batches compare it.
+type Colour = ((u8, u8, u8), f64);
+
+/// The path being gathered, and how it will be painted.
+#[derive(Clone, Copy, PartialEq)]
+enum Open {
+    /// Filled circles (and rectangles filled at once) of one colour.
+    Fill(Colour),
+    /// Straight lines of one colour and width (the crosses of lost pings: two lines each).
+    Stroke(Colour, u32),
+}
+
+/// plotters-canvas with batched filled circles and straight lines.
 pub struct BatchedCanvas {
     inner: CanvasBackend,
     context: CanvasRenderingContext2d,
-    /// The colour of the filled circles in the open path, if one is open.
-    open: Option<((u8, u8, u8), f64)>,
+    /// The open path, if one is.
+    open: Option<Open>,
 }
 
 impl BatchedCanvas {
@@ -45,10 +59,12 @@ impl BatchedCanvas {
         })
     }
 
-    /// Fills the open path of circles, if any; the context is then free for plotters-canvas.
+    /// Paints the open path, if any; the context is then free for plotters-canvas.
     fn flush(&mut self) {
-        if self.open.take().is_some() {
-            self.context.fill();
+        match self.open.take() {
+            Some(Open::Fill(_)) => self.context.fill(),
+            Some(Open::Stroke(..)) => self.context.stroke(),
+            None => {}
         }
     }
 
@@ -58,12 +74,28 @@ impl BatchedCanvas {
         if color.alpha == 0.0 {
             return false;
         }
-        let key = (color.rgb, color.alpha);
-        if self.open != Some(key) {
+        let open = Open::Fill((color.rgb, color.alpha));
+        if self.open != Some(open) {
             self.flush();
             self.context.set_fill_style_str(&css(color));
             self.context.begin_path();
-            self.open = Some(key);
+            self.open = Some(open);
+        }
+        true
+    }
+
+    /// Makes the open path the one stroked with `color` at `width`, as [`Self::open_path`] does for fills.
+    fn open_stroke(&mut self, color: BackendColor, width: u32) -> bool {
+        if color.alpha == 0.0 {
+            return false;
+        }
+        let open = Open::Stroke((color.rgb, color.alpha), width);
+        if self.open != Some(open) {
+            self.flush();
+            self.context.set_stroke_style_str(&css(color));
+            self.context.set_line_width(f64::from(width));
+            self.context.begin_path();
+            self.open = Some(open);
         }
         true
     }
@@ -114,7 +146,25 @@ impl DrawingBackend for BatchedCanvas {
     }
 
     fn draw_line<S: BackendStyle>(&mut self, from: BackendCoord, to: BackendCoord, style: &S) -> Result {
-        self.delegate(|inner| inner.draw_line(from, to, style))
+        if !self.open_stroke(style.color(), style.stroke_width()) {
+            return Ok(());
+        }
+        // As plotters-canvas draws a line: a horizontal or vertical one half a pixel over, to stay sharp.
+        let (mut from, mut to) = (
+            (f64::from(from.0), f64::from(from.1)),
+            (f64::from(to.0), f64::from(to.1)),
+        );
+        if from.0 == to.0 {
+            from.0 -= 0.5;
+            to.0 -= 0.5;
+        }
+        if from.1 == to.1 {
+            from.1 -= 0.5;
+            to.1 -= 0.5;
+        }
+        self.context.move_to(from.0, from.1);
+        self.context.line_to(to.0, to.1);
+        Ok(())
     }
 
     fn draw_rect<S: BackendStyle>(
@@ -130,9 +180,12 @@ impl DrawingBackend for BatchedCanvas {
         if !self.open_path(style.color()) {
             return Ok(());
         }
+        // The open path's colour is the fill style now; `fillRect` leaves the path alone, and Skia fills a
+        // rectangle by itself far faster than as one of a thousand contours of a path (a dense hour's bars:
+        // 2.9 ms drawn as a path in Chromium).
         let (x0, y0) = (f64::from(upper_left.0), f64::from(upper_left.1));
         let (x1, y1) = (f64::from(bottom_right.0), f64::from(bottom_right.1));
-        self.context.rect(x0, y0, x1 - x0, y1 - y0);
+        self.context.fill_rect(x0, y0, x1 - x0, y1 - y0);
         Ok(())
     }
 

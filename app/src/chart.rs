@@ -86,7 +86,7 @@ pub struct BandPoint {
 /// One dense pixel column of a series: where it is and the spread of its samples.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ColumnRange {
-    /// The column's first sample, seconds relative to now (negative).
+    /// The column's left edge, seconds relative to now (negative).
     pub t: f64,
     /// Smallest RTT in the column, ms.
     pub low: f64,
@@ -101,6 +101,8 @@ pub struct Series {
     pub dots: Vec<(f64, f64)>,
     /// Columns with more samples than a column can show, in time order.
     pub ranges: Vec<ColumnRange>,
+    /// How wide a column is, in seconds (when there are ranges).
+    pub column_s: f64,
 }
 
 impl Series {
@@ -143,7 +145,7 @@ impl Layout {
     ) -> Self {
         let from = now - window_ms;
         let rel = |t: f64| (t - now) / 1000.0;
-        let mut points = Vec::new();
+        let mut points = Vec::with_capacity(history.len());
         let mut lost = Vec::new();
         for sample in history.since(from) {
             match sample.rtt {
@@ -197,11 +199,14 @@ pub fn decimate(points: Vec<(f64, f64)>, window_s: f64, columns: usize) -> Serie
     if points.len() <= columns * 3 || window_s <= 0.0 {
         return Series {
             dots: points,
-            ranges: Vec::new(),
+            ..Series::default()
         };
     }
     let width = window_s / columns as f64;
-    let mut series = Series::default();
+    let mut series = Series {
+        column_s: width,
+        ..Series::default()
+    };
     let mut start = 0;
     while start < points.len() {
         // The right edge of the first point's column: one comparison per point from here on (a search per
@@ -228,7 +233,7 @@ pub fn decimate(points: Vec<(f64, f64)>, window_s: f64, columns: usize) -> Serie
                     (low.min(*rtt), high.max(*rtt))
                 });
             series.ranges.push(ColumnRange {
-                t: points[start].0,
+                t: edge - width,
                 low,
                 high,
             });
@@ -330,18 +335,20 @@ pub fn draw<DB: DrawingBackend>(
         )))?;
     }
     let dot = px(1.5);
-    // A column's bar reaches as far past its extremes as a dot would past its sample: a dot's radius, here
-    // in the chart's units.
+    // A column's bar spans its column (at least a pixel: no bar vanishes, and none is painted over by the
+    // next, which kept Chromium filling three times the area) and reaches as far past its extremes as a dot
+    // would past its sample: a dot's radius, here in the chart's units.
     let (plot_width, plot_height) = chart.plotting_area().dim_in_pixel();
-    let half_t = window_s * f64::from(dot) / f64::from(plot_width.max(1));
+    let pixel_s = window_s / f64::from(plot_width.max(1));
     let half_rtt = layout.y_max * f64::from(dot) / f64::from(plot_height.max(1));
     let mut series = |series: &Series, color: RGBColor| {
         let clamp = |rtt: f64| rtt.min(layout.y_max);
+        let bar_s = series.column_s.max(pixel_s);
         chart.draw_series(series.ranges.iter().map(|r| {
             Rectangle::new(
                 [
-                    (r.t - half_t, clamp(r.high) + half_rtt),
-                    (r.t + half_t, clamp(r.low) - half_rtt),
+                    (r.t, clamp(r.high) + half_rtt),
+                    (r.t + bar_s, clamp(r.low) - half_rtt),
                 ],
                 color.filled(),
             )

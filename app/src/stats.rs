@@ -84,14 +84,20 @@ pub fn percentile(values: &mut [f64], p: f64) -> Option<f64> {
 /// selected among the values below the one before, so the work shrinks as it goes: p99, p95 and the median of
 /// 36,000 values cost about two and a half passes instead of four and a half.
 pub fn percentiles<const N: usize>(values: &mut [f64], ps: [f64; N]) -> Option<[f64; N]> {
+    let mut out = [0.0; N];
+    percentiles_into(values, &ps, &mut out).then_some(out)
+}
+
+/// [`percentiles`] on slices: one copy of the code in the page, whatever the number of percentiles asked
+/// for. False when `values` is empty.
+fn percentiles_into(values: &mut [f64], ps: &[f64], out: &mut [f64]) -> bool {
     let n = values.len();
     if n == 0 {
-        return None;
+        return false;
     }
-    let mut out = [0.0; N];
     // values[..end] are at most values[end], and values[end + 1..] at least (once a rank has been selected).
     let mut end = n;
-    for (slot, p) in out.iter_mut().zip(ps) {
+    for (slot, &p) in out.iter_mut().zip(ps) {
         let rank = (p / 100.0).clamp(0.0, 1.0) * (n - 1) as f64;
         let low = (rank.floor() as usize).min(end);
         let fraction = rank - low as f64;
@@ -118,7 +124,7 @@ pub fn percentiles<const N: usize>(values: &mut [f64], ps: [f64; N]) -> Option<[
         };
         end = low;
     }
-    Some(out)
+    true
 }
 
 impl Stats {
