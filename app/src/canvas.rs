@@ -180,9 +180,9 @@ impl DrawingBackend for BatchedCanvas {
         if !self.open_path(style.color()) {
             return Ok(());
         }
-        // The open path's colour is the fill style now; `fillRect` leaves the path alone, and Skia fills a
-        // rectangle by itself far faster than as one of a thousand contours of a path (a dense hour's bars:
-        // 2.9 ms drawn as a path in Chromium).
+        // The open path's colour is the fill style now, so the rectangle is filled at once (`fillRect` leaves
+        // the path alone) rather than added to the path: measured, no slower in Chromium; the colour string
+        // is still set once per run of one colour.
         let (x0, y0) = (f64::from(upper_left.0), f64::from(upper_left.1));
         let (x1, y1) = (f64::from(bottom_right.0), f64::from(bottom_right.1));
         self.context.fill_rect(x0, y0, x1 - x0, y1 - y0);

@@ -341,7 +341,7 @@ pub fn draw<DB: DrawingBackend>(
     let (plot_width, plot_height) = chart.plotting_area().dim_in_pixel();
     let pixel_s = window_s / f64::from(plot_width.max(1));
     let half_rtt = layout.y_max * f64::from(dot) / f64::from(plot_height.max(1));
-    let mut series = |series: &Series, color: RGBColor| {
+    let mut draw_samples = |series: &Series, color: RGBColor| {
         let clamp = |rtt: f64| rtt.min(layout.y_max);
         let bar_s = series.column_s.max(pixel_s);
         chart.draw_series(series.ranges.iter().map(|r| {
@@ -361,8 +361,8 @@ pub fn draw<DB: DrawingBackend>(
         )?;
         Ok::<_, DrawingAreaErrorKind<DB::ErrorType>>(())
     };
-    series(&layout.shared, palette.shared)?;
-    series(&layout.points, palette.sample)?;
+    draw_samples(&layout.shared, palette.shared)?;
+    draw_samples(&layout.points, palette.sample)?;
     // The medians go over the samples: a dense column's bar covers the whole spread.
     if layout.shared_median.len() >= 2 {
         chart.draw_series(LineSeries::new(
