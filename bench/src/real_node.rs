@@ -1,5 +1,5 @@
 //! What a visitor waits for on a real node (`testkit::node`): the chart installed with helm, its pods real
-//! containers of the images `cargo xtask images` builds, everything reached through the host-side ingress at
+//! containers of the images `cargo xtask images` builds, everything reached through Traefik on the host at
 //! `http://localhost` as in the real-node test:
 //! - warm `POST /session` (a claim of a ready pod);
 //! - cold start: `POST /session` with an empty pool, that is a Job created, its pod scheduled, its sandbox and
@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::api::{CreateSessionResponse, KillResponse, PoolStatus, SessionStatus};
-use testkit::ingress::HostIngress;
 use testkit::node::{self, NodeCluster};
+use testkit::traefik::Traefik;
 use testkit::ws::WsClient;
 
 use crate::Row;
@@ -132,7 +132,7 @@ pub async fn run() -> anyhow::Result<Vec<Row>> {
     let images =
         std::env::var_os("SHOWCASE_IMAGES").map_or_else(|| root.join("target/images"), PathBuf::from);
     let node = NodeCluster::start(&images).await?;
-    let _ingress = HostIngress::start(node.cluster.admin.clone(), NAMESPACE, "127.0.0.1:80".parse()?).await?;
+    let _ingress = Traefik::start(&node, NAMESPACE, "127.0.0.1:80".parse()?, false).await?;
     let chart = root.join("helm/resume-showcase");
     let chart = chart.to_str().unwrap_or_default().to_owned();
     let http = reqwest::Client::builder()

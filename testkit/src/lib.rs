@@ -11,17 +11,17 @@
 //! - [`pool`]: waiting until a provisioner's `GET /pool` says something;
 //! - [`cluster`]: a real Kubernetes control plane — etcd, kube-apiserver, kube-controller-manager,
 //!   kube-scheduler and kwok — started for one test and torn down when it ends;
-//! - [`ingress`]: a minimal host-side ingress controller serving a namespace's `Ingress` objects;
-//! - [`node`]: a real node beside that control plane (containerd, kubelet, kube-proxy) running real containers.
+//! - [`node`]: a real node beside that control plane (containerd, kubelet, kube-proxy) running real containers;
+//! - [`traefik`]: Traefik on the host, the chart's ingress controller, in front of that node.
 
 pub mod bin;
 pub mod cluster;
-pub mod ingress;
 pub mod metrics;
 pub mod node;
 pub mod pool;
 pub mod proc;
 pub mod spawn;
 pub mod tls;
+pub mod traefik;
 pub mod wait;
 pub mod ws;

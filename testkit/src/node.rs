@@ -208,7 +208,7 @@ impl NodeCluster {
 }
 
 /// `--set` arguments installing the chart on this node: the images `cargo xtask images` builds (never
-/// pulled), plain HTTP at `localhost` (the host-side ingress), the host as the trusted proxy (it reaches
+/// pulled), plain HTTP at `localhost` (Traefik on the host, [`crate::traefik`]), the host as the trusted proxy (it reaches
 /// Services from [`GATEWAY`]), `warm` warm pods, then `extra` values.
 pub fn chart_values(warm: usize, extra: &[&str]) -> Vec<String> {
     let mut set = vec![

@@ -56,6 +56,8 @@ pub async fn connect(
 pub struct TestCertificate {
     /// The certificate, PEM: what a client adds to its roots.
     pub pem: String,
+    /// Its private key, PEM (PKCS#8): what a server given the certificate as files needs.
+    pub key_pem: String,
     /// Serves the certificate (ALPN `http/1.1`).
     pub server: Arc<ServerConfig>,
 }
@@ -75,6 +77,7 @@ impl TestCertificate {
         server.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Self {
             pem: generated.cert.pem(),
+            key_pem: generated.signing_key.serialize_pem(),
             server: Arc::new(server),
         })
     }

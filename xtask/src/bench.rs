@@ -14,6 +14,7 @@ pub fn run(only: &[String]) -> anyhow::Result<()> {
     if only.is_empty() || only.iter().any(|o| o == "real-node") {
         crate::image::build()?;
         crate::image::pause(&k8s_bin)?;
+        crate::traefik::ensure(&k8s_bin)?;
     }
     process::build_release(&["server", "provisioner", "bench"])?;
     let bin_dir = root.join("target/release");

@@ -152,7 +152,7 @@ fn arch() -> anyhow::Result<&'static str> {
 }
 
 /// Copies `from` to `to`, directories writable (the module cache's are read-only) and files as they are.
-fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
+pub(crate) fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(to)?;
     std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755))?;

@@ -21,6 +21,7 @@ mod process;
 mod setup;
 mod site;
 mod test;
+mod traefik;
 
 use clap::{Parser, Subcommand};
 
@@ -47,7 +48,8 @@ enum Command {
     },
     /// Soak the local demo: sessions pinging for minutes with periodic kills, then report leaks.
     Soak(bench::SoakArgs),
-    /// Build (once, cached by version) the Kubernetes control-plane binaries for the cluster tests.
+    /// Build (once, cached by version) the Kubernetes binaries for the cluster tests, and Traefik for the real
+    /// node's.
     ClusterTools,
     /// Build the web page for deployment (GitHub Pages), with its config.json.
     Site(site::Args),
@@ -89,7 +91,10 @@ fn main() -> std::process::ExitCode {
             }),
             Command::ClusterTools => {
                 // The directory on stdout, for scripts and the test harness (testkit::cluster).
-                cluster::ensure_binaries().map(|bin| println!("{}", bin.display()))
+                let bin = cluster::ensure_binaries()?;
+                traefik::ensure(&bin)?;
+                println!("{}", bin.display());
+                Ok(())
             }
         });
     match result {

@@ -33,6 +33,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     disk::ensure_room_to_grow(&target, TARGET_SPACE, disk::GIB / 2, "`cargo xtask test`")?;
     let wasm = setup::ensure_all()?;
     let k8s_bin = cluster::ensure_binaries()?;
+    crate::traefik::ensure(&k8s_bin)?;
     if !args.no_lint {
         process::run(cargo().args(["fmt", "--all", "--check"]))?;
         process::run(cargo().args([

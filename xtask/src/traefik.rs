@@ -1,0 +1,246 @@
+//! Traefik, the ingress controller the chart is written for, built from its Go module for the real-node tests
+//! and benchmarks, and cached outside the repository by version (`~/.cache/resume-showcase/traefik-<version>`).
+//!
+//! Traefik's go.mod has `replace` directives, which `go install` refuses, so the build is a wrapper module that
+//! requires `github.com/traefik/traefik/v3` and copies its `replace` and `exclude` lines. Three of its
+//! dependencies are not served by the module proxies these machines reach, and are worked around in the
+//! wrapper (the test never uses what they give):
+//! - `github.com/traefik/traefik/dynamic/ext` is a nested module that is neither in Traefik's zip nor on the
+//!   proxy; upstream it holds empty extension types, and the wrapper writes the same stub;
+//! - 14 SDKs behind lego's ACME DNS-01 providers are refused: lego is copied into the wrapper with a
+//!   `providers/dns` that only answers "not compiled in" (no DNS-01 certificates; the tests bring their own);
+//! - the `containous/go-http-auth` version Traefik pins is refused: an older version of the same fork is used.
+//!
+//! Measured here: 4.6 minutes of module downloads and 8 of compilation cold; nothing once the binary is cached.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+use crate::{disk, process};
+
+/// The Traefik release (the v3 line the chart's `IngressRoute` and annotations are written for).
+pub const TRAEFIK: &str = "v3.7.13";
+
+/// Free space asked for before a cold build: a floor, not a measurement (the binary alone is 144 MB; the
+/// module downloads and Go's build cache come on top), there to name a disk that is plainly too full.
+const BUILD_SPACE: u64 = 3 * disk::GIB;
+
+/// Modules behind lego's DNS-01 providers that the proxy refuses; dropped from the copied lego's go.mod.
+const DNS_PROVIDER_SDKS: &[&str] = &[
+    "github.com/akamai/AkamaiOPEN-edgegrid-golang/v13",
+    "github.com/aziontech/azionapi-go-sdk",
+    "github.com/dnsimple/dnsimple-go/v9",
+    "github.com/go-acme/alidns-20150109/v5",
+    "github.com/go-acme/esa-20240910/v3",
+    "github.com/go-acme/tencentclouddnspod",
+    "github.com/go-acme/tencentedgdeone",
+    "github.com/huaweicloud/huaweicloud-sdk-go-v3",
+    "github.com/nrdcg/oci-go-sdk/common/v1065",
+    "github.com/nrdcg/oci-go-sdk/dns/v1065",
+    "github.com/regfish/regfish-dnsapi-go",
+    "github.com/sacloud/sacloud-sdk-go",
+    "github.com/ucloud/ucloud-sdk-go",
+    "github.com/yandex-cloud/go-sdk/services/dns",
+];
+const EXT_MODULE: &str = "github.com/traefik/traefik/dynamic/ext";
+const LEGO: &str = "github.com/go-acme/lego/v5";
+const HTTP_AUTH: &str = "github.com/abbot/go-http-auth";
+const HTTP_AUTH_SERVED: &str = "github.com/containous/go-http-auth@v0.4.1-0.20200324110947-a37a7636d23e";
+
+/// Builds the binary when it is not cached, and links it into the Kubernetes binaries' directory `k8s_bin`
+/// (where the tests look for every cluster tool, [`crate::cluster::ensure_binaries`]).
+pub fn ensure(k8s_bin: &Path) -> anyhow::Result<()> {
+    let binary = build()?;
+    let link = k8s_bin.join("traefik");
+    if std::fs::read_link(&link).is_ok_and(|target| target == binary) {
+        return Ok(());
+    }
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&binary, &link)
+        .with_context(|| format!("linking {} to {}", link.display(), binary.display()))
+}
+
+/// The cached binary, built first when missing.
+fn build() -> anyhow::Result<PathBuf> {
+    let cache = crate::process::cache_root()?.join(format!("traefik-{TRAEFIK}"));
+    let binary = cache.join("bin/traefik");
+    if binary.is_file() {
+        return Ok(binary);
+    }
+    let go = crate::go::ensure().context("Traefik is built with Go")?;
+    disk::ensure_free(&cache, BUILD_SPACE, "building Traefik")?;
+    let src = cache.join("module");
+    std::fs::create_dir_all(&src)?;
+    let go = |dir: &Path| {
+        let mut command = Command::new(&go);
+        command
+            .current_dir(dir)
+            .env("CGO_ENABLED", "0")
+            .env("GOFLAGS", "-mod=mod")
+            .env("GOTOOLCHAIN", "local");
+        command
+    };
+    let traefik = module_dir(go(&src).args([
+        "mod",
+        "download",
+        "-json",
+        &format!("github.com/traefik/traefik/v3@{TRAEFIK}"),
+    ]))?;
+    let upstream: Value = serde_json::from_str(&process::output(
+        go(&src)
+            .args(["mod", "edit", "-json"])
+            .arg(traefik.join("go.mod")),
+    )?)?;
+
+    write_ext_stub(&src.join("ext"))?;
+    std::fs::write(src.join("go.mod"), wrapper_go_mod(&upstream)?)?;
+
+    let lego_version = upstream["Require"]
+        .as_array()
+        .and_then(|r| r.iter().find(|m| m["Path"] == LEGO))
+        .and_then(|m| m["Version"].as_str())
+        .with_context(|| format!("Traefik's go.mod does not require {LEGO}"))?;
+    let lego = module_dir(go(&src).args(["mod", "download", "-json", &format!("{LEGO}@{lego_version}")]))?;
+    let local_lego = src.join("lego");
+    if local_lego.exists() {
+        std::fs::remove_dir_all(&local_lego)?;
+    }
+    crate::go::copy_tree(&lego, &local_lego)?;
+    std::fs::write(
+        local_lego.join("providers/dns/zz_gen_dns_providers.go"),
+        DNS_PROVIDERS_STUB,
+    )?;
+    let mut drop = go(&local_lego);
+    drop.args(["mod", "edit"]);
+    for sdk in DNS_PROVIDER_SDKS {
+        drop.arg(format!("-droprequire={sdk}"));
+    }
+    process::run(&mut drop)?;
+    process::run(go(&src).args([
+        "mod",
+        "edit",
+        &format!("-replace={LEGO}=./lego"),
+        &format!("-replace={HTTP_AUTH}={HTTP_AUTH_SERVED}"),
+    ]))?;
+    std::fs::write(
+        src.join("tools.go"),
+        "//go:build tools\n\npackage tools\n\nimport _ \"github.com/traefik/traefik/v3/cmd/traefik\"\n",
+    )?;
+    process::run(go(&src).args(["mod", "tidy"]))?;
+    let staging = cache.join("bin/traefik.partial");
+    process::run(
+        go(&src)
+            .args([
+                "build",
+                "-ldflags",
+                &format!("-s -w -X github.com/traefik/traefik/v3/pkg/version.Version={TRAEFIK}"),
+                "-o",
+            ])
+            .arg(&staging)
+            .arg("github.com/traefik/traefik/v3/cmd/traefik"),
+    )?;
+    std::fs::rename(&staging, &binary)?;
+    Ok(binary)
+}
+
+/// Where `go mod download -json …` put the module.
+fn module_dir(command: &mut Command) -> anyhow::Result<PathBuf> {
+    let answer = process::output(command)?;
+    serde_json::from_str::<Value>(&answer)?["Dir"]
+        .as_str()
+        .map(PathBuf::from)
+        .with_context(|| format!("`go mod download` did not say where the module is: {answer}"))
+}
+
+/// The wrapper's go.mod from Traefik's own (`go mod edit -json`): its Go version, a requirement on Traefik,
+/// its `replace` lines (the nested `ext` module to the local stub) and `exclude` lines.
+fn wrapper_go_mod(upstream: &Value) -> anyhow::Result<String> {
+    let go_version = upstream["Go"]
+        .as_str()
+        .context("Traefik's go.mod names no Go version")?;
+    let mut out = format!(
+        "module showcase.local/traefik\n\ngo {go_version}\n\nrequire github.com/traefik/traefik/v3 {TRAEFIK}\n\n"
+    );
+    let versioned = |module: &Value| match module["Version"].as_str() {
+        Some(version) => format!("{} {version}", module["Path"].as_str().unwrap_or_default()),
+        None => module["Path"].as_str().unwrap_or_default().to_owned(),
+    };
+    for replace in upstream["Replace"].as_array().into_iter().flatten() {
+        let old = versioned(&replace["Old"]);
+        let new_path = replace["New"]["Path"].as_str().unwrap_or_default();
+        let new = if new_path.starts_with('.') {
+            if replace["Old"]["Path"] != EXT_MODULE {
+                bail!("Traefik's go.mod replaces {old} with a local path the wrapper does not know");
+            }
+            "./ext".to_owned()
+        } else {
+            versioned(&replace["New"])
+        };
+        out.push_str(&format!("replace {old} => {new}\n"));
+    }
+    for exclude in upstream["Exclude"].as_array().into_iter().flatten() {
+        out.push_str(&format!("exclude {}\n", versioned(exclude)));
+    }
+    Ok(out)
+}
+
+/// The nested `dynamic/ext` module as upstream has it: empty extension types.
+fn write_ext_stub(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("go.mod"), format!("module {EXT_MODULE}\n\ngo 1.24.0\n"))?;
+    std::fs::write(
+        dir.join("ext.go"),
+        "// Package ext holds Traefik's extension points; empty, as upstream.\npackage ext\n\n\
+         // HTTP is a dynamic.HTTP extension.\ntype HTTP struct{}\n\n\
+         // Router is a dynamic.Router extension.\ntype Router struct{}\n\n\
+         // RouterIng is a router extension from ingress annotations.\ntype RouterIng struct{}\n\n\
+         // ToRouter converts RouterIng to a Router.\nfunc (r RouterIng) ToRouter() Router { return Router{} }\n",
+    )?;
+    Ok(())
+}
+
+/// lego's `providers/dns` without its providers.
+const DNS_PROVIDERS_STUB: &str = "// Package dns: the DNS-01 providers are not compiled into this build.\npackage dns\n\n\
+import (\n\t\"fmt\"\n\n\t\"github.com/go-acme/lego/v5/challenge\"\n)\n\n\
+// NewDNSChallengeProviderByName fails: no DNS-01 provider is compiled into this build.\n\
+func NewDNSChallengeProviderByName(name string) (challenge.Provider, error) {\n\
+\treturn nil, fmt.Errorf(\"DNS challenge provider %q is not compiled into this traefik build\", name)\n}\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wrapper_copies_replaces_and_excludes_and_points_ext_at_the_stub() {
+        let upstream = serde_json::json!({
+            "Go": "1.26.0",
+            "Replace": [
+                {"Old": {"Path": EXT_MODULE}, "New": {"Path": "./pkg/config/dynamic/ext"}},
+                {"Old": {"Path": "github.com/a/b", "Version": "v1.0.0"}, "New": {"Path": "github.com/c/b", "Version": "v1.1.0"}},
+            ],
+            "Exclude": [{"Path": "github.com/x/y", "Version": "v0.1.0"}],
+        });
+        let go_mod = wrapper_go_mod(&upstream).unwrap();
+        assert!(go_mod.contains("\ngo 1.26.0\n"), "{go_mod}");
+        assert!(go_mod.contains(&format!("require github.com/traefik/traefik/v3 {TRAEFIK}\n")));
+        assert!(
+            go_mod.contains(&format!("replace {EXT_MODULE} => ./ext\n")),
+            "{go_mod}"
+        );
+        assert!(go_mod.contains("replace github.com/a/b v1.0.0 => github.com/c/b v1.1.0\n"));
+        assert!(go_mod.contains("exclude github.com/x/y v0.1.0\n"));
+    }
+
+    #[test]
+    fn an_unknown_local_replace_is_refused() {
+        let upstream = serde_json::json!({
+            "Go": "1.26.0",
+            "Replace": [{"Old": {"Path": "github.com/a/b"}, "New": {"Path": "../b"}}],
+        });
+        let error = wrapper_go_mod(&upstream).unwrap_err().to_string();
+        assert!(error.contains("github.com/a/b"), "{error}");
+    }
+}
