@@ -225,6 +225,30 @@ const socket = () => new Promise((resolve, reject) => {
 })().catch(() => done(null));
 "#;
 
+/// The page's loading steps from the Resource Timing API: each of the document, its script, its wasm, its
+/// config, the session request and the event stream, as `name: start–end` (ms since navigation).
+const LOAD_STEPS: &str = r#"
+const nav = performance.getEntriesByType('navigation')[0];
+const steps = [['document', nav.startTime, nav.responseEnd]];
+const named = [['js', /\.js$/], ['wasm', /\.wasm$/], ['config.json', /config\.json$/],
+  ['POST /session', /\/session$/], ['/pool/events', /\/pool\/events$/]];
+for (const [label, pattern] of named) {
+  const entry = performance.getEntriesByType('resource').find((e) => pattern.test(new URL(e.name).pathname));
+  if (entry) steps.push([label, entry.startTime, entry.responseEnd]);
+}
+steps.push(['DOMContentLoaded', nav.domContentLoadedEventEnd, nav.domContentLoadedEventEnd]);
+return steps.map(([l, a, b]) => `${l} ${a.toFixed(0)}–${b.toFixed(0)}`).join(', ');
+"#;
+
+/// The page's long tasks (over 50 ms on the main thread) so far, as `start+duration` (ms since navigation).
+const LONG_TASKS: &str = r#"
+const done = arguments[arguments.length - 1];
+const seen = [];
+new PerformanceObserver((list) => { for (const e of list.getEntries()) seen.push(`${e.startTime.toFixed(0)}+${e.duration.toFixed(0)}`); })
+  .observe({ type: 'longtask', buffered: true });
+setTimeout(() => done(seen.join(', ')), 50);
+"#;
+
 /// Resolves to `true` once the waterfall shows a (new) first pong, `false` after 14 s.
 const WAIT_FOR_RECOVERY: &str = r#"
 const done = arguments[arguments.length - 1];
@@ -411,6 +435,11 @@ async fn live_latency_kill_and_recovery_in_chromium() {
     })
     .await;
     println!("e2e: navigation to the first sample: {first_sample:.0} ms (cold cache; target ≤ 400 ms)");
+    // Where that time goes: the browser's own resource timings, on the same clock (ms since navigation).
+    let steps = js(&client, LOAD_STEPS).await;
+    println!("e2e: the first sample's way (ms since navigation, start–end): {steps}");
+    let long = client.execute_async(LONG_TASKS, vec![]).await.unwrap();
+    println!("e2e: the main thread's long tasks so far (start+duration, ms; over 50 ms each): {long}");
     let loaded = Instant::now();
     eventually(Duration::from_secs(10), "5 RTT samples", async || {
         (received(&client).await >= 5).then_some(())
