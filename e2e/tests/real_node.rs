@@ -13,8 +13,9 @@
 //! The page itself is loaded in Chromium from an origin of its own, as GitHub Pages serves it, with a
 //! `config.json` naming the ingress: it gets a pod, samples, and survives a kill.
 //!
-//! Not proven here: NetworkPolicy (the bridge CNI plugin does not enforce policies; the chart's policies are
-//! checked by `helm template` tests only), cert-manager issuing the certificate.
+//! Not proven here: NetworkPolicy (the bridge CNI plugin does not enforce policies, and no enforcing plugin
+//! can be had on these machines: ARCHITECTURE.md says why; the chart's policies are checked by `helm template`
+//! tests only), cert-manager issuing the certificate.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
