@@ -6,7 +6,9 @@
 //! drawing and statistics at 36,000 samples) for BENCHMARKS.md.
 //!
 //! Needs `dist/` (built by `cargo xtask test`, or set `E2E_DIST`) and `chromedriver` + `chromium` on `PATH`
-//! (`cargo xtask setup` installs them). Screenshots go to `target/e2e/` (`page-1280.png`, `page-390.png`), and
+//! (`cargo xtask setup` installs them). The provisioner and the servers are the release builds of
+//! `SHOWCASE_RELEASE_BIN` when set (`cargo xtask test` sets it: the figures are those of what users run),
+//! else the test's own debug builds. Screenshots go to `target/e2e/` (`page-1280.png`, `page-390.png`), and
 //! the README's picture to `E2E_PICTURE` when set (`cargo xtask picture`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
@@ -40,7 +42,7 @@ fn dist() -> PathBuf {
 
 /// A shared ping server (no session), as the chart's second series pings; returns it and its WebSocket URL.
 async fn start_shared_server() -> (Child, String) {
-    let server = testkit::bin::workspace_binary("server", "server").unwrap();
+    let server = testkit::bin::release_binary("server", "server").unwrap();
     let mut command = Command::new(server);
     command.args(["--bind", "127.0.0.1", "--port", "0", "--pod-name", "shared-1"]);
     let service = testkit::spawn::Service::start(command, "ping server listening", START)
@@ -50,8 +52,8 @@ async fn start_shared_server() -> (Child, String) {
 }
 
 async fn start_provisioner(shared_url: &str) -> (Child, String) {
-    let provisioner = testkit::bin::workspace_binary("provisioner", "provisioner").unwrap();
-    let server = testkit::bin::workspace_binary("server", "server").unwrap();
+    let provisioner = testkit::bin::release_binary("provisioner", "provisioner").unwrap();
+    let server = testkit::bin::release_binary("server", "server").unwrap();
     let mut command = Command::new(provisioner);
     command
         .args(["--bind", "127.0.0.1", "--port", "0", "--warm-pool-size", "2"])
@@ -239,6 +241,55 @@ for (const [label, pattern] of named) {
 steps.push(['DOMContentLoaded', nav.domContentLoadedEventEnd, nav.domContentLoadedEventEnd]);
 return steps.map(([l, a, b]) => `${l} ${a.toFixed(0)}–${b.toFixed(0)}`).join(', ');
 "#;
+
+/// A CDP CPU profile summed up: its length, the share idle, and the busiest functions by self time.
+fn busy(profile: &serde_json::Value) -> String {
+    use std::collections::HashMap;
+    let mut names = HashMap::new();
+    for node in profile["nodes"].as_array().into_iter().flatten() {
+        let frame = &node["callFrame"];
+        let name = frame["functionName"].as_str().unwrap_or_default();
+        let name = if name.is_empty() { "(anonymous)" } else { name };
+        names.insert(node["id"].as_u64().unwrap_or(0), name.to_owned());
+    }
+    let mut self_us: HashMap<&str, f64> = HashMap::new();
+    let samples = profile["samples"].as_array().cloned().unwrap_or_default();
+    let deltas = profile["timeDeltas"].as_array().cloned().unwrap_or_default();
+    // Busy time in each 20 ms slice of the first 200 ms (the click is at the start).
+    let mut slices = [0.0_f64; 10];
+    let mut at = 0.0;
+    for (sample, delta) in samples
+        .iter()
+        .zip(deltas.iter().skip(1).chain(std::iter::once(&0.into())))
+    {
+        let name = names
+            .get(&sample.as_u64().unwrap_or(0))
+            .map_or("?", String::as_str);
+        let delta = delta.as_f64().unwrap_or(0.0);
+        *self_us.entry(name).or_default() += delta;
+        if name != "(idle)"
+            && let Some(slice) = slices.get_mut((at / 20_000.0) as usize)
+        {
+            *slice += delta / 1000.0;
+        }
+        at += delta;
+    }
+    let total: f64 = self_us.values().sum();
+    let idle = self_us.get("(idle)").copied().unwrap_or(0.0);
+    let mut top: Vec<(&str, f64)> = self_us.into_iter().filter(|(n, _)| *n != "(idle)").collect();
+    top.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let top: Vec<String> = top
+        .iter()
+        .take(8)
+        .map(|(n, us)| format!("{n} {:.1} ms", us / 1000.0))
+        .collect();
+    format!(
+        "{:.0} ms, {:.0} ms of it idle; busy ms in each 20 ms from the start: {slices:.0?}; busiest: {}",
+        total / 1000.0,
+        idle / 1000.0,
+        top.join(", ")
+    )
+}
 
 /// The page's long tasks (over 50 ms on the main thread) so far, as `start+duration` (ms since navigation).
 const LONG_TASKS: &str = r#"
@@ -510,8 +561,24 @@ async fn live_latency_kill_and_recovery_in_chromium() {
     println!("e2e: 20 samples at 10 Hz in {:?}", faster.elapsed());
 
     // Three kills: each heals, and the recovery's median is the benchmark's figure.
+    // The first is profiled (CDP's sampling profiler on the page's main thread): how much of a recovery the
+    // page itself keeps the thread busy, and with what, against how much it waits for the network.
     let mut recoveries = Vec::new();
-    for _ in 0..3 {
+    cdp(&client, "Profiler.enable", serde_json::json!({})).await;
+    cdp(
+        &client,
+        "Profiler.setSamplingInterval",
+        serde_json::json!({ "interval": 200 }),
+    )
+    .await;
+    cdp(&client, "Profiler.start", serde_json::json!({})).await;
+    recoveries.push(kill_and_watch_the_recovery(&client).await);
+    let profile = cdp(&client, "Profiler.stop", serde_json::json!({})).await;
+    println!(
+        "e2e: the main thread during the first kill's recovery (whole profile): {}",
+        busy(&profile["profile"])
+    );
+    for _ in 0..2 {
         recoveries.push(kill_and_watch_the_recovery(&client).await);
     }
     recoveries.sort_by(f64::total_cmp);

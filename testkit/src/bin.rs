@@ -37,3 +37,19 @@ pub fn workspace_binary(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
     built.get_or_insert_default().insert(bin.to_owned(), path.clone());
     Ok(path)
 }
+
+/// A service binary for a test that prints speed figures: `<dir>/<bin>` when `SHOWCASE_RELEASE_BIN` names a
+/// directory of release builds (`cargo xtask test` sets it to the images' static builds of this tree, in
+/// `target/images/bin`), else [`workspace_binary`] (the test's own profile, a debug build).
+pub fn release_binary(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
+    match std::env::var_os("SHOWCASE_RELEASE_BIN") {
+        Some(dir) => {
+            let path = PathBuf::from(dir).join(bin);
+            if !path.is_file() {
+                bail!("SHOWCASE_RELEASE_BIN has no {bin}: {}", path.display());
+            }
+            Ok(path)
+        }
+        None => workspace_binary(package, bin),
+    }
+}

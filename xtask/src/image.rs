@@ -106,6 +106,12 @@ pub fn build() -> anyhow::Result<Vec<Image>> {
             archive,
             size,
         });
+        // The same release binary beside the archives, for the browser test's benchmark figures (what the
+        // demo and the cluster run, not the tests' debug builds): a copy, since the build directory is
+        // shared by every clone on the machine.
+        let bin = out.join("bin");
+        std::fs::create_dir_all(&bin)?;
+        std::fs::copy(bin_dir.join(spec.name), bin.join(spec.name))?;
     }
     eprintln!("xtask: images built in {:.0} s", started.elapsed().as_secs_f64());
     Ok(images)

@@ -121,6 +121,7 @@ fn cargo_test(dist: &Path, k8s_bin: &Path, images: &Path) -> anyhow::Result<Tota
         ])
         .env("E2E_DIST", dist)
         .env("SHOWCASE_K8S_BIN", k8s_bin)
+        .env("SHOWCASE_RELEASE_BIN", images.join("bin"))
         .env("SHOWCASE_IMAGES", images);
     if !root {
         // Not root (GitHub's runners): the real-node test runs on its own under sudo, below.
