@@ -100,11 +100,12 @@ pub fn ensure_binaries() -> anyhow::Result<PathBuf> {
 }
 
 fn write_kwok_stages(cache: &Path, bin: &Path) -> anyhow::Result<()> {
-    let module = output(go(cache).args(["mod", "download", "-json", &format!("sigs.k8s.io/kwok@{KWOK}")]))?;
-    let dir = serde_json::from_str::<serde_json::Value>(&module)?["Dir"]
-        .as_str()
-        .map(PathBuf::from)
-        .context("`go mod download` did not say where the kwok module is")?;
+    let dir = crate::go::module_dir(go(cache).args([
+        "mod",
+        "download",
+        "-json",
+        &format!("sigs.k8s.io/kwok@{KWOK}"),
+    ]))?;
     let mut stages = String::new();
     for file in KWOK_STAGE_FILES {
         let path = dir.join(file);
@@ -120,13 +121,7 @@ fn write_kwok_stages(cache: &Path, bin: &Path) -> anyhow::Result<()> {
 static GO: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
 fn go(dir: &Path) -> Command {
-    let mut command = Command::new(GO.get().map_or(Path::new("go"), PathBuf::as_path));
-    command
-        .current_dir(dir)
-        .env("CGO_ENABLED", "0")
-        .env("GOFLAGS", "-mod=mod")
-        .env("GOTOOLCHAIN", "local");
-    command
+    crate::go::command(GO.get().map_or(Path::new("go"), PathBuf::as_path), dir)
 }
 
 /// The commands built from the kubernetes module.
@@ -146,16 +141,12 @@ fn build_kubernetes(cache: &Path, bin: &Path) -> anyhow::Result<()> {
     let src = cache.join("kubernetes");
     std::fs::create_dir_all(&src)?;
     // The kubernetes go.mod says which staging modules it replaces with local paths.
-    let module = output(go(&src).args([
+    let module_dir = crate::go::module_dir(go(&src).args([
         "mod",
         "download",
         "-json",
         &format!("k8s.io/kubernetes@{KUBERNETES}"),
     ]))?;
-    let module_dir = serde_json::from_str::<serde_json::Value>(&module)?["Dir"]
-        .as_str()
-        .map(PathBuf::from)
-        .context("`go mod download` did not say where the kubernetes module is")?;
     let modcache = output(go(&src).args(["env", "GOMODCACHE"]))?;
     let upstream =
         Path::new(modcache.trim()).join(format!("cache/download/k8s.io/kubernetes/@v/{KUBERNETES}.mod"));

@@ -77,6 +77,27 @@ pub fn ensure_with(
     }
 }
 
+/// `go` run in `dir` the way every build here runs it: no cgo (static binaries), module mode with go.mod
+/// updated as needed, and this toolchain (never one a go.mod asks for).
+pub fn command(go: &Path, dir: &Path) -> Command {
+    let mut command = Command::new(go);
+    command
+        .current_dir(dir)
+        .env("CGO_ENABLED", "0")
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOTOOLCHAIN", "local");
+    command
+}
+
+/// Where `go mod download -json <module>@<version>` (the `command` given) put the module.
+pub fn module_dir(command: &mut Command) -> anyhow::Result<PathBuf> {
+    let answer = crate::process::output(command)?;
+    serde_json::from_str::<serde_json::Value>(&answer)?["Dir"]
+        .as_str()
+        .map(PathBuf::from)
+        .with_context(|| format!("`go mod download` did not say where the module is: {answer}"))
+}
+
 /// `go version` of `go`, as (major, minor).
 fn version_of(go: &Path) -> Option<(u32, u32)> {
     let output = Command::new(go)

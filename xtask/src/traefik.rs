@@ -15,7 +15,6 @@
 //! 1.8 GiB of build cache besides the 144 MB binary; nothing once the binary is cached.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{Context, bail};
 use serde_json::Value;
@@ -74,16 +73,8 @@ fn build() -> anyhow::Result<PathBuf> {
     disk::ensure_free(&cache, BUILD_SPACE, "building Traefik")?;
     let src = cache.join("module");
     std::fs::create_dir_all(&src)?;
-    let go = |dir: &Path| {
-        let mut command = Command::new(&go);
-        command
-            .current_dir(dir)
-            .env("CGO_ENABLED", "0")
-            .env("GOFLAGS", "-mod=mod")
-            .env("GOTOOLCHAIN", "local");
-        command
-    };
-    let traefik = module_dir(go(&src).args([
+    let go = |dir: &Path| crate::go::command(&go, dir);
+    let traefik = crate::go::module_dir(go(&src).args([
         "mod",
         "download",
         "-json",
@@ -103,7 +94,12 @@ fn build() -> anyhow::Result<PathBuf> {
         .and_then(|r| r.iter().find(|m| m["Path"] == LEGO))
         .and_then(|m| m["Version"].as_str())
         .with_context(|| format!("Traefik's go.mod does not require {LEGO}"))?;
-    let lego = module_dir(go(&src).args(["mod", "download", "-json", &format!("{LEGO}@{lego_version}")]))?;
+    let lego = crate::go::module_dir(go(&src).args([
+        "mod",
+        "download",
+        "-json",
+        &format!("{LEGO}@{lego_version}"),
+    ]))?;
     let local_lego = src.join("lego");
     if local_lego.exists() {
         std::fs::remove_dir_all(&local_lego)?;
@@ -144,15 +140,6 @@ fn build() -> anyhow::Result<PathBuf> {
     )?;
     std::fs::rename(&staging, &binary)?;
     Ok(binary)
-}
-
-/// Where `go mod download -json …` put the module.
-fn module_dir(command: &mut Command) -> anyhow::Result<PathBuf> {
-    let answer = process::output(command)?;
-    serde_json::from_str::<Value>(&answer)?["Dir"]
-        .as_str()
-        .map(PathBuf::from)
-        .with_context(|| format!("`go mod download` did not say where the module is: {answer}"))
 }
 
 /// The wrapper's go.mod from Traefik's own (`go mod edit -json`): its Go version, a requirement on Traefik,
