@@ -106,33 +106,49 @@ struct Totals {
 /// The test that needs root: it starts a real node (containerd, the kubelet, a bridge, iptables rules).
 const REAL_NODE_TEST: &str = "the_chart_runs_on_a_real_node_through_its_ingress";
 
+/// What every test of `cargo xtask test` is told: the page's build, the Kubernetes binaries, the images and
+/// their release binaries, and the browser when `CHROME_BIN` names one. The real-node test gets this list and
+/// `PATH` only, as root too ([`real_node_alone`]), so a variable it needs and sudo would drop is missed here,
+/// not first on GitHub's runners.
+fn test_env(dist: &Path, k8s_bin: &Path, images: &Path) -> Vec<(&'static str, std::ffi::OsString)> {
+    let mut env = vec![
+        ("E2E_DIST", dist.as_os_str().to_owned()),
+        ("SHOWCASE_K8S_BIN", k8s_bin.as_os_str().to_owned()),
+        ("SHOWCASE_RELEASE_BIN", images.join("bin").into_os_string()),
+        ("SHOWCASE_IMAGES", images.as_os_str().to_owned()),
+    ];
+    if let Some(chrome) = std::env::var_os("CHROME_BIN") {
+        env.push(("CHROME_BIN", chrome));
+    }
+    env
+}
+
+/// Every test: the workspace's, then the real-node test on its own (it needs root).
 fn cargo_test(dist: &Path, k8s_bin: &Path, images: &Path) -> anyhow::Result<Totals> {
-    let root = is_root();
-    let mut command = cargo();
-    command
+    let env = test_env(dist, k8s_bin, images);
+    let workspace_tests = || {
+        let mut command = cargo();
         // --no-fail-fast: one failing test binary must not hide the results of the others.
-        .args([
-            "test",
-            "--workspace",
-            "--locked",
-            "--no-fail-fast",
-            "--color",
-            "never",
-        ])
-        .env("E2E_DIST", dist)
-        .env("SHOWCASE_K8S_BIN", k8s_bin)
-        .env("SHOWCASE_RELEASE_BIN", images.join("bin"))
-        .env("SHOWCASE_IMAGES", images);
-    if !root {
-        // Not root (GitHub's runners): the real-node test runs on its own under sudo, below.
-        command.args(["--", "--skip", REAL_NODE_TEST]);
-    }
-    let mut totals = counted(&mut command)?;
-    if !root {
-        let node = real_node_under_sudo(k8s_bin, images)?;
-        totals.passed += node.passed;
-        totals.failed += node.failed;
-    }
+        command
+            .args([
+                "test",
+                "--workspace",
+                "--locked",
+                "--no-fail-fast",
+                "--color",
+                "never",
+            ])
+            .envs(env.iter().cloned());
+        command
+    };
+    let mut totals = counted(workspace_tests().args(["--", "--skip", REAL_NODE_TEST]))?;
+    // The same build (so nothing is compiled again), for the real-node test's executable.
+    let built = process::output(workspace_tests().args(["--no-run", "--message-format", "json"]))?;
+    let executable = test_executable(&built, "real_node")
+        .context("cargo did not say where the real-node test binary is")?;
+    let node = real_node_alone(&executable, &env)?;
+    totals.passed += node.passed;
+    totals.failed += node.failed;
     Ok(totals)
 }
 
@@ -143,35 +159,40 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-/// Builds the real-node test and runs its binary with `sudo -n` (passwordless sudo, as on CI runners).
-fn real_node_under_sudo(k8s_bin: &Path, images: &Path) -> anyhow::Result<Totals> {
-    let built = process::output(cargo().args([
-        "test",
-        "--locked",
-        "-p",
-        "e2e",
-        "--test",
-        "real_node",
-        "--no-run",
-        "--message-format",
-        "json",
-    ]))?;
-    let executable = test_executable(&built, "real_node")
-        .context("cargo did not say where the real-node test binary is")?;
-    if !std::process::Command::new("sudo")
-        .args(["-n", "true"])
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        bail!("the real-node test needs root: run `cargo xtask test` as root or with passwordless sudo");
-    }
-    let path = std::env::var("PATH").unwrap_or_default();
-    let mut command = std::process::Command::new("sudo");
+/// Runs the real-node test's `executable` with `env` and `PATH` only: as root with the rest of the environment
+/// cleared (`HOME` kept), else with `sudo -n` (passwordless sudo, as on GitHub's runners), which resets it.
+fn real_node_alone(executable: &Path, env: &[(&str, std::ffi::OsString)]) -> anyhow::Result<Totals> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let assignments = std::iter::once(("PATH", &path))
+        .chain(env.iter().map(|(k, v)| (*k, v)))
+        .map(|(key, value)| {
+            let mut assignment = std::ffi::OsString::from(format!("{key}="));
+            assignment.push(value);
+            assignment
+        });
+    let mut command = if is_root() {
+        let mut command = std::process::Command::new("env");
+        command.arg("-i");
+        if let Some(home) = std::env::var_os("HOME") {
+            let mut assignment = std::ffi::OsString::from("HOME=");
+            assignment.push(home);
+            command.arg(assignment);
+        }
+        command
+    } else {
+        if !std::process::Command::new("sudo")
+            .args(["-n", "true"])
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            bail!("the real-node test needs root: run `cargo xtask test` as root or with passwordless sudo");
+        }
+        let mut command = std::process::Command::new("sudo");
+        command.args(["-n", "env"]);
+        command
+    };
     command
-        .args(["-n", "env"])
-        .arg(format!("PATH={path}"))
-        .arg(format!("SHOWCASE_K8S_BIN={}", k8s_bin.display()))
-        .arg(format!("SHOWCASE_IMAGES={}", images.display()))
+        .args(assignments)
         .arg(executable)
         .args(["--exact", REAL_NODE_TEST, "--nocapture"]);
     counted(&mut command)
