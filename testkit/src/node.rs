@@ -1,5 +1,6 @@
-//! A real Kubernetes node for one test, joined to a control plane of [`crate::cluster`]: Debian's containerd,
-//! runc and CNI plugins run real containers; kubelet and kube-proxy come from `cargo xtask cluster-tools`
+//! A real Kubernetes node for one test, joined to a control plane of [`crate::cluster`]: the packaged containerd
+//! (Debian's 1.6, or Docker's 1.7/2.x on GitHub's runners), runc and CNI plugins run real containers, on cgroup
+//! v1 or v2; kubelet and kube-proxy come from `cargo xtask cluster-tools`
 //! (built from the same Go module as the control plane). [`NodeCluster`] starts it all and tears it all down
 //! when dropped, also when the test panics: processes, containers, network namespaces, mounts, the bridge,
 //! routes, iptables rules, cgroups, and the sysctls the kubelet and the bridge plugin change.
@@ -48,6 +49,8 @@ const PROXY_HEALTHZ: u16 = 10356;
 const PROXY_METRICS: u16 = 10349;
 /// The pod sandbox image (`cargo xtask images` writes it from the `pause` binary).
 pub const PAUSE_IMAGE: &str = "localhost/pause:resume-showcase";
+/// Where Debian's and Ubuntu's `containernetworking-plugins` put the CNI plugins.
+const CNI_BIN: &str = "/usr/lib/cni";
 /// The serialising lock.
 const LOCK: &str = "/run/resume-showcase-node.lock";
 /// The Debian packages the node needs.
@@ -274,8 +277,8 @@ fn preflight() -> anyhow::Result<()> {
         }
     }
     for plugin in ["bridge", "host-local", "loopback", "portmap"] {
-        if !Path::new("/usr/lib/cni").join(plugin).is_file() {
-            missing.push(format!("/usr/lib/cni/{plugin}"));
+        if !Path::new(CNI_BIN).join(plugin).is_file() {
+            missing.push(format!("{CNI_BIN}/{plugin}"));
         }
     }
     if !missing.is_empty() {
@@ -320,6 +323,8 @@ struct Host {
     children: Vec<(&'static str, Child)>,
     sysctls: Vec<(String, String)>,
     absent_dirs: Vec<PathBuf>,
+    /// cgroup v2: controllers this node enabled in the root's `cgroup.subtree_control` (disabled again).
+    enabled_controllers: Vec<&'static str>,
 }
 
 impl Host {
@@ -339,6 +344,7 @@ impl Host {
             children: Vec::new(),
             sysctls,
             absent_dirs,
+            enabled_controllers: Vec::new(),
         }
     }
 
@@ -356,25 +362,42 @@ impl Host {
     }
 
     /// The bridge with the gateway address (so the API server can advertise it before any pod exists), the
-    /// Service range routed onto it, and nothing forwarded between it and any other interface.
+    /// Service range routed onto it, and nothing forwarded between it and any other interface. Every packet
+    /// that touches the bridge is decided by these first rules of `FORWARD`, so the host's own policy never
+    /// sees one: traffic among the pods (and from a pod to a Service's pod) is accepted even on a host whose
+    /// `FORWARD` policy is `DROP`, as Docker sets it on GitHub's runners.
     fn prepare_network(&mut self) -> anyhow::Result<()> {
         // A bridge left by a killed run would make every later one fail; it is ours by name.
         if Path::new("/sys/class/net").join(BRIDGE).exists() {
             teardown_network();
+        }
+        // Packets between two pods on the bridge go through iptables only with br_netfilter: without it, a
+        // pod's connection to a Service whose pod is on the same bridge gets its answer from the wrong
+        // address. Built into some kernels (these machines), a module on others (Ubuntu's).
+        if !Path::new("/proc/sys/net/bridge").exists() {
+            output(Command::new("modprobe").arg("br_netfilter"))
+                .context("the real node needs the kernel's br_netfilter (modprobe br_netfilter failed)")?;
+        }
+        if sysctl("net.bridge.bridge-nf-call-iptables").as_deref() != Some("1") {
+            run(Command::new("sysctl").args(["-qw", "net.bridge.bridge-nf-call-iptables=1"]))?;
         }
         run(Command::new("ip").args(["link", "add", BRIDGE, "type", "bridge"]))?;
         run(Command::new("ip").args(["addr", "add", &format!("{GATEWAY}/24"), "dev", BRIDGE]))?;
         run(Command::new("ip").args(["link", "set", BRIDGE, "up"]))?;
         run(Command::new("ip").args(["route", "add", SERVICE_CIDR, "dev", BRIDGE]))?;
         run(Command::new("ip").args(["route", "add", "unreachable", "10.246.128.0/24"]))?;
-        for (from, to, what) in [("-i", "! -o", "no pod egress"), ("! -i", "-o", "no pod ingress")] {
+        for (from, to, what, verdict) in [
+            ("-i", "! -o", "no pod egress", "DROP"),
+            ("! -i", "-o", "no pod ingress", "DROP"),
+            ("-i", "-o", "pod to pod", "ACCEPT"),
+        ] {
             let mut rule = vec!["-w", "-I", "FORWARD", "1"];
             rule.extend(from.split(' '));
             rule.push(BRIDGE);
             rule.extend(to.split(' '));
             rule.push(BRIDGE);
             let comment = format!("resume-showcase-node: {what}");
-            rule.extend(["-m", "comment", "--comment", &comment, "-j", "DROP"]);
+            rule.extend(["-m", "comment", "--comment", &comment, "-j", verdict]);
             run(Command::new("iptables").args(&rule))?;
         }
         Ok(())
@@ -460,8 +483,10 @@ impl Host {
 
     /// containerd with its root, state, socket and runc state under the node's directory.
     fn start_containerd(&mut self) -> anyhow::Result<()> {
-        let default = output(Command::new("containerd").args(["config", "default"]))?;
-        let config = containerd_config(&default, &self.dir)?;
+        let version = output(Command::new("containerd").arg("--version"))?;
+        let (major, minor) = containerd_release(&version)?;
+        eprintln!("real node: containerd {major}.{minor}");
+        let config = containerd_config(&self.dir);
         let cni = cni_config();
         std::fs::create_dir_all(self.dir.join("cni/net.d"))?;
         std::fs::write(self.dir.join("cni/net.d/10-resume-showcase.conflist"), cni)?;
@@ -504,9 +529,12 @@ impl Host {
 
     /// The kubelet, in its own cgroup root, with a node certificate.
     fn start_kubelet(&mut self, bin: &Path, pki: &Path) -> anyhow::Result<()> {
-        // cgroup v1: the kubelet expects its root in every hierarchy, with cpuset's values filled in. (On v2 it
-        // creates its root itself.)
+        // The kubelet refuses a cgroup root that does not exist. cgroup v1: in every hierarchy, with cpuset's
+        // values filled in. v2 (GitHub's runners): one directory, in which the kubelet's controllers are on.
         let v1 = !Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+        if !v1 {
+            self.unified_cgroup_root()?;
+        }
         for controller in std::fs::read_dir("/sys/fs/cgroup")?.filter(|_| v1) {
             let controller = controller?.path();
             if controller.ends_with("unified") || !controller.is_dir() {
@@ -572,6 +600,27 @@ rotateCertificates: false
                 .arg(self.dir.join("kubelet-pki"))
                 .args(["--hostname-override", NODE, "--node-ip", GATEWAY]),
         )
+    }
+
+    /// cgroup v2: the node's cgroup under the root, with the controllers the kubelet checks for
+    /// ([`KUBELET_CONTROLLERS`]) available in it, turned on in the root's `cgroup.subtree_control` where the
+    /// host (usually systemd) has not already. The kubelet turns them on further down itself.
+    fn unified_cgroup_root(&mut self) -> anyhow::Result<()> {
+        let root = Path::new("/sys/fs/cgroup");
+        let read = |file: &str| std::fs::read_to_string(root.join(file)).unwrap_or_default();
+        let missing = controllers_to_enable(&read("cgroup.controllers"), &read("cgroup.subtree_control"));
+        if !missing.is_empty() {
+            let change: Vec<String> = missing.iter().map(|c| format!("+{c}")).collect();
+            std::fs::write(root.join("cgroup.subtree_control"), change.join(" ")).with_context(|| {
+                format!(
+                    "cannot turn on the cgroup controllers {missing:?} in {}",
+                    root.display()
+                )
+            })?;
+            self.enabled_controllers = missing;
+        }
+        std::fs::create_dir_all(root.join(CGROUP))?;
+        Ok(())
     }
 
     /// kube-proxy in iptables mode: Services on the node, and from the host.
@@ -714,6 +763,10 @@ impl Drop for Host {
                 let _ = std::fs::remove_dir(dir);
             }
         }
+        for controller in &self.enabled_controllers {
+            // Refused while another cgroup uses it, which then was not ours alone to turn off.
+            let _ = std::fs::write("/sys/fs/cgroup/cgroup.subtree_control", format!("-{controller}"));
+        }
         // go-cni's result cache (a fixed path): the files naming our network.
         if let Ok(entries) = std::fs::read_dir("/var/lib/cni/results") {
             for entry in entries.flatten() {
@@ -835,81 +888,66 @@ fn shell_words(line: &str) -> Vec<String> {
     words
 }
 
-/// containerd's default configuration, rewritten for a private node under `dir`: its root, state, socket,
-/// plugins and runc state there; the Debian CNI plugins and our network; the local sandbox image; and
-/// `restrict_oom_score_adj`, since these machines lack `CAP_SYS_RESOURCE` (without it every sandbox fails).
-/// Written for containerd 1.6's format (config version 2).
-fn containerd_config(default: &str, dir: &Path) -> anyhow::Result<String> {
+/// containerd's configuration for a private node under `dir`: its root, state, socket, plugins and runc state
+/// there; the packaged CNI plugins and our network; the local sandbox image; and `restrict_oom_score_adj`,
+/// since these machines lack `CAP_SYS_RESOURCE` (without it every sandbox fails). Only what differs from
+/// containerd's defaults, in config version 2: the format of containerd 1.6 and 1.7 (Debian's, and Docker's
+/// `containerd.io` on GitHub's runners until 2.0), which containerd 2 still reads and migrates itself.
+/// The runc runtime is spelled out whole (type, sandboxer): naming it replaces the default entry.
+fn containerd_config(dir: &Path) -> String {
     let d = dir.display();
-    let mut config = default.to_owned();
-    for (from, to) in [
-        (
-            "root = \"/var/lib/containerd\"",
-            format!("root = \"{d}/containerd/root\""),
-        ),
-        (
-            "state = \"/run/containerd\"",
-            format!("state = \"{d}/containerd/state\""),
-        ),
-        (
-            "address = \"/run/containerd/containerd.sock\"",
-            format!("address = \"{d}/containerd.sock\""),
-        ),
-        (
-            "path = \"/opt/containerd\"",
-            format!("path = \"{d}/containerd/opt\""),
-        ),
-        (
-            "conf_dir = \"/etc/cni/net.d\"",
-            format!("conf_dir = \"{d}/cni/net.d\""),
-        ),
-        (
-            "bin_dir = \"/opt/cni/bin\"",
-            "bin_dir = \"/usr/lib/cni\"".to_owned(),
-        ),
-        (
-            "restrict_oom_score_adj = false",
-            "restrict_oom_score_adj = true".to_owned(),
-        ),
-    ] {
-        if !config.contains(from) {
-            bail!("containerd's default configuration has no `{from}`: not containerd 1.6?");
-        }
-        config = config.replacen(from, &to, 1);
-    }
-    config = replace_line(
-        &config,
-        "sandbox_image = ",
-        &format!("sandbox_image = \"{PAUSE_IMAGE}\""),
-    )?;
-    // runc's own state (default /run/containerd/runc/<namespace>): the `Root` of runc's options.
-    let runc = config
-        .find("runtimes.runc.options]")
-        .context("containerd's default configuration has no runc options")?;
-    let (head, tail) = config.split_at(runc);
-    let tail = replace_line(tail, "Root = ", &format!("Root = \"{d}/containerd/runc\""))?;
-    Ok(format!("{head}{tail}"))
+    format!(
+        r#"version = 2
+root = "{d}/containerd/root"
+state = "{d}/containerd/state"
+
+[grpc]
+  address = "{d}/containerd.sock"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{d}/containerd/opt"
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{PAUSE_IMAGE}"
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "{CNI_BIN}"
+    conf_dir = "{d}/cni/net.d"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      sandbox_mode = "podsandbox"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        Root = "{d}/containerd/runc"
+        SystemdCgroup = false
+"#
+    )
 }
 
-/// `text` with its first line starting (after indentation) with `prefix` replaced by `line` (indentation kept).
-fn replace_line(text: &str, prefix: &str, line: &str) -> anyhow::Result<String> {
-    let mut done = false;
-    let mut out = String::with_capacity(text.len() + line.len());
-    for l in text.split_inclusive('\n') {
-        let trimmed = l.trim_start();
-        if !done && trimmed.starts_with(prefix) {
-            out.push_str(&l[..l.len() - trimmed.len()]);
-            out.push_str(line);
-            out.push('\n');
-            done = true;
-        } else {
-            out.push_str(l);
-        }
+/// The containerd release `containerd --version` names (`containerd <package> 1.6.20~ds1 <commit>`, `containerd
+/// containerd.io 1.7.27 <commit>`, `containerd github.com/containerd/containerd/v2 v2.4.2 <commit>`): its major
+/// and minor version, refused below 1.6 (the oldest whose configuration [`containerd_config`] writes).
+fn containerd_release(version: &str) -> anyhow::Result<(u32, u32)> {
+    let release = version
+        .split_whitespace()
+        .filter_map(|word| {
+            let word = word.strip_prefix('v').unwrap_or(word);
+            let mut parts = word.split(['.', '~', '-', '+']);
+            let major = parts.next()?.parse().ok()?;
+            let minor = parts.next()?.parse().ok()?;
+            Some((major, minor))
+        })
+        .next()
+        .with_context(|| format!("`containerd --version` names no release: {version:?}"))?;
+    if release < (1, 6) {
+        bail!(
+            "the real node needs containerd 1.6 or newer; this is {}.{}",
+            release.0,
+            release.1
+        );
     }
-    if !done {
-        bail!("containerd's default configuration has no `{prefix}` line");
-    }
-    Ok(out)
+    Ok(release)
 }
 
 /// The pods' network: the bridge plugin on [`BRIDGE`], addresses from [`POD_CIDR`].
@@ -990,6 +1028,21 @@ fn our_cgroups() -> Vec<PathBuf> {
     out
 }
 
+/// The cgroup v2 controllers the kubelet's container manager needs in its cgroup root (where the kernel has
+/// them: `hugetlb` may be missing).
+const KUBELET_CONTROLLERS: &[&str] = &["cpu", "cpuset", "memory", "hugetlb", "pids"];
+
+/// Of [`KUBELET_CONTROLLERS`], those the root has (`cgroup.controllers`) but does not hand down yet
+/// (`cgroup.subtree_control`).
+fn controllers_to_enable(available: &str, enabled: &str) -> Vec<&'static str> {
+    let has = |list: &str, c: &str| list.split_whitespace().any(|word| word == c);
+    KUBELET_CONTROLLERS
+        .iter()
+        .copied()
+        .filter(|c| has(available, c) && !has(enabled, c))
+        .collect()
+}
+
 /// `dir` and every directory below it.
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = vec![dir.to_path_buf()];
@@ -1050,23 +1103,61 @@ mod tests {
     }
 
     #[test]
-    fn containerd_defaults_are_rewritten_or_refused() {
-        let default = "version = 2\nroot = \"/var/lib/containerd\"\nstate = \"/run/containerd\"\n[grpc]\n  \
-                       address = \"/run/containerd/containerd.sock\"\n[plugins]\n  [plugins.\"io.containerd.grpc.v1.cri\"]\n    \
-                       restrict_oom_score_adj = false\n    sandbox_image = \"registry.k8s.io/pause:3.6\"\n    \
-                       [plugins.\"io.containerd.grpc.v1.cri\".cni]\n      bin_dir = \"/opt/cni/bin\"\n      \
-                       conf_dir = \"/etc/cni/net.d\"\n    [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n      \
-                       Root = \"\"\n      SystemdCgroup = false\n  [plugins.\"io.containerd.internal.v1.opt\"]\n    \
-                       path = \"/opt/containerd\"\n";
-        let config = containerd_config(default, Path::new("/n")).unwrap();
-        assert!(config.contains("root = \"/n/containerd/root\""), "{config}");
-        assert!(config.contains("      Root = \"/n/containerd/runc\""), "{config}");
+    fn cgroup_v2_controllers_are_turned_on_only_where_missing() {
+        // Ubuntu's systemd hands down everything: nothing to change.
+        let all = "cpuset cpu io memory hugetlb pids rdma misc";
+        assert!(controllers_to_enable(all, all).is_empty());
+        assert_eq!(
+            controllers_to_enable(all, "cpu io memory pids"),
+            ["cpuset", "hugetlb"]
+        );
+        // A kernel without hugetlb: not asked for.
+        assert_eq!(
+            controllers_to_enable("cpu memory pids cpuset", ""),
+            ["cpu", "cpuset", "memory", "pids"]
+        );
+    }
+
+    #[test]
+    fn containerd_keeps_everything_under_the_node_directory() {
+        let config = containerd_config(Path::new("/n"));
+        let paths: Vec<&str> = config.split('"').filter(|word| word.starts_with('/')).collect();
+        assert!(paths.len() >= 6, "{config}");
+        for path in paths {
+            assert!(path.starts_with("/n/") || path == CNI_BIN, "{path} in\n{config}");
+        }
         assert!(
-            config.contains(&format!("    sandbox_image = \"{PAUSE_IMAGE}\"")),
+            config.contains(&format!("sandbox_image = \"{PAUSE_IMAGE}\"")),
             "{config}"
         );
-        assert!(config.contains("restrict_oom_score_adj = true"));
-        assert!(!config.contains("/opt/cni/bin") && !config.contains("/run/containerd/containerd.sock"));
-        assert!(containerd_config("version = 3\n", Path::new("/n")).is_err());
+        assert!(config.contains("restrict_oom_score_adj = true"), "{config}");
+        assert!(config.contains("Root = \"/n/containerd/runc\""), "{config}");
+        assert!(
+            config.contains("runtime_type = \"io.containerd.runc.v2\""),
+            "{config}"
+        );
+    }
+
+    #[test]
+    fn containerd_releases_are_read_from_each_packaging() {
+        for (version, release) in [
+            (
+                "containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+b1",
+                (1, 6),
+            ),
+            (
+                "containerd containerd.io 1.7.27 05044ec0a9a75232cad458027ca83437aae3f4da",
+                (1, 7),
+            ),
+            (
+                "containerd github.com/containerd/containerd/v2 v2.4.2 abcdef",
+                (2, 4),
+            ),
+        ] {
+            assert_eq!(containerd_release(version).unwrap(), release, "{version}");
+        }
+        let old = containerd_release("containerd github.com/containerd/containerd 1.5.9 x").unwrap_err();
+        assert!(old.to_string().contains("1.6 or newer"), "{old}");
+        assert!(containerd_release("containerd").is_err());
     }
 }
