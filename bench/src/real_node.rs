@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::api::{CreateSessionResponse, KillResponse, PoolStatus, SessionStatus};
 use testkit::node::{self, NodeCluster};
-use testkit::traefik::Traefik;
+use testkit::traefik::{Routes, Traefik};
 use testkit::ws::WsClient;
 
 use crate::Row;
@@ -132,7 +132,7 @@ pub async fn run() -> anyhow::Result<Vec<Row>> {
     let images =
         std::env::var_os("SHOWCASE_IMAGES").map_or_else(|| root.join("target/images"), PathBuf::from);
     let node = NodeCluster::start(&images).await?;
-    let _ingress = Traefik::start(&node, NAMESPACE, "127.0.0.1:80".parse()?, false).await?;
+    let _ingress = Traefik::start(&node, NAMESPACE, "127.0.0.1:80".parse()?, false, Routes::Ingress).await?;
     let chart = root.join("helm/resume-showcase");
     let chart = chart.to_str().unwrap_or_default().to_owned();
     let http = reqwest::Client::builder()

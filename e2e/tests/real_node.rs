@@ -7,7 +7,8 @@
 //! One test walks the whole life of a release on one node (starting a node takes seconds, and only one runs at
 //! a time on a machine): install; the smoke check through the ingress and the edge; the killed pod's container
 //! really gone and the pool refilled with real pods; `helm upgrade` with a changed pod template replacing the
-//! warm pods while an assigned session keeps its pod; `helm uninstall` leaving no Job, pod or running container
+//! warm pods while an assigned session keeps its pod; an upgrade to `ingress.kind: IngressRoute` served by
+//! Traefik's CRD provider; `helm uninstall` leaving no Job, pod or running container
 //! (stopped ones are removed by the kubelet's container garbage collection, once a minute).
 //!
 //! The page itself is loaded in Chromium from an origin of its own, as GitHub Pages serves it, with a
@@ -25,15 +26,18 @@ use std::time::{Duration, Instant};
 use common::api::PoolStatus;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 use testkit::node::{self, NodeCluster};
-use testkit::traefik::Traefik;
+use testkit::traefik::{Routes, Traefik};
 use testkit::ws::WsClient;
 
 const NAMESPACE: &str = "showcase";
 const RELEASE: &str = "demo";
 const BASE: &str = "https://localhost";
+/// The IngressRoute's entry point (plain HTTP).
+const PLAIN: &str = "http://localhost";
 const WARM: usize = 2;
 
 fn root() -> PathBuf {
@@ -293,9 +297,15 @@ async fn the_chart_runs_on_a_real_node_through_its_ingress() {
     // TLS as in production (the chart's default): https:// for the API, wss:// for the edge.
     let certificate = testkit::tls::TestCertificate::for_names(&["localhost"]).unwrap();
     let tls = testkit::tls::client_config(Some(&certificate.pem)).unwrap();
-    let ingress = Traefik::start(&node, NAMESPACE, "127.0.0.1:443".parse().unwrap(), true)
-        .await
-        .unwrap();
+    let ingress = Traefik::start(
+        &node,
+        NAMESPACE,
+        "127.0.0.1:443".parse().unwrap(),
+        true,
+        Routes::Ingress,
+    )
+    .await
+    .unwrap();
     // The page, as GitHub Pages would serve it: from another origin, its config.json naming the ingress.
     let (site, origin) = serve_site().await;
     let allowed = format!("allowedOrigins={{{origin}}}");
@@ -494,6 +504,73 @@ async fn the_chart_runs_on_a_real_node_through_its_ingress() {
     );
     socket.ping_pong(2).await.unwrap();
     drop(socket);
+
+    // The chart's other kind of route, Traefik's own IngressRoute, read by its CRD provider: switched to by an
+    // upgrade, on plain HTTP (with TLS, the chart asks cert-manager for the certificate, which is not run here).
+    let crd_ingress = Traefik::start(
+        &node,
+        NAMESPACE,
+        "127.0.0.1:80".parse().unwrap(),
+        false,
+        Routes::IngressRoute,
+    )
+    .await
+    .unwrap();
+    let mut switch = vec!["upgrade", RELEASE, chart, "--wait", "--timeout", "3m"];
+    let set = node::chart_values(
+        WARM,
+        &[
+            &allowed,
+            "session.resources.limits.memory=200Mi",
+            "ingress.kind=IngressRoute",
+        ],
+    );
+    switch.extend(set.iter().map(String::as_str));
+    helm(&node, &switch);
+    let ingresses: Api<Ingress> = Api::namespaced(node.cluster.admin.clone(), NAMESPACE);
+    let left = ingresses.list(&ListParams::default()).await.unwrap().items;
+    assert!(left.is_empty(), "the Ingress is gone: {left:?}");
+    let waited = Instant::now();
+    let routed = node
+        .cluster
+        .wait_for("a full pool through the IngressRoute", || async {
+            let answer = http.get(&format!("{PLAIN}/pool")).await;
+            let status: Option<PoolStatus> = answer.ok().and_then(|a| a.json().ok());
+            Ok(status.is_some_and(|p| p.warm as usize == WARM))
+        })
+        .await;
+    if let Err(e) = routed {
+        panic!("{e:#}; Traefik's log ends: {}", crd_ingress.log_tail());
+    }
+    println!(
+        "real node: the IngressRoute serves the pool: {:.1} s",
+        waited.elapsed().as_secs_f64()
+    );
+    let session: common::api::CreateSessionResponse = http
+        .send(
+            hyper::Method::POST,
+            &format!("{PLAIN}/session"),
+            None,
+            Some(&serde_json::json!({})),
+        )
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(
+        session.websocket_url.starts_with("ws://localhost/"),
+        "{}",
+        session.websocket_url
+    );
+    let (mut socket, hello) = WsClient::connect_hello(&session.websocket_url).await.unwrap();
+    assert_eq!(hello.name, session.pod.name.as_ref());
+    socket.ping_pong(1).await.unwrap();
+    drop(socket);
+    println!(
+        "real node: through the IngressRoute: a session, and the edge to its pod {}",
+        session.pod.name
+    );
+    drop(crd_ingress);
 
     // Uninstalled, nothing of the release is left: no Job, no pod, no running container.
     helm(&node, &["uninstall", RELEASE, "--wait", "--timeout", "2m"]);

@@ -2,13 +2,15 @@
 //! ([`crate::node`]): the production route (ingress → provisioner Service, ingress → edge Service → session
 //! pod) for the real-node tests and benchmarks.
 //!
-//! It runs as a user would run it beside the chart: its Kubernetes Ingress provider, limited to one namespace,
-//! as a ServiceAccount with a ClusterRole of read rights only (a bound token in a kubeconfig), the `traefik`
-//! IngressClass, and TLS from the `kubernetes.io/tls` Secret the chart's Ingress names
-//! ([`Traefik::install_certificate`] writes it, as cert-manager would). Its entry points are named and set as
-//! in Traefik's own chart: `websecure` with TLS on every router (an Ingress's `tls` section only hands
-//! Traefik certificates), or `web` for plain HTTP; a second one, on a free loopback port, answers `/ping`
-//! only. The binary comes from `cargo xtask cluster-tools` (see `xtask/src/traefik.rs`).
+//! It runs as a user would run it beside the chart: the provider of the chart's `ingress.kind` ([`Routes`]:
+//! the Kubernetes Ingress provider, or the CRD provider for Traefik's own `IngressRoute`, with Traefik's CRDs
+//! installed first), limited to one namespace, as a ServiceAccount with a ClusterRole of read rights only (a
+//! bound token in a kubeconfig), the `traefik` IngressClass, and TLS from the `kubernetes.io/tls` Secret the
+//! chart's Ingress names ([`Traefik::install_certificate`] writes it, as cert-manager would). Its entry points
+//! are named and set as in Traefik's own chart: `websecure` with TLS on every router (an Ingress's `tls`
+//! section only hands Traefik certificates), or `web` for plain HTTP; a second one, on a free loopback port,
+//! answers `/ping` only. The binary and the CRDs come from `cargo xtask cluster-tools` (see
+//! `xtask/src/traefik.rs`).
 //! The process is killed when the [`Traefik`] is dropped; its log stays in the node's directory.
 
 use std::net::SocketAddr;
@@ -20,8 +22,10 @@ use anyhow::{Context, bail};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::Api;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Patch, PatchParams};
+use kube::runtime::wait::{await_condition, conditions};
+use kube::{Api, ResourceExt};
 
 use crate::node::NodeCluster;
 use crate::tls::TestCertificate;
@@ -39,9 +43,13 @@ apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRole
 metadata: {name: testkit-traefik}
 rules:
-- {apiGroups: [""], resources: [services, secrets, nodes], verbs: [get, list, watch]}
+- {apiGroups: [""], resources: [services, secrets, nodes, configmaps], verbs: [get, list, watch]}
 - {apiGroups: [discovery.k8s.io], resources: [endpointslices], verbs: [get, list, watch]}
 - {apiGroups: [networking.k8s.io], resources: [ingresses, ingressclasses], verbs: [get, list, watch]}
+- apiGroups: [traefik.io]
+  resources: [ingressroutes, ingressroutetcps, ingressrouteudps, middlewares, middlewaretcps, serverstransports,
+    serverstransporttcps, tlsoptions, tlsstores, traefikservices]
+  verbs: [get, list, watch]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
@@ -55,6 +63,18 @@ metadata: {name: traefik}
 spec: {controller: traefik.io/ingress-controller}
 "#;
 
+/// Traefik's CRDs (from its module, by `cargo xtask cluster-tools`), beside the binary.
+const CRDS: &str = "traefik-crds.yml";
+
+/// Which kind of object carries the chart's routes (its `ingress.kind`), and so which provider reads them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Routes {
+    /// A standard `Ingress`: Traefik's `kubernetesIngress` provider.
+    Ingress,
+    /// Traefik's `IngressRoute`: its `kubernetesCRD` provider, with its CRDs installed.
+    IngressRoute,
+}
+
 /// A running Traefik; stops when dropped.
 pub struct Traefik {
     /// Where it serves the Ingresses.
@@ -64,15 +84,17 @@ pub struct Traefik {
 }
 
 impl Traefik {
-    /// Starts Traefik serving the Ingresses of `namespace` on `bind`, over TLS when `tls`, and waits until it
-    /// answers its ping.
+    /// Starts Traefik serving the `routes` of `namespace` on `bind`, over TLS when `tls`, and waits until it
+    /// answers its ping. Several may run at once, on different addresses.
     pub async fn start(
         node: &NodeCluster,
         namespace: &str,
         bind: SocketAddr,
         tls: bool,
+        routes: Routes,
     ) -> anyhow::Result<Self> {
-        let binary = crate::cluster::binaries()?.join("traefik");
+        let bin = crate::cluster::binaries()?;
+        let binary = bin.join("traefik");
         if !binary.is_file() {
             bail!(
                 "no Traefik at {}: `cargo xtask cluster-tools` builds it",
@@ -81,6 +103,9 @@ impl Traefik {
         }
         let cluster = &node.cluster;
         cluster.apply_yaml(ACCOUNT_NAMESPACE, RBAC).await?;
+        if routes == Routes::IngressRoute {
+            install_crds(node, &bin.join(CRDS)).await?;
+        }
         let kubeconfig = cluster
             .service_account_kubeconfig(ACCOUNT_NAMESPACE, ACCOUNT)
             .await?;
@@ -88,9 +113,9 @@ impl Traefik {
             let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
             probe.local_addr()?
         };
-        let config = node.dir().join("traefik.yml");
-        std::fs::write(&config, static_config(namespace, bind, tls, ping))?;
-        let log = node.dir().join("logs/traefik.log");
+        let config = node.dir().join(format!("traefik-{}.yml", bind.port()));
+        std::fs::write(&config, static_config(namespace, bind, tls, routes, ping))?;
+        let log = node.dir().join(format!("logs/traefik-{}.log", bind.port()));
         let output = std::fs::File::create(&log)?;
         let mut child = tokio::process::Command::new(&binary)
             .arg(format!("--configFile={}", config.display()))
@@ -189,9 +214,33 @@ impl Drop for Traefik {
     }
 }
 
+/// Applies Traefik's CRDs from `file` and waits until the API server serves each.
+async fn install_crds(node: &NodeCluster, file: &std::path::Path) -> anyhow::Result<()> {
+    let yaml = std::fs::read_to_string(file).with_context(|| {
+        format!(
+            "reading {}: `cargo xtask cluster-tools` writes it",
+            file.display()
+        )
+    })?;
+    let applied = node.cluster.apply_yaml("default", &yaml).await?;
+    let crds: Api<CustomResourceDefinition> = Api::all(node.cluster.admin.clone());
+    for crd in &applied {
+        let name = crd.name_any();
+        let established = await_condition(crds.clone(), &name, conditions::is_crd_established());
+        tokio::time::timeout(crate::wait::WAIT, established)
+            .await
+            .with_context(|| format!("CRD {name} not established within {:?}", crate::wait::WAIT))??;
+    }
+    Ok(())
+}
+
 /// Traefik's static configuration: one entry point on `bind` for the routes (TLS on every router when
-/// `tls`), the ping on `ping`, the Ingress provider limited to `namespace`.
-fn static_config(namespace: &str, bind: SocketAddr, tls: bool, ping: SocketAddr) -> String {
+/// `tls`), the ping on `ping`, the provider of `routes` limited to `namespace`.
+fn static_config(namespace: &str, bind: SocketAddr, tls: bool, routes: Routes, ping: SocketAddr) -> String {
+    let provider = match routes {
+        Routes::Ingress => "kubernetesIngress",
+        Routes::IngressRoute => "kubernetesCRD",
+    };
     let (entry_point, http) = if tls {
         ("websecure", "\n    http: {tls: {}}")
     } else {
@@ -211,7 +260,7 @@ entryPoints:
     address: "{ping}"
 ping: {{entryPoint: ping}}
 providers:
-  kubernetesIngress:
+  {provider}:
     namespaces: ["{namespace}"]
     # Apply every change at once (the default as well; said here because the tests depend on it).
     throttleDuration: 0s
@@ -234,7 +283,7 @@ mod tests {
         let bind = "127.0.0.1:443".parse().unwrap();
         let ping = "127.0.0.1:9000".parse().unwrap();
         let parsed: serde_json::Value =
-            serde_saphyr::from_str(&static_config("showcase", bind, true, ping)).unwrap();
+            serde_saphyr::from_str(&static_config("showcase", bind, true, Routes::Ingress, ping)).unwrap();
         assert_eq!(parsed["entryPoints"]["websecure"]["address"], "127.0.0.1:443");
         assert!(parsed["entryPoints"]["websecure"]["http"]["tls"].is_object());
         assert_eq!(parsed["entryPoints"]["websecure"]["asDefault"], true);
@@ -243,9 +292,17 @@ mod tests {
             parsed["providers"]["kubernetesIngress"]["namespaces"][0],
             "showcase"
         );
-        let plain: serde_json::Value =
-            serde_saphyr::from_str(&static_config("showcase", bind, false, ping)).unwrap();
+        let plain: serde_json::Value = serde_saphyr::from_str(&static_config(
+            "showcase",
+            bind,
+            false,
+            Routes::IngressRoute,
+            ping,
+        ))
+        .unwrap();
         assert_eq!(plain["entryPoints"]["web"]["address"], "127.0.0.1:443");
         assert!(plain["entryPoints"]["web"]["http"].is_null());
+        assert_eq!(plain["providers"]["kubernetesCRD"]["namespaces"][0], "showcase");
+        assert!(plain["providers"]["kubernetesIngress"].is_null());
     }
 }

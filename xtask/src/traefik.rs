@@ -49,22 +49,60 @@ const LEGO: &str = "github.com/go-acme/lego/v5";
 const HTTP_AUTH: &str = "github.com/abbot/go-http-auth";
 const HTTP_AUTH_SERVED: &str = "github.com/containous/go-http-auth@v0.4.1-0.20200324110947-a37a7636d23e";
 
-/// Builds the binary when it is not cached, and links it into the Kubernetes binaries' directory `k8s_bin`
-/// (where the tests look for every cluster tool, [`crate::cluster::ensure_binaries`]).
+/// Traefik's CRDs (`IngressRoute` and the rest its CRD provider watches), as its module ships them.
+const CRDS_IN_MODULE: &str = "docs/content/reference/dynamic-configuration/kubernetes-crd-definition-v1.yml";
+/// Their name in the cache and in the Kubernetes binaries' directory (`testkit::traefik` reads it there).
+const CRDS: &str = "traefik-crds.yml";
+
+/// Builds the binary when it is not cached, copies the CRDs out of the module when they are not, and links
+/// both into the Kubernetes binaries' directory `k8s_bin` (where the tests look for every cluster tool,
+/// [`crate::cluster::ensure_binaries`]).
 pub fn ensure(k8s_bin: &Path) -> anyhow::Result<()> {
-    let binary = build()?;
-    let link = k8s_bin.join("traefik");
-    if std::fs::read_link(&link).is_ok_and(|target| target == binary) {
-        return Ok(());
+    let cache = crate::process::cache_root()?.join(format!("traefik-{TRAEFIK}"));
+    let binary = build(&cache)?;
+    let crds = crds(&cache)?;
+    for (target, name) in [(&binary, "traefik"), (&crds, CRDS)] {
+        let link = k8s_bin.join(name);
+        if std::fs::read_link(&link).is_ok_and(|t| &t == target) {
+            continue;
+        }
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(target, &link)
+            .with_context(|| format!("linking {} to {}", link.display(), target.display()))?;
     }
-    let _ = std::fs::remove_file(&link);
-    std::os::unix::fs::symlink(&binary, &link)
-        .with_context(|| format!("linking {} to {}", link.display(), binary.display()))
+    Ok(())
 }
 
-/// The cached binary, built first when missing.
-fn build() -> anyhow::Result<PathBuf> {
-    let cache = crate::process::cache_root()?.join(format!("traefik-{TRAEFIK}"));
+/// The cached CRDs, copied from Traefik's module first when missing (a download of that module alone when
+/// Go's module cache does not have it).
+fn crds(cache: &Path) -> anyhow::Result<PathBuf> {
+    let crds = cache.join(CRDS);
+    if crds.is_file() {
+        return Ok(crds);
+    }
+    let go = crate::go::ensure().context("Traefik's CRDs come from its Go module")?;
+    std::fs::create_dir_all(cache)?;
+    let traefik = crate::go::module_dir(crate::go::command(&go, cache).args([
+        "mod",
+        "download",
+        "-json",
+        &format!("github.com/traefik/traefik/v3@{TRAEFIK}"),
+    ]))?;
+    let source = traefik.join(CRDS_IN_MODULE);
+    let text = std::fs::read_to_string(&source)
+        .with_context(|| format!("Traefik's module has no {CRDS_IN_MODULE}"))?;
+    if !text.contains("name: ingressroutes.traefik.io") {
+        bail!("{} does not define the IngressRoute CRD", source.display());
+    }
+    let partial = cache.join(format!("{CRDS}.partial"));
+    std::fs::write(&partial, text)?;
+    std::fs::rename(&partial, &crds)?;
+    Ok(crds)
+}
+
+/// The cached binary under `cache`, built first when missing.
+fn build(cache: &Path) -> anyhow::Result<PathBuf> {
+    let cache = cache.to_path_buf();
     let binary = cache.join("bin/traefik");
     if binary.is_file() {
         return Ok(binary);
