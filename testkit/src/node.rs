@@ -270,6 +270,7 @@ fn preflight() -> anyhow::Result<()> {
         "iptables",
         "iptables-save",
         "ip",
+        "sysctl",
         "openssl",
     ] {
         if which(program).is_none() {
@@ -323,8 +324,11 @@ struct Host {
     children: Vec<(&'static str, Child)>,
     sysctls: Vec<(String, String)>,
     absent_dirs: Vec<PathBuf>,
-    /// cgroup v2: controllers this node enabled in the root's `cgroup.subtree_control` (disabled again).
+    /// cgroup v2: controllers this node enabled in the root's `cgroup.subtree_control` (disabled again; a
+    /// killed run leaves them on, which changes nothing for the host's own cgroups).
     enabled_controllers: Vec<&'static str>,
+    /// Whether this node loaded br_netfilter (unloaded again, which also takes its sysctls away).
+    loaded_br_netfilter: bool,
 }
 
 impl Host {
@@ -345,6 +349,7 @@ impl Host {
             sysctls,
             absent_dirs,
             enabled_controllers: Vec::new(),
+            loaded_br_netfilter: false,
         }
     }
 
@@ -363,9 +368,10 @@ impl Host {
 
     /// The bridge with the gateway address (so the API server can advertise it before any pod exists), the
     /// Service range routed onto it, and nothing forwarded between it and any other interface. Every packet
-    /// that touches the bridge is decided by these first rules of `FORWARD`, so the host's own policy never
-    /// sees one: traffic among the pods (and from a pod to a Service's pod) is accepted even on a host whose
-    /// `FORWARD` policy is `DROP`, as Docker sets it on GitHub's runners.
+    /// that touches the bridge is decided by these rules (inserted at the top of iptables' `FORWARD`; only
+    /// kube-proxy's jumps go above them later) before the host's own rules and policy: traffic among the pods
+    /// (and from a pod to a Service's pod) is accepted even where the `FORWARD` policy is `DROP`, as Docker
+    /// sets it on GitHub's runners. (A host firewall in nftables' own forward chain is not overridden.)
     fn prepare_network(&mut self) -> anyhow::Result<()> {
         // A bridge left by a killed run would make every later one fail; it is ours by name.
         if Path::new("/sys/class/net").join(BRIDGE).exists() {
@@ -377,6 +383,7 @@ impl Host {
         if !Path::new("/proc/sys/net/bridge").exists() {
             output(Command::new("modprobe").arg("br_netfilter"))
                 .context("the real node needs the kernel's br_netfilter (modprobe br_netfilter failed)")?;
+            self.loaded_br_netfilter = true;
         }
         if sysctl("net.bridge.bridge-nf-call-iptables").as_deref() != Some("1") {
             run(Command::new("sysctl").args(["-qw", "net.bridge.bridge-nf-call-iptables=1"]))?;
@@ -796,6 +803,9 @@ impl Drop for Host {
         for dir in &self.absent_dirs {
             let _ = std::fs::remove_dir(dir);
         }
+        if self.loaded_br_netfilter {
+            let _ = output(Command::new("modprobe").args(["-r", "br_netfilter"]));
+        }
         for (key, value) in &self.sysctls {
             if sysctl(key).as_ref() != Some(value) {
                 let _ = output(Command::new("sysctl").args(["-qw", &format!("{key}={value}")]));
@@ -893,7 +903,9 @@ fn shell_words(line: &str) -> Vec<String> {
 /// since these machines lack `CAP_SYS_RESOURCE` (without it every sandbox fails). Only what differs from
 /// containerd's defaults, in config version 2: the format of containerd 1.6 and 1.7 (Debian's, and Docker's
 /// `containerd.io` on GitHub's runners until 2.0), which containerd 2 still reads and migrates itself.
-/// The runc runtime is spelled out whole (type, sandboxer): naming it replaces the default entry.
+/// The runc runtime is spelled out whole (type, `sandbox_mode`, which containerd 2 renames `sandboxer`
+/// itself): naming it replaces the default entry. NRI is off: containerd 2 would otherwise take over the
+/// host's NRI socket and start the host's NRI plugins.
 fn containerd_config(dir: &Path) -> String {
     let d = dir.display();
     format!(
@@ -906,6 +918,10 @@ state = "{d}/containerd/state"
 
 [plugins."io.containerd.internal.v1.opt"]
   path = "{d}/containerd/opt"
+
+# containerd 2 turns NRI on by default, at a fixed host socket (/var/run/nri) and with the host's plugins.
+[plugins."io.containerd.nri.v1.nri"]
+  disable = true
 
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{PAUSE_IMAGE}"
@@ -1134,6 +1150,10 @@ mod tests {
         assert!(config.contains("Root = \"/n/containerd/runc\""), "{config}");
         assert!(
             config.contains("runtime_type = \"io.containerd.runc.v2\""),
+            "{config}"
+        );
+        assert!(
+            config.contains("[plugins.\"io.containerd.nri.v1.nri\"]\n  disable = true"),
             "{config}"
         );
     }

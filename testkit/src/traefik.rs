@@ -113,9 +113,10 @@ impl Traefik {
             let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
             probe.local_addr()?
         };
-        let config = node.dir().join(format!("traefik-{}.yml", bind.port()));
+        let name = format!("traefik-{}-{}", bind.ip(), bind.port());
+        let config = node.dir().join(format!("{name}.yml"));
         std::fs::write(&config, static_config(namespace, bind, tls, routes, ping))?;
-        let log = node.dir().join(format!("logs/traefik-{}.log", bind.port()));
+        let log = node.dir().join(format!("logs/{name}.log"));
         let output = std::fs::File::create(&log)?;
         let mut child = tokio::process::Command::new(&binary)
             .arg(format!("--configFile={}", config.display()))

@@ -4,7 +4,8 @@
 //! `cargo fmt --check`, `cargo clippy --all-targets -D warnings`,
 //! actionlint over `.github/workflows`,
 //! the web page built with Trunk (so the browser test loads the real build), the container images (for the
-//! real node), `cargo test --workspace`. Test output is passed through as it comes, and the per-binary `test result:`
+//! real node), `cargo test --workspace`, then the real-node test on its own (it needs root, and gets only the
+//! environment it is handed). Test output is passed through as it comes, and the per-binary `test result:`
 //! lines are added up into one closing `summary: N passed, M failed` line.
 
 use std::io::{BufRead, BufReader, Write};
@@ -107,9 +108,10 @@ struct Totals {
 const REAL_NODE_TEST: &str = "the_chart_runs_on_a_real_node_through_its_ingress";
 
 /// What every test of `cargo xtask test` is told: the page's build, the Kubernetes binaries, the images and
-/// their release binaries, and the browser when `CHROME_BIN` names one. The real-node test gets this list and
-/// `PATH` only, as root too ([`real_node_alone`]), so a variable it needs and sudo would drop is missed here,
-/// not first on GitHub's runners.
+/// their release binaries, and, when set, the browser (`CHROME_BIN`), the log filter (`RUST_LOG`) and
+/// `SHOWCASE_KEEP_NODE`. The real-node test gets this list, `PATH` and `HOME` only, as root too
+/// ([`real_node_alone`]), so a variable it needs and sudo would drop is missed here, not first on GitHub's
+/// runners.
 fn test_env(dist: &Path, k8s_bin: &Path, images: &Path) -> Vec<(&'static str, std::ffi::OsString)> {
     let mut env = vec![
         ("E2E_DIST", dist.as_os_str().to_owned()),
@@ -117,8 +119,10 @@ fn test_env(dist: &Path, k8s_bin: &Path, images: &Path) -> Vec<(&'static str, st
         ("SHOWCASE_RELEASE_BIN", images.join("bin").into_os_string()),
         ("SHOWCASE_IMAGES", images.as_os_str().to_owned()),
     ];
-    if let Some(chrome) = std::env::var_os("CHROME_BIN") {
-        env.push(("CHROME_BIN", chrome));
+    for key in ["CHROME_BIN", "RUST_LOG", "SHOWCASE_KEEP_NODE"] {
+        if let Some(value) = std::env::var_os(key) {
+            env.push((key, value));
+        }
     }
     env
 }
@@ -159,10 +163,17 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-/// Runs the real-node test's `executable` with `env` and `PATH` only: as root with the rest of the environment
-/// cleared (`HOME` kept), else with `sudo -n` (passwordless sudo, as on GitHub's runners), which resets it.
+/// Runs the real-node test's `executable` with `env` and `PATH` (the sbin directories added) only: as root with
+/// the rest of the environment cleared (`HOME` kept), else with `sudo -n` (passwordless sudo, as on GitHub's
+/// runners), which resets it (and sets `HOME` itself).
 fn real_node_alone(executable: &Path, env: &[(&str, std::ffi::OsString)]) -> anyhow::Result<Totals> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
+    // A user's PATH on Debian lacks the sbin directories, where iptables, sysctl and modprobe live.
+    let mut path = std::env::var_os("PATH").unwrap_or_default();
+    for sbin in ["/usr/local/sbin", "/usr/sbin", "/sbin"] {
+        if !std::env::split_paths(&path).any(|dir| dir == Path::new(sbin)) {
+            path.push(format!(":{sbin}"));
+        }
+    }
     let assignments = std::iter::once(("PATH", &path))
         .chain(env.iter().map(|(k, v)| (*k, v)))
         .map(|(key, value)| {
