@@ -77,7 +77,37 @@ fn helm(node: &NodeCluster, args: &[&str]) {
 }
 
 async fn pool(http: &e2e::http::Http) -> Option<PoolStatus> {
-    http.get(&format!("{BASE}/pool")).await.ok()?.json().ok()
+    pool_at(http, BASE).await
+}
+
+/// `GET /pool` through the ingress at `base`, when it answers with one.
+async fn pool_at(http: &e2e::http::Http, base: &str) -> Option<PoolStatus> {
+    http.get(&format!("{base}/pool")).await.ok()?.json().ok()
+}
+
+/// `POST /session` through the ingress at `base`; asserts the WebSocket URL it names starts with `ws_prefix`.
+async fn new_session(
+    http: &e2e::http::Http,
+    base: &str,
+    ws_prefix: &str,
+) -> common::api::CreateSessionResponse {
+    let session: common::api::CreateSessionResponse = http
+        .send(
+            hyper::Method::POST,
+            &format!("{base}/session"),
+            None,
+            Some(&serde_json::json!({})),
+        )
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(
+        session.websocket_url.starts_with(ws_prefix),
+        "{}",
+        session.websocket_url
+    );
+    session
 }
 
 /// Containers in the node's containerd of pod `pod`, by the label the kubelet gives them.
@@ -434,22 +464,7 @@ async fn the_chart_runs_on_a_real_node_through_its_ingress() {
     site.abort();
 
     // An upgrade that changes the session pods' template: warm pods are replaced, an assigned one is kept.
-    let session: common::api::CreateSessionResponse = http
-        .send(
-            hyper::Method::POST,
-            &format!("{BASE}/session"),
-            None,
-            Some(&serde_json::json!({})),
-        )
-        .await
-        .unwrap()
-        .json()
-        .unwrap();
-    assert!(
-        session.websocket_url.starts_with("wss://localhost/"),
-        "{}",
-        session.websocket_url
-    );
+    let session = new_session(&http, BASE, "wss://localhost/").await;
     let (mut socket, hello) = WsClient::connect_hello_tls(&session.websocket_url, tls.clone())
         .await
         .unwrap();
@@ -534,9 +549,9 @@ async fn the_chart_runs_on_a_real_node_through_its_ingress() {
     let routed = node
         .cluster
         .wait_for("a full pool through the IngressRoute", || async {
-            let answer = http.get(&format!("{PLAIN}/pool")).await;
-            let status: Option<PoolStatus> = answer.ok().and_then(|a| a.json().ok());
-            Ok(status.is_some_and(|p| p.warm as usize == WARM))
+            Ok(pool_at(&http, PLAIN)
+                .await
+                .is_some_and(|p| p.warm as usize == WARM))
         })
         .await;
     if let Err(e) = routed {
@@ -546,22 +561,7 @@ async fn the_chart_runs_on_a_real_node_through_its_ingress() {
         "real node: the IngressRoute serves the pool: {:.1} s",
         waited.elapsed().as_secs_f64()
     );
-    let session: common::api::CreateSessionResponse = http
-        .send(
-            hyper::Method::POST,
-            &format!("{PLAIN}/session"),
-            None,
-            Some(&serde_json::json!({})),
-        )
-        .await
-        .unwrap()
-        .json()
-        .unwrap();
-    assert!(
-        session.websocket_url.starts_with("ws://localhost/"),
-        "{}",
-        session.websocket_url
-    );
+    let session = new_session(&http, PLAIN, "ws://localhost/").await;
     let (mut socket, hello) = WsClient::connect_hello(&session.websocket_url).await.unwrap();
     assert_eq!(hello.name, session.pod.name.as_ref());
     socket.ping_pong(1).await.unwrap();
