@@ -86,12 +86,7 @@ fn crds(cache: &Path) -> anyhow::Result<PathBuf> {
     }
     let go = crate::go::ensure().context("Traefik's CRDs come from its Go module")?;
     std::fs::create_dir_all(cache)?;
-    let traefik = crate::go::module_dir(crate::go::command(&go, cache).args([
-        "mod",
-        "download",
-        "-json",
-        &format!("github.com/traefik/traefik/v3@{TRAEFIK}"),
-    ]))?;
+    let traefik = module(&go, cache)?;
     let source = traefik.join(CRDS_IN_MODULE);
     let text = std::fs::read_to_string(&source)
         .with_context(|| format!("Traefik's module has no {CRDS_IN_MODULE}"))?;
@@ -104,24 +99,28 @@ fn crds(cache: &Path) -> anyhow::Result<PathBuf> {
     Ok(crds)
 }
 
+/// Traefik's module at [`TRAEFIK`] in Go's module cache (downloaded when missing), with `go` run in `dir`.
+fn module(go: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
+    crate::go::module_dir(crate::go::command(go, dir).args([
+        "mod",
+        "download",
+        "-json",
+        &format!("github.com/traefik/traefik/v3@{TRAEFIK}"),
+    ]))
+}
+
 /// The cached binary under `cache`, built first when missing.
 fn build(cache: &Path) -> anyhow::Result<PathBuf> {
-    let cache = cache.to_path_buf();
     let binary = cache.join("bin/traefik");
     if binary.is_file() {
         return Ok(binary);
     }
     let go = crate::go::ensure().context("Traefik is built with Go")?;
-    disk::ensure_free(&cache, BUILD_SPACE, "building Traefik")?;
+    disk::ensure_free(cache, BUILD_SPACE, "building Traefik")?;
     let src = cache.join("module");
     std::fs::create_dir_all(&src)?;
+    let traefik = module(&go, &src)?;
     let go = |dir: &Path| crate::go::command(&go, dir);
-    let traefik = crate::go::module_dir(go(&src).args([
-        "mod",
-        "download",
-        "-json",
-        &format!("github.com/traefik/traefik/v3@{TRAEFIK}"),
-    ]))?;
     let upstream: Value = serde_json::from_str(&process::output(
         go(&src)
             .args(["mod", "edit", "-json"])
