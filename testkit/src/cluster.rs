@@ -171,13 +171,21 @@ impl Cluster {
                 String::from_utf8_lossy(&output.stderr)
             );
         }
+        // kwokctl logs a failed `--wait` and still exits 0; its words go with any later failure.
+        let said = String::from_utf8_lossy(&output.stderr).into_owned();
         let admin = client_from(&processes.kubeconfig).await?;
         let cluster = Self { processes, admin };
         cluster
             .wait_for("the API server to answer", || async {
-                Ok(cluster.admin.apiserver_version().await.is_ok())
+                cluster.admin.apiserver_version().await?;
+                Ok(true)
             })
-            .await?;
+            .await
+            .map_err(|e| {
+                cluster
+                    .explain(e, &["kube-apiserver", "etcd"])
+                    .context(format!("kwokctl said:\n{}", said.trim_end()))
+            })?;
         cluster.add_nodes(options.fake_nodes).await?;
         Ok(cluster)
     }
@@ -230,6 +238,22 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// `error`, with the last lines of the logs of `components` (kwokctl's names: `kube-apiserver`, `etcd`...).
+    pub fn explain(&self, error: anyhow::Error, components: &[&str]) -> anyhow::Error {
+        let logs = self
+            .processes
+            .workdir
+            .join("clusters")
+            .join(&self.processes.name)
+            .join("logs");
+        components.iter().fold(error, |error, component| {
+            let log = std::fs::read_to_string(logs.join(format!("{component}.log"))).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            error.context(format!("{component}'s last log lines:\n{}", tail.join("\n")))
+        })
     }
 
     /// The admin kubeconfig file.
