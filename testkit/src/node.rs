@@ -51,6 +51,8 @@ const PROXY_METRICS: u16 = 10349;
 pub const PAUSE_IMAGE: &str = "localhost/pause:resume-showcase";
 /// Where Debian's and Ubuntu's `containernetworking-plugins` put the CNI plugins.
 const CNI_BIN: &str = "/usr/lib/cni";
+/// Where the API server's port is chosen ([`free_port`]).
+const API_PORTS: std::ops::RangeInclusive<u16> = 20000..=29999;
 /// The serialising lock.
 const LOCK: &str = "/run/resume-showcase-node.lock";
 /// The Debian packages the node needs.
@@ -312,8 +314,20 @@ fn lock() -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
         .map_err(|(_, e)| anyhow::anyhow!("cannot lock {LOCK}: {e}"))
 }
 
+/// A port for the API server, free on every address, from [`API_PORTS`]: below Linux's default ephemeral range
+/// (32768–60999), so that no outgoing connection made while the control plane starts can take it before
+/// the API server binds it, and below the ports kwokctl picks for the other components (from 32767 down).
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    let span = API_PORTS.end() - API_PORTS.start() + 1;
+    // Start where this process's id points, so that runs on one machine do not all try the same ports first.
+    let offset = (std::process::id() % u32::from(span)) as u16;
+    (0..span)
+        .map(|i| API_PORTS.start() + (offset + i) % span)
+        .find(|&port| {
+            std::net::TcpListener::bind(("0.0.0.0", port)).is_ok()
+                && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+        })
+        .with_context(|| format!("no free port for the API server in {API_PORTS:?}"))
 }
 
 /// Everything started or changed on the host, undone on drop in reverse.

@@ -108,8 +108,9 @@ struct Totals {
 const REAL_NODE_TEST: &str = "the_chart_runs_on_a_real_node_through_its_ingress";
 
 /// What every test of `cargo xtask test` is told: the page's build, the Kubernetes binaries, the images and
-/// their release binaries, and, when set, the browser (`CHROME_BIN`), the log filter (`RUST_LOG`) and
-/// `SHOWCASE_KEEP_NODE`. The real-node test gets this list, `PATH` and `HOME` only, as root too
+/// their release binaries, and, when set, the browser (`CHROME_BIN`), the log filter (`RUST_LOG`),
+/// `SHOWCASE_KEEP_NODE` and `TMPDIR` (where the clusters and the node keep their files: a machine's `/tmp` can
+/// be a small tmpfs). The real-node test gets this list, `PATH` and `HOME` only, as root too
 /// ([`real_node_alone`]), so a variable it needs and sudo would drop is missed here, not first on GitHub's
 /// runners.
 fn test_env(dist: &Path, k8s_bin: &Path, images: &Path) -> Vec<(&'static str, std::ffi::OsString)> {
@@ -119,7 +120,7 @@ fn test_env(dist: &Path, k8s_bin: &Path, images: &Path) -> Vec<(&'static str, st
         ("SHOWCASE_RELEASE_BIN", images.join("bin").into_os_string()),
         ("SHOWCASE_IMAGES", images.as_os_str().to_owned()),
     ];
-    for key in ["CHROME_BIN", "RUST_LOG", "SHOWCASE_KEEP_NODE"] {
+    for key in ["CHROME_BIN", "RUST_LOG", "SHOWCASE_KEEP_NODE", "TMPDIR"] {
         if let Some(value) = std::env::var_os(key) {
             env.push((key, value));
         }
