@@ -4,7 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a panic is the failure report
 
+use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use fantoccini::wd::WebDriverCompatibleCommand;
@@ -20,6 +22,8 @@ const START: Duration = Duration::from_secs(30);
 /// so a failing test (a panic) leaves no browser behind; killing chromedriver alone orphans Chromium.
 pub struct Browser {
     driver: Child,
+    /// Chromium's profile directory, this browser's alone; removed with it.
+    profile: PathBuf,
 }
 
 impl Drop for Browser {
@@ -28,6 +32,7 @@ impl Drop for Browser {
             let group = nix::unistd::Pid::from_raw(pid as i32);
             let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
         }
+        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
 
@@ -53,7 +58,17 @@ pub async fn start_browser_with(extra_args: &[&str]) -> (Browser, Client) {
         .spawn()
         .expect("chromedriver on PATH (cargo xtask setup installs it)");
     let mut lines = BufReader::new(driver.stdout.take().unwrap()).lines();
-    let driver = Browser { driver };
+    // One profile per browser: two browsers of one test process must not share (and lock) one.
+    static BROWSERS: AtomicUsize = AtomicUsize::new(0);
+    let profile = std::env::temp_dir().join(format!(
+        "e2e-chromium-{}-{}",
+        std::process::id(),
+        BROWSERS.fetch_add(1, Ordering::Relaxed)
+    ));
+    let driver = Browser {
+        driver,
+        profile: profile.clone(),
+    };
     let port: u16 = tokio::time::timeout(START, async {
         while let Some(line) = lines.next_line().await.unwrap() {
             if let Some((_, port)) = line.split_once("started successfully on port ") {
@@ -65,7 +80,6 @@ pub async fn start_browser_with(extra_args: &[&str]) -> (Browser, Client) {
     .await
     .expect("chromedriver did not start");
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let profile = std::env::temp_dir().join(format!("e2e-chromium-{}", std::process::id()));
     let mut options = serde_json::json!({
         "args": [
             "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

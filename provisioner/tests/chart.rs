@@ -138,8 +138,24 @@ async fn the_chart_lints_renders_and_its_schema_refuses_bad_values() {
     }
 }
 
+/// A values file of one test's own, removed when dropped.
+struct ValuesFile(std::path::PathBuf);
+
+impl ValuesFile {
+    fn to_str(&self) -> Option<&str> {
+        self.0.to_str()
+    }
+}
+
+impl Drop for ValuesFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// A values file with every scheduling value set for the three kinds of pods, and both monitors on.
-fn production_values() -> std::path::PathBuf {
+fn production_values() -> ValuesFile {
+    static FILES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let scheduling = |who: &str| {
         format!(
             r#"
@@ -162,9 +178,13 @@ fn production_values() -> std::path::PathBuf {
         scheduling("server"),
         scheduling("session"),
     );
-    let path = std::env::temp_dir().join(format!("showcase-production-values-{}.yaml", std::process::id()));
+    let path = std::env::temp_dir().join(format!(
+        "showcase-production-values-{}-{}.yaml",
+        std::process::id(),
+        FILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
     std::fs::write(&path, values).unwrap();
-    path
+    ValuesFile(path)
 }
 
 fn document(rendered: &str, kind: &str, name: &str) -> serde_json::Value {
