@@ -22,7 +22,7 @@ use leptos::task::spawn_local;
 use crate::api::Api;
 use crate::board::Board;
 use crate::browser::now;
-use crate::samples::{EventKind, History, Pinger};
+use crate::samples::{EventKind, History, Pinger, next_due};
 use crate::session::{Failure, Input, KillButton, SessionPhase};
 use crate::socket::{Incoming, PoolFeed, Socket};
 use crate::waterfall::KillTrace;
@@ -582,7 +582,7 @@ impl Demo {
     }
 
     /// One tick of the ping clock at `due`: overdue pings are lost, a ping goes out unless paused. Returns the
-    /// next tick.
+    /// next tick, a jittered interval later ([`next_due`]).
     fn tick(
         &self,
         socket: &Socket,
@@ -602,8 +602,7 @@ impl Demo {
             pinger.restamp_last(now());
             socket.send(&text);
         }
-        let interval = 1000.0 / self.rate_hz.get_untracked().clamp(0.5, 10.0);
-        (due + interval).max(at)
+        next_due(due, at, self.rate_hz.get_untracked(), js_sys::Math::random())
     }
 
     /// The shared series: one of the shared servers, pinged alongside the session's pod, reconnecting when its

@@ -13,6 +13,21 @@ pub const MAX_SAMPLES: usize = 36_000;
 /// Events kept (kills, reconnects...); far more than an hour of clicking.
 pub const MAX_EVENTS: usize = 1_000;
 
+/// How far each interval between two pings strays from the rate's, either way: ±25 %.
+pub const JITTER: f64 = 0.25;
+
+/// When the ping after one due at `due` is due, at `rate_hz`, the tick having run at `at`; `draw` is a random
+/// number in `[0, 1)`. Each interval is drawn uniformly within ±[`JITTER`] of `1 / rate_hz` (so the rate holds
+/// on average), the way RFC 2330 (§11.1) advises against strictly periodic sampling: at a fixed period a
+/// series keeps one phase against everything else periodic in the browser (60 Hz frames, the page's timers,
+/// the other series' pings) for a whole run, and every one of its samples shares that phase's luck, good or
+/// bad. Never earlier than `at`, so a late tick does not fire a burst.
+pub fn next_due(due: f64, at: f64, rate_hz: f64, draw: f64) -> f64 {
+    let interval = 1000.0 / rate_hz.clamp(0.5, 10.0);
+    let factor = 1.0 - JITTER + 2.0 * JITTER * draw.clamp(0.0, 1.0);
+    (due + interval * factor).max(at)
+}
+
 /// One ping's outcome.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
@@ -224,6 +239,23 @@ fn lost(seq: u64, sent_at: f64, pod: &str) -> Sample {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ping_intervals_stray_around_the_rate_and_keep_it_on_average() {
+        assert_eq!(next_due(1000.0, 1000.0, 10.0, 0.0), 1075.0);
+        assert_eq!(next_due(1000.0, 1000.0, 10.0, 0.5), 1100.0);
+        assert_eq!(next_due(1000.0, 1000.0, 10.0, 1.0), 1125.0);
+        // The rate is clamped as the control bar clamps it; a late tick waits for nothing.
+        assert_eq!(next_due(0.0, 0.0, 100.0, 0.5), 100.0);
+        assert_eq!(next_due(1000.0, 1500.0, 10.0, 0.5), 1500.0);
+        // Draws spread evenly over [0, 1) give the rate's mean interval.
+        let draws = 1000;
+        let mut due = 0.0;
+        for i in 0..draws {
+            due = next_due(due, due, 10.0, (f64::from(i) + 0.5) / f64::from(draws));
+        }
+        assert!((due / f64::from(draws) - 100.0).abs() < 1e-9, "{due}");
+    }
 
     fn sample(seq: u64, sent_at: f64, rtt: Option<f64>) -> Sample {
         Sample {
