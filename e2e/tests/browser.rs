@@ -639,12 +639,22 @@ async fn live_latency_kill_and_recovery_in_chromium() {
         async || (received_in(&client, "#stat-shared-counts").await >= 5).then_some(()),
     )
     .await;
-    // Every 103 ms rather than 100: at exactly the page's rate, the two clients' pings keep one relative phase
-    // for the whole run, and whichever is sent just after the other always waits behind it (in the browser's
-    // network thread and the server): ×0.58–1.26 over six runs. A little slower, the phase sweeps through
-    // three whole cycles in the hundred pings, and both see the same share of each other.
+    // Every 103 ms rather than 100: at exactly one fixed period each, the two clients' pings kept one relative
+    // phase for the whole run, and whichever was sent just after the other always waited behind it (in the
+    // browser's network thread and the server): ×0.58–1.26 over six runs. A little slower, the phase sweeps.
+    // 290 pings (30 s, the page's default window, so both medians cover the same time): with 100, one median's
+    // standard error alone was about 4 % of it.
+    // The WebDriver's default script timeout is 30 s.
+    client
+        .update_timeouts(fantoccini::wd::TimeoutConfiguration::new(
+            Some(Duration::from_secs(60)),
+            None,
+            None,
+        ))
+        .await
+        .unwrap();
     let answer = client
-        .execute_async(JS_CLIENT, vec![shared_url.clone().into(), 100.into(), 103.into()])
+        .execute_async(JS_CLIENT, vec![shared_url.clone().into(), 290.into(), 103.into()])
         .await
         .unwrap();
     let quantiles: Vec<f64> = answer
