@@ -597,8 +597,8 @@ impl Demo {
             history.update(|h| lost.into_iter().for_each(|s| h.push(s)));
         }
         if !self.paused.get_untracked() {
-            let text = pinger.ping(now()).to_json();
-            // The send time is read after the text is built, right before it goes.
+            let text = js_sys::JsString::from(pinger.ping(now()).to_json().as_str());
+            // The send time is read after the text is built and handed to JavaScript, right before it goes.
             pinger.restamp_last(now());
             socket.send(&text);
         }
