@@ -53,13 +53,12 @@ pub struct Demo {
     shared_history: RwSignal<History>,
     pod: RwSignal<Option<SessionPod>>,
     provisioned: RwSignal<Option<(ProvisionSource, f64)>>,
-    rate_hz: RwSignal<f64>,
     paused: RwSignal<bool>,
     kill: RwSignal<KillButton>,
     board: RwSignal<Board>,
     pool: RwSignal<Option<PoolStatus>>,
     notice: RwSignal<Option<String>>,
-    announcement: RwSignal<String>,
+    announcement: RwSignal<Option<String>>,
     waterfall: RwSignal<Option<KillTrace>>,
     shared_on: RwSignal<bool>,
     /// What the page does not show: one stored value, not seven, since every stored type brings its own copy
@@ -83,6 +82,8 @@ struct Plumbing {
     shared_running: Option<AbortHandle>,
     /// Whether the page has had its first sample.
     sampled: bool,
+    /// Pings per second. Read only by the pinger, so not a signal (each signal type costs the page code).
+    rate_hz: f64,
     api: Api,
 }
 
@@ -95,13 +96,12 @@ impl Demo {
             shared_history: RwSignal::new(History::default()),
             pod: RwSignal::new(None),
             provisioned: RwSignal::new(None),
-            rate_hz: RwSignal::new(1.0),
             paused: RwSignal::new(false),
             kill: RwSignal::new(KillButton::default()),
             board: RwSignal::new(Board::default()),
             pool: RwSignal::new(None),
             notice: RwSignal::new(None),
-            announcement: RwSignal::new(String::new()),
+            announcement: RwSignal::new(None),
             waterfall: RwSignal::new(None),
             shared_on: RwSignal::new(false),
             plumbing: StoredValue::new(Plumbing {
@@ -112,6 +112,7 @@ impl Demo {
                 running: None,
                 shared_running: None,
                 sampled: false,
+                rate_hz: 1.0,
                 api,
             }),
         }
@@ -139,10 +140,6 @@ impl Demo {
     pub fn provisioned(&self) -> ReadSignal<Option<(ProvisionSource, f64)>> {
         self.provisioned.read_only()
     }
-    /// Pings per second.
-    pub fn rate_hz(&self) -> ReadSignal<f64> {
-        self.rate_hz.read_only()
-    }
     /// Whether pinging is paused.
     pub fn paused(&self) -> ReadSignal<bool> {
         self.paused.read_only()
@@ -163,8 +160,8 @@ impl Demo {
     pub fn notice(&self) -> ReadSignal<Option<String>> {
         self.notice.read_only()
     }
-    /// The last thing announced to screen readers.
-    pub fn announcement(&self) -> ReadSignal<String> {
+    /// The last thing announced to screen readers, once there is one.
+    pub fn announcement(&self) -> ReadSignal<Option<String>> {
         self.announcement.read_only()
     }
     /// The last kill's recovery, step by step.
@@ -253,7 +250,7 @@ impl Demo {
 
     /// Pings per second (0.5 to 10), from the next ping on.
     pub fn set_rate(self, hz: f64) {
-        self.rate_hz.set(hz.clamp(0.5, 10.0));
+        self.plumbing.update_value(|p| p.rate_hz = hz.clamp(0.5, 10.0));
     }
 
     /// Pauses or resumes pinging.
@@ -323,7 +320,7 @@ impl Demo {
     }
 
     fn announce(&self, text: &str) {
-        self.announcement.set(text.to_owned());
+        self.announcement.set(Some(text.to_owned()));
     }
 
     fn trace(&self, change: impl FnOnce(&mut KillTrace)) {
@@ -602,7 +599,12 @@ impl Demo {
             pinger.restamp_last(now());
             socket.send(&text);
         }
-        next_due(due, at, self.rate_hz.get_untracked(), js_sys::Math::random())
+        next_due(
+            due,
+            at,
+            self.plumbing.with_value(|p| p.rate_hz),
+            js_sys::Math::random(),
+        )
     }
 
     /// The shared series: one of the shared servers, pinged alongside the session's pod, reconnecting when its

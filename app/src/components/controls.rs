@@ -19,7 +19,7 @@ pub fn Controls(
     window_s: RwSignal<u32>,
     kind: RwSignal<ChartKind>,
     dark: RwSignal<bool>,
-    shared: RwSignal<Vec<String>>,
+    shared: RwSignal<Option<String>>,
 ) -> impl IntoView {
     // Re-evaluate the kill button every half second so the cooldown ends on time.
     let tick = super::ticker(std::time::Duration::from_millis(500));
@@ -99,18 +99,14 @@ pub fn Controls(
             >
                 {move || kind.get().other().label()}
             </button>
-            <label class="check" hidden=move || shared.with(Vec::is_empty)>
+            <label class="check" hidden=move || shared.with(Option::is_none)>
                     <input
                         type="checkbox"
                         id="shared"
                         prop:checked=move || demo.shared_on().get()
                         on:change=move |ev| {
                             let on = event_target_checked(&ev);
-                            // One of the shared servers at random, as a load balancer would spread visitors.
-                            let pick = |urls: &Vec<String>| {
-                                urls.get((js_sys::Math::random() * urls.len() as f64) as usize).cloned()
-                            };
-                            demo.set_shared(on.then(|| shared.with(pick)).flatten());
+                            demo.set_shared(on.then(|| shared.get_untracked()).flatten());
                         }
                     />
                     " Compare with the shared servers"

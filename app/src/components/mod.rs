@@ -87,16 +87,23 @@ pub fn App() -> impl IntoView {
 #[component]
 fn Dashboard(api: Api, shared: Vec<String>) -> impl IntoView {
     let api_label = api.base().to_owned();
-    let shared_known = RwSignal::new(shared);
+    // One of the shared servers, picked at random for the page's life as a load balancer would spread
+    // visitors. An `Option<String>`, a type the page's signals already have, not the list (each signal type
+    // costs the page code).
+    let pick = |urls: Vec<String>| {
+        let index = (js_sys::Math::random() * urls.len() as f64) as usize;
+        urls.into_iter().nth(index)
+    };
+    let shared_known = RwSignal::new(pick(shared));
     let demo = Demo::new(api.clone());
     // Start measuring at once: the page exists to show live latency.
     demo.start();
     demo.watch_pool();
     demo.end_on_page_hide();
-    if shared_known.get_untracked().is_empty() {
+    if shared_known.with_untracked(Option::is_none) {
         leptos::task::spawn_local(async move {
             if let Ok(info) = api.info().await {
-                shared_known.set(info.shared);
+                shared_known.set(pick(info.shared));
             }
         });
     }
