@@ -24,7 +24,7 @@ use crate::board::Board;
 use crate::browser::now;
 use crate::samples::{EventKind, History, Pinger, next_due};
 use crate::session::{Failure, Input, KillButton, SessionPhase};
-use crate::socket::{Incoming, PoolFeed, Socket};
+use crate::socket::{Incoming, Socket, follow_pool};
 use crate::waterfall::KillTrace;
 
 /// A ping unanswered this long counts as lost.
@@ -285,15 +285,13 @@ impl Demo {
             "{}/pool/events",
             self.plumbing.with_value(|p| p.api.base().to_owned())
         );
-        let feed = PoolFeed::open(
+        let following = follow_pool(
             &url,
             move |event| self.on_pool_event(event),
             move || self.poll_pool(),
         );
-        match feed {
-            // The feed lives as long as the page.
-            Some(feed) => std::mem::forget(feed),
-            None => self.poll_pool(),
+        if !following {
+            self.poll_pool();
         }
     }
 

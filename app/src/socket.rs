@@ -3,19 +3,20 @@
 //!
 //! Each WebSocket message carries the `performance.now()` read first thing in its `onmessage` callback, before
 //! any task is woken or any signal updated, so a pong's receive time is as early as the browser can give it;
-//! the send time is read just before `send`, the text already a JavaScript string ([`Socket::send`]). Written on `web_sys` directly rather than gloo-net's socket: the
-//! timestamp has to be taken inside the callback, and the page then links one WebSocket wrapper fewer.
+//! the send time is read just before `send`, the text already a JavaScript string ([`Socket::send`]). Written
+//! on `web_sys` directly rather than gloo-net's socket: the timestamp has to be taken inside the callback, and
+//! the page then links one WebSocket wrapper fewer.
 //!
-//! The event stream is `web_sys` too, not gloo-net's `EventSource`: measured on 2026-12-01, the gloo-net
-//! version (one subscription stream per event name, merged) made the site 2.0 KB gzipped larger (176.6 against
-//! 174.6 KB), past the page's 175 KB ceiling, for the same three listeners and one error handler.
+//! The event stream is gloo-net's `EventSource`, one subscription per event name ([`follow_pool`]).
 
 use common::api::PoolEvent;
 use futures_channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use futures_util::StreamExt;
+use gloo_net::eventsource::futures::{EventSource, EventSourceSubscription};
+use leptos::task::spawn_local;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
-use web_sys::{CloseEvent, Event, EventSource, MessageEvent, WebSocket};
+use web_sys::{CloseEvent, Event, MessageEvent, WebSocket};
 
 use crate::browser::now;
 
@@ -117,55 +118,46 @@ extern "C" {
     fn send_text(this: &TextSocket, data: &js_sys::JsString) -> Result<(), wasm_bindgen::JsValue>;
 }
 
-/// The pool's event stream, delivering each event to a callback; dropping it closes the stream.
-pub struct PoolFeed {
-    source: EventSource,
-    _listeners: Vec<Closure<dyn FnMut(MessageEvent)>>,
-    _on_error: Closure<dyn FnMut(Event)>,
+/// Follows the pool's event stream at `url` (`…/pool/events`) for the life of the page: `on_event` gets each
+/// event, `on_failure` is called once when the browser gives up on the stream (it retries by itself before
+/// that, and gloo-net reports only that last error). False if the stream cannot be opened at all.
+///
+/// One task per event name, each reading its own subscription, rather than one task over streams merged with
+/// `select`: the same size (measured 2026-12-03), and no merging code to read. gloo-net's subscriptions cost
+/// the page 1.8 KB gzipped over a hand-written `web_sys` listener; BENCHMARKS.md says what paid for them.
+pub fn follow_pool(
+    url: &str,
+    on_event: impl Fn(PoolEvent) + Clone + 'static,
+    on_failure: impl FnOnce() + 'static,
+) -> bool {
+    let Ok(mut source) = EventSource::new(url) else {
+        return false;
+    };
+    let (Ok(snapshots), Ok(pods), Ok(gone)) = (
+        source.subscribe("snapshot"),
+        source.subscribe("pod"),
+        source.subscribe("gone"),
+    ) else {
+        return false;
+    };
+    spawn_local(read_events(pods, on_event.clone()));
+    spawn_local(read_events(gone, on_event.clone()));
+    // This task owns the source: its end (the browser gave up) closes the source, which ends the other two.
+    spawn_local(async move {
+        read_events(snapshots, on_event).await;
+        drop(source);
+        on_failure();
+    });
+    true
 }
 
-impl PoolFeed {
-    /// Opens `url` (`…/pool/events`); `on_event` gets each event, `on_failure` is called when the browser gives
-    /// up on the stream (it retries by itself before that).
-    pub fn open(
-        url: &str,
-        on_event: impl Fn(PoolEvent) + 'static,
-        on_failure: impl Fn() + 'static,
-    ) -> Option<Self> {
-        let source = EventSource::new(url).ok()?;
-        let on_event = std::rc::Rc::new(on_event);
-        let mut listeners = Vec::new();
-        for name in ["snapshot", "pod", "gone"] {
-            let on_event = on_event.clone();
-            let listener = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
-                if let Some(text) = event.data().as_string()
-                    && let Ok(parsed) = crate::json::parse_tagged::<PoolEvent>(&text)
-                {
-                    on_event(parsed);
-                }
-            });
-            source
-                .add_event_listener_with_callback(name, listener.as_ref().unchecked_ref())
-                .ok()?;
-            listeners.push(listener);
+/// Hands each event of one subscription to `on_event`, until the stream fails.
+async fn read_events(mut events: EventSourceSubscription, on_event: impl Fn(PoolEvent)) {
+    while let Some(Ok((_, message))) = events.next().await {
+        if let Some(text) = message.data().as_string()
+            && let Ok(parsed) = crate::json::parse_tagged::<PoolEvent>(&text)
+        {
+            on_event(parsed);
         }
-        let watched = source.clone();
-        let on_error = Closure::<dyn FnMut(Event)>::new(move |_: Event| {
-            if watched.ready_state() == EventSource::CLOSED {
-                on_failure();
-            }
-        });
-        source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-        Some(Self {
-            source,
-            _listeners: listeners,
-            _on_error: on_error,
-        })
-    }
-}
-
-impl Drop for PoolFeed {
-    fn drop(&mut self) {
-        self.source.close();
     }
 }
