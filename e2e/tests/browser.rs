@@ -51,13 +51,14 @@ async fn start_shared_server() -> (Child, String) {
     (service.child, format!("ws://{}/ws", service.address))
 }
 
-async fn start_provisioner(shared_url: &str) -> (Child, String) {
+async fn start_provisioner(shared_url: &str, extra: &[&str]) -> (Child, String) {
     let provisioner = testkit::bin::release_binary("provisioner", "provisioner").unwrap();
     let server = testkit::bin::release_binary("server", "server").unwrap();
     let mut command = Command::new(provisioner);
     command
         .args(["--bind", "127.0.0.1", "--port", "0", "--warm-pool-size", "2"])
         .args(["--shared-url", shared_url])
+        .args(extra)
         .arg("--server-bin")
         .arg(server)
         .arg("--static-dir")
@@ -468,7 +469,7 @@ async fn kill_and_watch_the_recovery(client: &Client) -> f64 {
 #[tokio::test]
 async fn live_latency_kill_and_recovery_in_chromium() {
     let (_shared, shared_url) = start_shared_server().await;
-    let (_provisioner, page) = start_provisioner(&shared_url).await;
+    let (_provisioner, page) = start_provisioner(&shared_url, &[]).await;
     let (_driver, client) = start_browser().await;
     theme_follows_the_preference_without_scripts(&client, &page).await;
     let _ = console_errors(&client).await;
@@ -755,5 +756,37 @@ async fn live_latency_kill_and_recovery_in_chromium() {
         async || (pool(&page).await?.assigned == 0).then_some(()),
     )
     .await;
+
+    // The board's fallback: at its per-client stream limit, the provisioner answers the page's event stream
+    // 429, the browser gives up on it, and the page polls `/pool`. The test holds the one stream allowed from
+    // 127.0.0.1, where Chromium connects from too. No tile comes (only the stream brings tiles), so the counts
+    // that match `/pool` came by polling.
+    let (_limited, limited_page) = start_provisioner(&shared_url, &["--max-streams-per-client", "1"]).await;
+    let held = reqwest::get(format!("{limited_page}pool/events"))
+        .await
+        .expect("the test's own event stream");
+    assert_eq!(held.status(), 200, "the test's own event stream");
+    let refused = reqwest::get(format!("{limited_page}pool/events"))
+        .await
+        .expect("a second event stream's answer");
+    assert_eq!(refused.status(), 429, "a second stream from the same client");
+    drop(refused);
+    client.goto(&limited_page).await.unwrap();
+    eventually(
+        Duration::from_secs(15),
+        "the pool's counts polled while the event stream is refused",
+        async || {
+            let shown: u32 = text(&client, "#pool-warm").await.parse().ok()?;
+            let assigned: u32 = text(&client, "#pool-assigned").await.parse().ok()?;
+            let pool = pool(&limited_page).await?;
+            (shown == pool.warm && assigned == pool.assigned && assigned == 1).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        tiles(&client).await.is_empty(),
+        "tiles on the board although the event stream was refused"
+    );
+    drop(held);
     client.close().await.unwrap();
 }
