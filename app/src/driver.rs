@@ -279,7 +279,8 @@ impl Demo {
     }
 
     /// Keeps the pod board current for the life of the page: the provisioner's event stream, or, when the
-    /// browser gives up on it, a poll of the pool's counts.
+    /// browser gives up on it, a poll of the pool's counts. A stream that fails after it was live leaves no
+    /// stale tiles behind: the board goes back to counts only.
     pub fn watch_pool(self) {
         let url = format!(
             "{}/pool/events",
@@ -288,7 +289,10 @@ impl Demo {
         let following = follow_pool(
             &url,
             move |event| self.on_pool_event(event),
-            move || self.poll_pool(),
+            move || {
+                self.board.set(Board::default());
+                self.poll_pool();
+            },
         );
         if !following {
             self.poll_pool();

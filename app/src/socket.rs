@@ -119,11 +119,11 @@ extern "C" {
 }
 
 /// Follows the pool's event stream at `url` (`…/pool/events`) for the life of the page: `on_event` gets each
-/// event, `on_failure` is called once when the browser gives up on the stream (it retries by itself before
-/// that, and gloo-net reports only that last error). False if the stream cannot be opened at all.
+/// event, `on_failure` is called once when the browser gives up on the stream (a refused answer such as a 429;
+/// the browser retries a dropped connection by itself, and gloo-net reports no error while it does). False if the stream cannot be opened at all.
 ///
 /// One task per event name, each reading its own subscription, rather than one task over streams merged with
-/// `select`: the same size (measured 2026-12-03), and no merging code to read. gloo-net's subscriptions cost
+/// `select`: about the same size (+1.8 KB against +2.0, measured a day apart), and no merging code to read. gloo-net's subscriptions cost
 /// the page 1.8 KB gzipped over a hand-written `web_sys` listener; BENCHMARKS.md says what paid for them.
 pub fn follow_pool(
     url: &str,
