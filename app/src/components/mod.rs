@@ -89,7 +89,7 @@ fn Dashboard(api: Api, shared: Vec<String>) -> impl IntoView {
     let api_label = api.base().to_owned();
     // One of the shared servers, picked at random for the page's life as a load balancer would spread
     // visitors. An `Option<String>`, a type the page's signals already have, not the list (each signal type
-    // costs the page code).
+    // costs the page code); so if that server is down, switching the series off and on does not try another.
     let pick = |urls: Vec<String>| {
         let index = (js_sys::Math::random() * urls.len() as f64) as usize;
         urls.into_iter().nth(index)
