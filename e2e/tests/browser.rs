@@ -51,12 +51,13 @@ async fn start_shared_server() -> (Child, String) {
     (service.child, format!("ws://{}/ws", service.address))
 }
 
-async fn start_provisioner(shared_url: &str, extra: &[&str]) -> (Child, String) {
+/// The provisioner on `port` ("0": any free one), with `extra` flags.
+async fn start_provisioner(shared_url: &str, port: &str, extra: &[&str]) -> (Child, String) {
     let provisioner = testkit::bin::release_binary("provisioner", "provisioner").unwrap();
     let server = testkit::bin::release_binary("server", "server").unwrap();
     let mut command = Command::new(provisioner);
     command
-        .args(["--bind", "127.0.0.1", "--port", "0", "--warm-pool-size", "2"])
+        .args(["--bind", "127.0.0.1", "--port", port, "--warm-pool-size", "2"])
         .args(["--shared-url", shared_url])
         .args(extra)
         .arg("--server-bin")
@@ -469,7 +470,7 @@ async fn kill_and_watch_the_recovery(client: &Client) -> f64 {
 #[tokio::test]
 async fn live_latency_kill_and_recovery_in_chromium() {
     let (_shared, shared_url) = start_shared_server().await;
-    let (_provisioner, page) = start_provisioner(&shared_url, &[]).await;
+    let (_provisioner, page) = start_provisioner(&shared_url, "0", &[]).await;
     let (_driver, client) = start_browser().await;
     theme_follows_the_preference_without_scripts(&client, &page).await;
     let _ = console_errors(&client).await;
@@ -757,36 +758,63 @@ async fn live_latency_kill_and_recovery_in_chromium() {
     )
     .await;
 
-    // The board's fallback: at its per-client stream limit, the provisioner answers the page's event stream
-    // 429, the browser gives up on it, and the page polls `/pool`. The test holds the one stream allowed from
-    // 127.0.0.1, where Chromium connects from too. No tile comes (only the stream brings tiles), so the counts
-    // that match `/pool` came by polling.
-    let (_limited, limited_page) = start_provisioner(&shared_url, &["--max-streams-per-client", "1"]).await;
+    // The board's fallback, on a provisioner that allows one event stream per client (127.0.0.1: Chromium and
+    // the test alike). Only the stream brings tiles; the counts come from it or, once the browser gives up on
+    // it, from polling `/pool`.
+    let limit = ["--max-streams-per-client", "1"];
+    let (mut limited, limited_page) = start_provisioner(&shared_url, "0", &limit).await;
+    client.goto(&limited_page).await.unwrap();
+    eventually(
+        Duration::from_secs(15),
+        "tiles from the limited provisioner's event stream",
+        async || (!tiles(&client).await.is_empty()).then_some(()),
+    )
+    .await;
+    // A stream that fails after it was live: the provisioner restarts on its port and the test takes the one
+    // stream at once, before the browser reconnects (Chromium waits 3 s after a dropped stream), so that
+    // reconnection is answered 429 and the browser gives up. The tiles go, and the counts are polled.
+    let port = limited_page
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned();
+    limited.kill().await.unwrap();
+    let (_restarted, limited_page) = start_provisioner(&shared_url, &port, &limit).await;
     let held = reqwest::get(format!("{limited_page}pool/events"))
         .await
         .expect("the test's own event stream");
-    assert_eq!(held.status(), 200, "the test's own event stream");
+    assert_eq!(
+        held.status(),
+        200,
+        "the test's own event stream after the restart (did the browser reconnect first?)"
+    );
     let refused = reqwest::get(format!("{limited_page}pool/events"))
         .await
         .expect("a second event stream's answer");
     assert_eq!(refused.status(), 429, "a second stream from the same client");
     drop(refused);
+    let polled = async || {
+        let shown: u32 = text(&client, "#pool-warm").await.parse().ok()?;
+        let assigned: u32 = text(&client, "#pool-assigned").await.parse().ok()?;
+        let pool = pool(&limited_page).await?;
+        let no_tiles = tiles(&client).await.is_empty();
+        (no_tiles && shown == pool.warm && assigned == pool.assigned).then_some(())
+    };
+    eventually(
+        Duration::from_secs(20),
+        "the board's tiles gone and its counts polled after the live stream was refused",
+        polled,
+    )
+    .await;
+    // A stream refused from the start: the page loaded while the test holds the one stream.
     client.goto(&limited_page).await.unwrap();
     eventually(
         Duration::from_secs(15),
-        "the pool's counts polled while the event stream is refused",
-        async || {
-            let shown: u32 = text(&client, "#pool-warm").await.parse().ok()?;
-            let assigned: u32 = text(&client, "#pool-assigned").await.parse().ok()?;
-            let pool = pool(&limited_page).await?;
-            (shown == pool.warm && assigned == pool.assigned && assigned == 1).then_some(())
-        },
+        "the pool's counts polled while the event stream is refused from the start",
+        polled,
     )
     .await;
-    assert!(
-        tiles(&client).await.is_empty(),
-        "tiles on the board although the event stream was refused"
-    );
     drop(held);
     client.close().await.unwrap();
 }
