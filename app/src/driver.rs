@@ -286,7 +286,7 @@ impl Demo {
             "{}/pool/events",
             self.plumbing.with_value(|p| p.api.base().to_owned())
         );
-        let following = follow_pool(
+        follow_pool(
             &url,
             move |event| self.on_pool_event(event),
             move || {
@@ -294,9 +294,6 @@ impl Demo {
                 self.poll_pool();
             },
         );
-        if !following {
-            self.poll_pool();
-        }
     }
 
     /// Ends the session when the page goes away, so its pod is freed at once.

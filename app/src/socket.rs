@@ -120,25 +120,27 @@ extern "C" {
 
 /// Follows the pool's event stream at `url` (`…/pool/events`) for the life of the page: `on_event` gets each
 /// event, `on_failure` is called once when the browser gives up on the stream (a refused answer such as a 429;
-/// the browser retries a dropped connection by itself, and gloo-net reports no error while it does). False if the stream cannot be opened at all.
+/// the browser retries a dropped connection by itself, and gloo-net reports no error while it does), or at
+/// once when the stream cannot be opened at all.
 ///
 /// One task per event name, each reading its own subscription, rather than one task over streams merged with
-/// `select`: about the same size (+1.8 KB against +2.0, measured a day apart), and no merging code to read. gloo-net's subscriptions cost
-/// the page 1.8 KB gzipped over a hand-written `web_sys` listener; BENCHMARKS.md says what paid for them.
+/// `select`: about the same size (+1.8 KB against +2.0, measured a day apart), and no merging code to read.
+/// gloo-net's subscriptions cost the page 1.8 KB gzipped over a hand-written `web_sys` listener; BENCHMARKS.md
+/// says what paid for them.
 pub fn follow_pool(
     url: &str,
     on_event: impl Fn(PoolEvent) + Clone + 'static,
     on_failure: impl FnOnce() + 'static,
-) -> bool {
+) {
     let Ok(mut source) = EventSource::new(url) else {
-        return false;
+        return on_failure();
     };
     let (Ok(snapshots), Ok(pods), Ok(gone)) = (
         source.subscribe("snapshot"),
         source.subscribe("pod"),
         source.subscribe("gone"),
     ) else {
-        return false;
+        return on_failure();
     };
     spawn_local(read_events(pods, on_event.clone()));
     spawn_local(read_events(gone, on_event.clone()));
@@ -148,7 +150,6 @@ pub fn follow_pool(
         drop(source);
         on_failure();
     });
-    true
 }
 
 /// Hands each event of one subscription to `on_event`, until the stream fails.
